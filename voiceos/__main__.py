@@ -1,0 +1,3 @@
+from voiceos.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,222 @@
+"""Typed configuration built from YAML, validated once at the edge.
+
+Every stage has an options dataclass whose defaults match ``config.yaml``. :func:`load_config` turns a YAML file into
+a :class:`Config`; any unknown key, wrong type or out-of-range value raises :class:`ConfigError` naming the file, the
+dotted key and what was expected, so nothing starts half-configured.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from voiceos.errors import ConfigError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+CONFIG_ENV = "VOICEOS_CONFIG"
+
+
+def _choice(*values: str, default: str) -> Any:
+    return field(default=default, metadata={"choices": values})
+
+
+def _range(default: float | int, lo: float | None = None, hi: float | None = None) -> Any:
+    return field(default=default, metadata={"range": (lo, hi)})
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """Where models run. ``auto`` picks CUDA when torch sees a GPU, else the CPU."""
+
+    device: str = _choice("auto", "cpu", "cuda", default="auto")
+    threads: int = _range(0, 0, 256)  # 0 = let each library decide
+
+
+@dataclass(frozen=True)
+class AudioOptions:
+    input_device: str = "auto"  # name (substring), index, or auto (the system default)
+    output_device: str = "auto"
+    output_sample_rate: int = _range(0, 0, 192000)  # 0 = play at the voice's own rate
+
+
+@dataclass(frozen=True)
+class VadOptions:
+    sample_rate: int = _range(16000, 8000, 48000)
+    frame_ms: int = _range(30, 10, 30)
+    aggressiveness: int = _range(2, 0, 3)
+    pre_roll_ms: int = _range(300, 0, 5000)
+    hangover_ms: int = _range(500, 0, 10000)
+    start_ms: int = _range(90, 0, 2000)
+    min_speech_ms: int = _range(250, 0, 60000)
+    max_utterance_s: float = _range(30.0, 1.0, 600.0)
+
+    def __post_init__(self) -> None:
+        if self.frame_ms not in (10, 20, 30):
+            raise ValueError("frame_ms must be 10, 20 or 30")
+        if self.sample_rate not in (8000, 16000, 32000, 48000):
+            raise ValueError("sample_rate must be 8000, 16000, 32000 or 48000")
+
+
+@dataclass(frozen=True)
+class AsrOptions:
+    model: str = "tiny.en"  # embedded when it is tiny.en; else any faster-whisper size name, hub id or local dir
+    language: str | None = "en"
+    compute_type: str = "auto"  # auto: int8 on CPU, float16 on CUDA
+    beam_size: int = _range(1, 1, 16)
+    download_root: str | None = None
+
+
+@dataclass(frozen=True)
+class DialogueOptions:
+    model: str = "embedded"  # embedded SmolLM2-135M-Instruct GGUF; else a Hugging Face id or local directory
+    gguf_file: str | None = None
+    system_prompt: str = (
+        "You are voiceos, a friendly voice assistant running privately on the user's own computer. "
+        "Answer in one or two short, natural spoken sentences. Do not use lists, markdown or emoji."
+    )
+    max_new_tokens: int = _range(80, 1, 4096)
+    temperature: float = _range(0.0, 0.0, 5.0)  # 0 = greedy
+    top_p: float = _range(0.9, 0.0, 1.0)
+    top_k: int = _range(0, 0, 1000)
+    repetition_penalty: float = _range(1.1, 1.0, 3.0)
+    seed: int | None = None
+    dtype: str = _choice("auto", "float32", "bfloat16", "float16", default="auto")
+    cache_dir: str | None = None  # dequantized weights; default $XDG_CACHE_HOME/voiceos
+
+
+@dataclass(frozen=True)
+class TtsOptions:
+    voice: str = "joe"  # a profile name in voices_dir, or a path to a profile YAML
+    voices_dir: str | None = None  # default: the project's voices/ directory
+
+
+@dataclass(frozen=True)
+class LimitOptions:
+    max_text_chars: int = _range(2000, 1, 1_000_000)
+    max_audio_s: float = _range(600.0, 1.0, 86400.0)
+
+
+@dataclass(frozen=True)
+class Config:
+    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
+    audio: AudioOptions = field(default_factory=AudioOptions)
+    vad: VadOptions = field(default_factory=VadOptions)
+    asr: AsrOptions = field(default_factory=AsrOptions)
+    dialogue: DialogueOptions = field(default_factory=DialogueOptions)
+    tts: TtsOptions = field(default_factory=TtsOptions)
+    limits: LimitOptions = field(default_factory=LimitOptions)
+    source: str = field(default="<defaults>", compare=False)
+
+
+def default_config_path() -> Path | None:
+    """The file used when none is given: $VOICEOS_CONFIG, the user's file, then the project's config.yaml."""
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env)
+    xdg = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    user = xdg / "voiceos" / "config.yaml"
+    if user.is_file():
+        return user
+    for candidate in (PACKAGE_DIR / "config.yaml", PACKAGE_DIR.parent / "config.yaml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load and validate a config file; ``None`` means :func:`default_config_path` (or built-in defaults)."""
+    resolved = Path(path) if path is not None else default_config_path()
+    if resolved is None:
+        return Config()
+    try:
+        text = resolved.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{resolved}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{resolved}: cannot read config file ({err})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{resolved}:{where} invalid YAML ({getattr(err, 'problem', err)})") from None
+    return config_from_dict(data or {}, source=str(resolved))
+
+
+def config_from_dict(data: Any, source: str = "<dict>") -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    config = _build(Config, {k: v for k, v in data.items()}, source, prefix="", skip={"source"})
+    return dataclasses.replace(config, source=source)
+
+
+def _build(cls: type, data: dict[str, Any], source: str, prefix: str, skip: frozenset[str] | set[str] = frozenset()):
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in skip}
+    unknown = sorted(set(map(str, data)) - set(fields))
+    if unknown:
+        key = prefix + unknown[0]
+        raise ConfigError(f"{source}: unknown key '{key}' (expected one of: {', '.join(fields)})")
+    values: dict[str, Any] = {}
+    for name, value in data.items():
+        key = prefix + name
+        f = fields[name]
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: '{key}' must be a mapping, got {_describe(value)}")
+            values[name] = _build(hint, value, source, prefix=key + ".")
+            continue
+        values[name] = _check_value(key, value, hint, f, source)
+    try:
+        return cls(**values)
+    except ValueError as err:
+        raise ConfigError(f"{source}: '{prefix.rstrip('.')}': {err}") from None
+
+
+def _check_value(key: str, value: Any, hint: Any, f: dataclasses.Field, source: str) -> Any:
+    allowed = _allowed_types(hint)
+    if value is None:
+        if type(None) in allowed:
+            return None
+        raise ConfigError(f"{source}: '{key}' must be {_type_names(allowed)}, got null")
+    if isinstance(value, bool) and bool not in allowed:
+        raise ConfigError(f"{source}: '{key}' must be {_type_names(allowed)}, got {_describe(value)}")
+    if float in allowed and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if str in allowed and isinstance(value, int) and not isinstance(value, bool) and int not in allowed:
+        value = str(value)  # device indices may be written as numbers
+    if not isinstance(value, tuple(t for t in allowed if t is not type(None))):
+        raise ConfigError(f"{source}: '{key}' must be {_type_names(allowed)}, got {_describe(value)}")
+    choices = f.metadata.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(f"{source}: '{key}' must be one of {', '.join(choices)}, got {value!r}")
+    lo, hi = f.metadata.get("range", (None, None))
+    if lo is not None and value < lo or hi is not None and value > hi:
+        raise ConfigError(f"{source}: '{key}' must be between {lo} and {hi}, got {value!r}")
+    return value
+
+
+def _allowed_types(hint: Any) -> tuple[type, ...]:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return tuple(typing.get_args(hint))
+    return (hint,)
+
+
+def _type_names(allowed: tuple[type, ...]) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false", type(None): "null"}
+    return " or ".join(names.get(t, t.__name__) for t in allowed)
+
+
+def _describe(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"[:80]
