@@ -1,0 +1,446 @@
+"""The dialogue language model: a chat-templated causal LM driven by an explicit, cancellable decoding loop.
+
+The embedded default is SmolLM2-135M-Instruct as a Q4_1 GGUF. transformers dequantizes a GGUF to fp32 on every load
+(~12 s), so the first load saves the dequantized weights and tokenizer as safetensors under the cache directory and
+later loads read them back (~2 s). Decoding is a hand-written loop (one prefill pass, then one forward per token over
+a KV cache) rather than ``model.generate`` so that callers can read the prefill's hidden states and stop at any token.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from voiceos import models
+from voiceos.config import DialogueOptions
+from voiceos.errors import ModelNotFoundError, TextInputError
+
+log = logging.getLogger(__name__)
+
+Messages = list[dict[str, str]]  # [{"role": "system" | "user" | "assistant", "content": "..."}]
+CACHE_MARKER = "voiceos-cache.json"  # written last: a cache directory without it is incomplete
+_TMP_TAG = ".tmp-"
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class PrefillResult:
+    """The prompt's forward pass: next-token logits, final-layer hidden states and the KV cache to decode from."""
+
+    logits: torch.Tensor  # (1, vocab), float32, for the token after the prompt
+    hidden_states: torch.Tensor  # (1, seq, hidden), the last layer's output over the whole prompt
+    cache: Any  # a transformers DynamicCache holding the prompt's keys and values
+
+
+@dataclass
+class GenerationStats:
+    """The latest reply, filled in while it streams (wall clock, so time the consumer spends between deltas counts)."""
+
+    prompt_tokens: int = 0
+    tokens: int = 0  # reply tokens; a stop token is not counted
+    steps: int = 0  # tokens picked, including a stop token
+    prefill_s: float = 0.0
+    ttft_s: float = 0.0  # from the first next() to the first picked token
+    total_s: float = 0.0
+    stop_reason: str = ""  # eos, max_tokens, cancelled or error; empty while streaming
+    token_ids: tuple[int, ...] = ()  # the tokens whose text was yielded
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Decoding rate after the first token (TTFT covers the prefill)."""
+        decode_s = self.total_s - self.ttft_s
+        return (self.steps - 1) / decode_s if self.steps > 1 and decode_s > 0 else 0.0
+
+
+class DialogueLM:
+    """A loaded chat model; build it with :meth:`load`. One reply streams at a time per instance."""
+
+    def __init__(self, model: Any, tokenizer: Any, options: DialogueOptions, *, name: str, source: str) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.options = options
+        self.source = source  # where the weights were read from (the cache directory for a GGUF)
+        self.load_s = 0.0
+        self.last_stats = GenerationStats()
+        self._name = name
+        self._stop_ids = _stop_token_ids(model, tokenizer)
+
+    @classmethod
+    def load(cls, options: DialogueOptions, plan: models.DevicePlan, *, threads: int = 0) -> DialogueLM:
+        """Load ``options.model``: ``embedded``, a local directory (optionally with ``gguf_file``) or a hub id."""
+        start = time.perf_counter()
+        if threads > 0 and torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        cache_root = models.cache_dir(options.cache_dir) / "lm"
+        dtype = getattr(torch, plan.lm_dtype)
+        name, path = options.model, Path(options.model).expanduser()
+        if options.model == models.EMBEDDED_LM:
+            gguf = models.embedded_lm_gguf()
+            name = f"embedded:{gguf.stem}"
+            model, tokenizer, source = _load_gguf_cached(gguf, cache_root, dtype)
+        elif path.is_dir() and options.gguf_file:
+            gguf = path / options.gguf_file
+            if not gguf.is_file():
+                raise ModelNotFoundError(f"dialogue model directory {path} has no GGUF file {options.gguf_file}")
+            model, tokenizer, source = _load_gguf_cached(gguf, cache_root, dtype)
+        elif path.is_dir():
+            model, tokenizer, source = *_from_pretrained(str(path), name, dtype), str(path)
+        elif path.is_absolute() or options.model.startswith((".", "~")):
+            raise ModelNotFoundError(f"dialogue model directory {path} does not exist")
+        else:  # a hub id: transformers reads its own cache or downloads it (where the network allows)
+            model, tokenizer, source = *_from_pretrained(name, name, dtype, gguf_file=options.gguf_file), name
+        _ensure_chat_template(tokenizer, name)
+        if getattr(model, "is_quantized", False):  # loaded in its dtype; quantized models refuse a cast
+            model.to(plan.torch_device)
+        else:
+            model.to(device=plan.torch_device, dtype=dtype)
+        model.eval()
+        lm = cls(model, tokenizer, options, name=name, source=source)
+        lm.load_s = time.perf_counter() - start
+        log.info("dialogue LM %s loaded from %s in %.1f s (%s, %s)", name, source, lm.load_s, lm.device, plan.lm_dtype)
+        return lm
+
+    def with_options(self, **changes: Any) -> DialogueLM:
+        """This model with other decoding options (e.g. ``temperature``, ``seed``); the weights are shared."""
+        other = copy.copy(self)
+        other.options = dataclasses.replace(self.options, **changes)
+        other.last_stats = GenerationStats()
+        return other
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def device(self) -> str:
+        return str(self.model.device)
+
+    @property
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    # -- prompting -------------------------------------------------------------------------------------------------
+    def messages_for(
+        self, history: Messages, user_text: str, *, system_prompt: str | None = None, extra_system: str | None = None
+    ) -> Messages:
+        """The chat for one turn: the system prompt (plus ``extra_system``), the history, then the user's text."""
+        system = self.options.system_prompt if system_prompt is None else system_prompt
+        system = "\n".join(part.strip() for part in (system, extra_system or "") if part and part.strip())
+        messages = [{"role": "system", "content": system}] if system else []
+        for message in history:
+            if message.get("role") not in ("system", "user", "assistant"):
+                raise ValueError(f"history message has an unknown role: {message.get('role')!r}")
+            messages.append({"role": message["role"], "content": str(message.get("content", ""))})
+        return [*messages, {"role": "user", "content": user_text}]
+
+    def build_prompt(self, messages: Messages) -> torch.Tensor:
+        """Token ids (1, seq) of ``messages`` through the chat template, ending with the assistant's turn opener."""
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return self.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"].to(self.model.device)
+
+    def _fit_prompt(self, messages: Messages, max_new_tokens: int) -> torch.Tensor:
+        """Drop the oldest history messages until the prompt and the reply fit in the model's context."""
+        budget = (getattr(self.model.config, "max_position_embeddings", None) or 1 << 30) - max_new_tokens
+        ids = self.build_prompt(messages)
+        first = 1 if messages[0]["role"] == "system" else 0
+        while ids.shape[1] > budget and len(messages) - first > 1:
+            del messages[first]
+            ids = self.build_prompt(messages)
+        if ids.shape[1] > budget:
+            raise TextInputError(
+                f"the message is too long for the dialogue model ({ids.shape[1]} tokens; {budget} fit)"
+            )
+        return ids
+
+    # -- decoding --------------------------------------------------------------------------------------------------
+    def prefill(self, input_ids: torch.Tensor) -> PrefillResult:
+        """Run the prompt through the model once, filling a fresh KV cache."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.model.config)
+        with torch.inference_mode():
+            out = self.model(
+                input_ids=input_ids, past_key_values=cache, use_cache=True, output_hidden_states=True, logits_to_keep=1
+            )
+        return PrefillResult(out.logits[:, -1, :].float(), out.hidden_states[-1], out.past_key_values)
+
+    def _forward_one(self, token: int, cache: Any) -> torch.Tensor:
+        ids = torch.tensor([[token]], dtype=torch.long, device=self.model.device)
+        with torch.inference_mode():  # per call, not around the yields: grad mode is thread state the caller shares
+            return self.model(input_ids=ids, past_key_values=cache, use_cache=True).logits[:, -1, :].float()
+
+    def stream_reply(
+        self,
+        history: Messages,
+        user_text: str,
+        *,
+        system_prompt: str | None = None,
+        max_new_tokens: int | None = None,
+        extra_system: str | None = None,
+    ) -> Iterator[str]:
+        """Yield the reply's text as it is decoded; ``close()`` the generator to stop decoding at once.
+
+        The deltas never split a character and add up to ``tokenizer.decode(last_stats.token_ids,
+        skip_special_tokens=True)``. :attr:`last_stats` is filled in as the reply streams.
+        """
+        start = time.perf_counter()
+        limit = max_new_tokens or self.options.max_new_tokens
+        messages = self.messages_for(history, user_text, system_prompt=system_prompt, extra_system=extra_system)
+        input_ids = self._fit_prompt(messages, limit)
+        stats = self.last_stats = GenerationStats(prompt_tokens=int(input_ids.shape[1]))
+        generator = self._generator()
+        detok = _IncrementalDetokenizer(self.tokenizer)
+        stop_reason = "error"
+        try:
+            result = self.prefill(input_ids)
+            stats.prefill_s = time.perf_counter() - start
+            logits, cache = result.logits, result.cache
+            del result  # the hidden states are not needed here
+            seen = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)  # for repetition_penalty
+            seen[input_ids[0][input_ids[0] < seen.numel()]] = True
+            stop_reason = "max_tokens"
+            for step in range(limit):
+                token = self._pick(logits, seen, generator)
+                stats.steps += 1
+                if step == 0:
+                    stats.ttft_s = time.perf_counter() - start
+                if token in self._stop_ids:
+                    stop_reason = "eos"
+                    break
+                stats.tokens += 1
+                seen[token] = True
+                delta = detok.push(token)
+                if delta:
+                    yield delta
+                if step + 1 < limit:
+                    logits = self._forward_one(token, cache)
+            tail = detok.finish()
+            if tail:
+                yield tail
+        except GeneratorExit:
+            stop_reason = "cancelled"
+            raise
+        finally:
+            stats.stop_reason = stop_reason
+            stats.total_s = time.perf_counter() - start
+            stats.token_ids = tuple(detok.ids)
+            log.debug("reply: %s", stats)
+
+    def reply(self, history: Messages, user_text: str, **kwargs: Any) -> str:
+        """The whole reply as one string (the arguments are :meth:`stream_reply`'s)."""
+        return "".join(self.stream_reply(history, user_text, **kwargs))
+
+    def _generator(self) -> torch.Generator | None:
+        if self.options.temperature == 0 or self.options.seed is None:
+            return None  # greedy, or the global RNG
+        return torch.Generator(device=self.model.device).manual_seed(self.options.seed)
+
+    def _pick(self, logits: torch.Tensor, seen: torch.Tensor, generator: torch.Generator | None) -> int:
+        """The next token: repetition penalty, then greedy or temperature / top-k / top-p sampling (as HF does)."""
+        opts = self.options
+        if opts.repetition_penalty != 1.0:
+            penalized = torch.where(logits < 0, logits * opts.repetition_penalty, logits / opts.repetition_penalty)
+            logits = torch.where(seen, penalized, logits)
+        if opts.temperature == 0:
+            return int(logits.argmax(dim=-1))
+        logits = logits / opts.temperature
+        if opts.top_k > 0:
+            kth = torch.topk(logits, min(opts.top_k, logits.shape[-1])).values[..., -1, None]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        if opts.top_p < 1.0:
+            sorted_logits, sorted_idx = torch.sort(logits, descending=False)
+            remove = sorted_logits.softmax(dim=-1).cumsum(dim=-1) <= (1 - opts.top_p)
+            remove[..., -1:] = False  # keep at least the most likely token
+            logits = logits.masked_fill(remove.scatter(-1, sorted_idx, remove), float("-inf"))
+        return int(torch.multinomial(logits.softmax(dim=-1), num_samples=1, generator=generator))
+
+
+class _IncrementalDetokenizer:
+    """Turns a growing list of token ids into text deltas, holding back an incomplete UTF-8 character.
+
+    Each step decodes all ids so far (replies are short: decoding 100 ids takes microseconds) and emits the new
+    suffix, so the deltas add up to the decode of :attr:`ids`.
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.emitted = ""
+
+    def _decode(self) -> str:
+        return self.tokenizer.decode(self.ids, skip_special_tokens=True)
+
+    def push(self, token_id: int) -> str:
+        self.ids.append(token_id)
+        text = self._decode()
+        if text.endswith("\ufffd") or not text.startswith(self.emitted):
+            return ""  # a multi-byte character is still incomplete (or the text is being re-spaced): wait
+        delta, self.emitted = text[len(self.emitted) :], text
+        return delta
+
+    def finish(self) -> str:
+        """The rest; a character left incomplete by the token limit is dropped, with its tokens."""
+        text = self._decode()
+        while text.endswith("\ufffd") and text != self.emitted:
+            self.ids.pop()
+            text = self._decode()
+        if not text.startswith(self.emitted):
+            log.warning("detokenizer: the final text does not extend what was streamed; %r dropped", text)
+            return ""
+        delta, self.emitted = text[len(self.emitted) :], text
+        return delta
+
+
+def _stop_token_ids(model: Any, tokenizer: Any) -> frozenset[int]:
+    """eos ids from the generation config, the model config and the tokenizer, plus ChatML's ``<|im_end|>``."""
+    ids: set[int] = set()
+    for source in (getattr(model, "generation_config", None), model.config, tokenizer):
+        value = getattr(source, "eos_token_id", None)
+        ids.update(value if isinstance(value, (list, tuple)) else [] if value is None else [value])
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    if isinstance(im_end, int) and im_end != tokenizer.unk_token_id:
+        ids.add(im_end)
+    return frozenset(ids)
+
+
+# -- loading -----------------------------------------------------------------------------------------------------------
+def _from_pretrained(source: str, name: str, dtype: torch.dtype, **kwargs: Any) -> tuple[Any, Any]:
+    """transformers' own loaders (which download hub ids where the network allows); a failure becomes one line."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        return AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs), tokenizer
+    except (OSError, ValueError, KeyError) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ModelNotFoundError(f"dialogue model '{name}' could not be loaded: {reason}") from err
+
+
+def cache_key(gguf: Path) -> str:
+    """``<stem>-<hash>``; the hash covers the file's size and modification time, so a new copy is converted again."""
+    stat = gguf.stat()
+    return f"{gguf.stem}-{hashlib.sha256(f'{gguf.name}:{stat.st_size}:{stat.st_mtime_ns}'.encode()).hexdigest()[:12]}"
+
+
+def cache_complete(path: Path) -> bool:
+    return (path / CACHE_MARKER).is_file() and (path / "config.json").is_file() and any(path.glob("*.safetensors"))
+
+
+def _load_gguf_cached(gguf: Path, cache_root: Path, dtype: torch.dtype) -> tuple[Any, Any, str]:
+    """The dequantized model from the cache; on the first load, convert the GGUF and fill the cache."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target = cache_root / cache_key(gguf)
+    _remove_stale_tmp_dirs(cache_root)
+    if cache_complete(target):
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(target))
+            return AutoModelForCausalLM.from_pretrained(str(target), dtype=dtype), tokenizer, str(target)
+        except Exception as err:  # any damage to the cache means: build it again
+            log.warning("LM cache %s is unreadable (%s); converting %s again", target, err, gguf.name)
+            shutil.rmtree(target, ignore_errors=True)
+    model, tokenizer = _convert_gguf(gguf, target)
+    return model, tokenizer, str(target) if cache_complete(target) else str(gguf)
+
+
+def _convert_gguf(gguf: Path, target: Path) -> tuple[Any, Any]:
+    """Dequantize ``gguf`` (slow), then save it under ``target`` (best effort: a read-only cache only costs time)."""
+    from tqdm import tqdm
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("first load of %s: dequantizing and caching it in %s (later loads take a few seconds)", gguf.name, target)
+    with tqdm(total=3, desc=f"preparing {gguf.name} (first run only)", unit="step", disable=None) as bar:
+        bar.set_postfix_str("tokenizer")
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        _ensure_chat_template(tokenizer, gguf.name, gguf=gguf)  # before saving, so that the cache holds it
+        bar.update()
+        bar.set_postfix_str("dequantize")
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        model.hf_quantizer = None  # the weights are plain tensors now: save and reload them as such
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        bar.update()
+        bar.set_postfix_str("save")
+        try:
+            _save_atomically(model, tokenizer, gguf, target)
+        except OSError as err:
+            log.warning("could not cache the dequantized LM in %s (%s); the next load converts it again", target, err)
+        bar.update()
+    return model, tokenizer
+
+
+def _save_atomically(model: Any, tokenizer: Any, gguf: Path, target: Path) -> None:
+    """Write into a temporary sibling directory and rename it into place, so no reader sees a half-written cache."""
+    tmp = target.parent / f".{target.name}{_TMP_TAG}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        tmp.mkdir(parents=True)
+        model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        marker = {"source": str(gguf), "size": gguf.stat().st_size, "mtime_ns": gguf.stat().st_mtime_ns}
+        (tmp / CACHE_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+        if target.exists() and not cache_complete(target):
+            shutil.rmtree(target)  # incomplete, and not ours: replace it
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if not cache_complete(target):
+                raise
+            log.info("another process cached %s first", target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    for other in target.parent.glob(f"{gguf.stem}-*/{CACHE_MARKER}"):  # caches of an older copy of this same file
+        try:
+            stale = other.parent != target and json.loads(other.read_text(encoding="utf-8"))["source"] == str(gguf)
+        except (OSError, ValueError, KeyError):
+            stale = False
+        if stale:
+            log.info("removing the stale LM cache %s", other.parent)
+            shutil.rmtree(other.parent, ignore_errors=True)
+
+
+def _remove_stale_tmp_dirs(cache_root: Path) -> None:
+    """Delete temporary directories left by interrupted conversions (those whose process is gone)."""
+    for path in cache_root.glob(f".*{_TMP_TAG}*") if cache_root.is_dir() else ():
+        pid_text = path.name.rsplit(_TMP_TAG, 1)[-1].split("-", 1)[0]
+        try:
+            os.kill(int(pid_text), 0)
+        except (ProcessLookupError, OverflowError, ValueError):
+            log.info("removing the leftover of an interrupted LM conversion: %s", path)
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, another user's
+
+
+def _ensure_chat_template(tokenizer: Any, name: str, gguf: Path | None = None) -> None:
+    """Make sure the tokenizer has a chat template: the GGUF's own if transformers missed it, else ChatML."""
+    if getattr(tokenizer, "chat_template", None):
+        return
+    if gguf is not None:
+        from gguf import GGUFReader
+
+        field = GGUFReader(str(gguf)).fields.get("tokenizer.chat_template")
+        if field is not None and field.data:
+            tokenizer.chat_template = bytes(field.parts[field.data[0]]).decode("utf-8")
+            return
+    log.warning("dialogue model %s has no chat template; using ChatML", name)
+    tokenizer.chat_template = CHATML_TEMPLATE
