@@ -12,7 +12,8 @@ import pytest
 from voiceos import models
 from voiceos.config import DialogueOptions
 from voiceos.dialogue import DialogueLM
-from voiceos.dialogue.lm import CACHE_MARKER, _IncrementalDetokenizer, cache_complete, cache_key
+from voiceos.dialogue.lm import _IncrementalDetokenizer
+from voiceos.dialogue.loading import CACHE_MARKER, cache_complete, cache_key
 from voiceos.errors import ModelNotFoundError
 
 try:

@@ -1,22 +1,16 @@
 """The dialogue language model: a chat-templated causal LM driven by an explicit, cancellable decoding loop.
 
-The embedded default is SmolLM2-135M-Instruct as a Q4_1 GGUF. transformers dequantizes a GGUF to fp32 on every load
-(~12 s), so the first load saves the dequantized weights and tokenizer as safetensors under the cache directory and
-later loads read them back (~2 s). Decoding is a hand-written loop (one prefill pass, then one forward per token over
-a KV cache) rather than ``model.generate`` so that callers can read the prefill's hidden states and stop at any token.
+The embedded default is SmolLM2-135M-Instruct as a Q4_1 GGUF, dequantized once and cached (see ``loading``).
+Decoding is a hand-written loop (one prefill pass, then one forward per token over a KV cache) rather than
+``model.generate`` so that callers can read the prefill's hidden states and stop at any token.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
-import json
 import logging
-import os
-import shutil
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,17 +20,12 @@ import torch
 
 from voiceos import models
 from voiceos.config import DialogueOptions
+from voiceos.dialogue.loading import ensure_chat_template, from_pretrained, load_gguf_cached
 from voiceos.errors import ModelNotFoundError, TextInputError
 
 log = logging.getLogger(__name__)
 
 Messages = list[dict[str, str]]  # [{"role": "system" | "user" | "assistant", "content": "..."}]
-CACHE_MARKER = "voiceos-cache.json"  # written last: a cache directory without it is incomplete
-_TMP_TAG = ".tmp-"
-CHATML_TEMPLATE = (
-    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n'}}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
 
 
 @dataclass(frozen=True)
@@ -93,19 +82,19 @@ class DialogueLM:
         if options.model == models.EMBEDDED_LM:
             gguf = models.embedded_lm_gguf()
             name = f"embedded:{gguf.stem}"
-            model, tokenizer, source = _load_gguf_cached(gguf, cache_root, dtype)
+            model, tokenizer, source = load_gguf_cached(gguf, cache_root, dtype)
         elif path.is_dir() and options.gguf_file:
             gguf = path / options.gguf_file
             if not gguf.is_file():
                 raise ModelNotFoundError(f"dialogue model directory {path} has no GGUF file {options.gguf_file}")
-            model, tokenizer, source = _load_gguf_cached(gguf, cache_root, dtype)
+            model, tokenizer, source = load_gguf_cached(gguf, cache_root, dtype)
         elif path.is_dir():
-            model, tokenizer, source = *_from_pretrained(str(path), name, dtype), str(path)
+            model, tokenizer, source = *from_pretrained(str(path), name, dtype), str(path)
         elif path.is_absolute() or options.model.startswith((".", "~")):
             raise ModelNotFoundError(f"dialogue model directory {path} does not exist")
         else:  # a hub id: transformers reads its own cache or downloads it (where the network allows)
-            model, tokenizer, source = *_from_pretrained(name, name, dtype, gguf_file=options.gguf_file), name
-        _ensure_chat_template(tokenizer, name)
+            model, tokenizer, source = *from_pretrained(name, name, dtype, gguf_file=options.gguf_file), name
+        ensure_chat_template(tokenizer, name)
         if getattr(model, "is_quantized", False):  # loaded in its dtype; quantized models refuse a cast
             model.to(plan.torch_device)
         else:
@@ -320,127 +309,3 @@ def _stop_token_ids(model: Any, tokenizer: Any) -> frozenset[int]:
     if isinstance(im_end, int) and im_end != tokenizer.unk_token_id:
         ids.add(im_end)
     return frozenset(ids)
-
-
-# -- loading -----------------------------------------------------------------------------------------------------------
-def _from_pretrained(source: str, name: str, dtype: torch.dtype, **kwargs: Any) -> tuple[Any, Any]:
-    """transformers' own loaders (which download hub ids where the network allows); a failure becomes one line."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-        return AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs), tokenizer
-    except (OSError, ValueError, KeyError) as err:
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ModelNotFoundError(f"dialogue model '{name}' could not be loaded: {reason}") from err
-
-
-def cache_key(gguf: Path) -> str:
-    """``<stem>-<hash>``; the hash covers the file's size and modification time, so a new copy is converted again."""
-    stat = gguf.stat()
-    return f"{gguf.stem}-{hashlib.sha256(f'{gguf.name}:{stat.st_size}:{stat.st_mtime_ns}'.encode()).hexdigest()[:12]}"
-
-
-def cache_complete(path: Path) -> bool:
-    return (path / CACHE_MARKER).is_file() and (path / "config.json").is_file() and any(path.glob("*.safetensors"))
-
-
-def _load_gguf_cached(gguf: Path, cache_root: Path, dtype: torch.dtype) -> tuple[Any, Any, str]:
-    """The dequantized model from the cache; on the first load, convert the GGUF and fill the cache."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    target = cache_root / cache_key(gguf)
-    _remove_stale_tmp_dirs(cache_root)
-    if cache_complete(target):
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(str(target))
-            return AutoModelForCausalLM.from_pretrained(str(target), dtype=dtype), tokenizer, str(target)
-        except Exception as err:  # any damage to the cache means: build it again
-            log.warning("LM cache %s is unreadable (%s); converting %s again", target, err, gguf.name)
-            shutil.rmtree(target, ignore_errors=True)
-    model, tokenizer = _convert_gguf(gguf, target)
-    return model, tokenizer, str(target) if cache_complete(target) else str(gguf)
-
-
-def _convert_gguf(gguf: Path, target: Path) -> tuple[Any, Any]:
-    """Dequantize ``gguf`` (slow), then save it under ``target`` (best effort: a read-only cache only costs time)."""
-    from tqdm import tqdm
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    log.info("first load of %s: dequantizing and caching it in %s (later loads take a few seconds)", gguf.name, target)
-    with tqdm(total=3, desc=f"preparing {gguf.name} (first run only)", unit="step", disable=None) as bar:
-        bar.set_postfix_str("tokenizer")
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        _ensure_chat_template(tokenizer, gguf.name, gguf=gguf)  # before saving, so that the cache holds it
-        bar.update()
-        bar.set_postfix_str("dequantize")
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-        model.hf_quantizer = None  # the weights are plain tensors now: save and reload them as such
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        bar.update()
-        bar.set_postfix_str("save")
-        try:
-            _save_atomically(model, tokenizer, gguf, target)
-        except OSError as err:
-            log.warning("could not cache the dequantized LM in %s (%s); the next load converts it again", target, err)
-        bar.update()
-    return model, tokenizer
-
-
-def _save_atomically(model: Any, tokenizer: Any, gguf: Path, target: Path) -> None:
-    """Write into a temporary sibling directory and rename it into place, so no reader sees a half-written cache."""
-    tmp = target.parent / f".{target.name}{_TMP_TAG}{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        tmp.mkdir(parents=True)
-        model.save_pretrained(str(tmp))
-        tokenizer.save_pretrained(str(tmp))
-        marker = {"source": str(gguf), "size": gguf.stat().st_size, "mtime_ns": gguf.stat().st_mtime_ns}
-        (tmp / CACHE_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
-        if target.exists() and not cache_complete(target):
-            shutil.rmtree(target)  # incomplete, and not ours: replace it
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if not cache_complete(target):
-                raise
-            log.info("another process cached %s first", target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    for other in target.parent.glob(f"{gguf.stem}-*/{CACHE_MARKER}"):  # caches of an older copy of this same file
-        try:
-            stale = other.parent != target and json.loads(other.read_text(encoding="utf-8"))["source"] == str(gguf)
-        except (OSError, ValueError, KeyError):
-            stale = False
-        if stale:
-            log.info("removing the stale LM cache %s", other.parent)
-            shutil.rmtree(other.parent, ignore_errors=True)
-
-
-def _remove_stale_tmp_dirs(cache_root: Path) -> None:
-    """Delete temporary directories left by interrupted conversions (those whose process is gone)."""
-    for path in cache_root.glob(f".*{_TMP_TAG}*") if cache_root.is_dir() else ():
-        pid_text = path.name.rsplit(_TMP_TAG, 1)[-1].split("-", 1)[0]
-        try:
-            os.kill(int(pid_text), 0)
-        except (ProcessLookupError, OverflowError, ValueError):
-            log.info("removing the leftover of an interrupted LM conversion: %s", path)
-            shutil.rmtree(path, ignore_errors=True)
-        except PermissionError:
-            pass  # alive, another user's
-
-
-def _ensure_chat_template(tokenizer: Any, name: str, gguf: Path | None = None) -> None:
-    """Make sure the tokenizer has a chat template: the GGUF's own if transformers missed it, else ChatML."""
-    if getattr(tokenizer, "chat_template", None):
-        return
-    if gguf is not None:
-        from gguf import GGUFReader
-
-        field = GGUFReader(str(gguf)).fields.get("tokenizer.chat_template")
-        if field is not None and field.data:
-            tokenizer.chat_template = bytes(field.parts[field.data[0]]).decode("utf-8")
-            return
-    log.warning("dialogue model %s has no chat template; using ChatML", name)
-    tokenizer.chat_template = CHATML_TEMPLATE
