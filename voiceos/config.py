@@ -201,7 +201,7 @@ def _check_value(key: str, value: Any, hint: Any, f: dataclasses.Field, source: 
     if choices and value not in choices:
         raise ConfigError(f"{source}: '{key}' must be one of {', '.join(choices)}, got {value!r}")
     lo, hi = f.metadata.get("range", (None, None))
-    if lo is not None and value < lo or hi is not None and value > hi:
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
         raise ConfigError(f"{source}: '{key}' must be between {lo} and {hi}, got {value!r}")
     return value
 

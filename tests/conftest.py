@@ -1,0 +1,99 @@
+"""Shared pytest fixtures. Each block below is self-contained; add new ones as their own block."""
+
+from __future__ import annotations
+
+import pytest
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# pulse_server: a private PulseAudio server with virtual speaker/mic devices (tests/audio_server.py)
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def pulse_server(tmp_path_factory: pytest.TempPathFactory):
+    """Start the server, point this process's PortAudio at it (vspk, spkmon, vmic), and stop it at the end.
+
+    Fails (does not skip) when the PulseAudio binaries are missing: `make` installs them.
+    """
+    from audio_server import PulseServer, PulseUnavailable
+
+    server = PulseServer(tmp_path_factory.mktemp("pulse"))
+    problem = None
+    try:
+        server.start()
+    except PulseUnavailable as err:
+        problem = str(err)
+    if problem:
+        pytest.fail(problem, pytrace=False)
+    server.activate()
+    try:
+        yield server
+    finally:
+        server.deactivate()
+        server.stop()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The real embedded models, each loaded once per test session and shared by every test module.
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def xdg_cache_home(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """A cache home kept in .pytest_cache, so the dequantized LM (40 s to build) is built once per checkout.
+
+    Subprocess tests point XDG_CACHE_HOME here too, so the CLI under test finds the same cache.
+    """
+    pytest_cache = getattr(request.config, "cache", None)  # None with -p no:cacheprovider
+    return pytest_cache.mkdir("voiceos-xdg-cache") if pytest_cache else tmp_path_factory.mktemp("voiceos-xdg-cache")
+
+
+@pytest.fixture(scope="session")
+def test_config(xdg_cache_home):
+    """The shipped defaults, with the LM cache in the test cache home."""
+    import dataclasses
+
+    from voiceos.config import Config
+
+    config = Config()
+    return dataclasses.replace(
+        config, dialogue=dataclasses.replace(config.dialogue, cache_dir=str(xdg_cache_home / "voiceos"))
+    )
+
+
+@pytest.fixture(scope="session")
+def device_plan(test_config):
+    from voiceos.models import plan_devices
+
+    return plan_devices(test_config.runtime.device, test_config.asr.compute_type, test_config.dialogue.dtype)
+
+
+@pytest.fixture(scope="session")
+def transcriber(test_config, device_plan):
+    from voiceos.asr import Transcriber
+
+    model = Transcriber.load(test_config.asr, device_plan)
+    model.warm()
+    return model
+
+
+@pytest.fixture(scope="session")
+def lm(test_config, device_plan):
+    from voiceos.dialogue import DialogueLM
+
+    return DialogueLM.load(test_config.dialogue, device_plan)
+
+
+@pytest.fixture(scope="session")
+def tts_engine(test_config, device_plan):
+    from voiceos.tts import load_engine
+    from voiceos.tts.voices import load_voice
+
+    engine = load_engine(load_voice(test_config.tts.voice, test_config.tts.voices_dir), device_plan)
+    engine.warm()
+    return engine
+
+
+@pytest.fixture
+def pipeline(test_config, device_plan, transcriber, lm, tts_engine):
+    """A pipeline over the shared models with a fresh (empty) conversation history."""
+    from voiceos.pipeline import Pipeline
+
+    return Pipeline(test_config, device_plan, transcriber=transcriber, lm=lm, tts=tts_engine, voice=tts_engine.profile)

@@ -1,0 +1,100 @@
+"""One turn through the real embedded models: text or audio in, streamed speech out."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from voiceos.asr import SAMPLE_RATE
+from voiceos.audio.files import read_audio, resample
+from voiceos.errors import AudioInputError, TextInputError
+from voiceos.pipeline import Pipeline, clean_text
+from voiceos.textnorm import word_error_rate
+
+LIBRIVOX = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech" / "librivox_cmusphinx"
+
+
+def _manifest() -> list[dict[str, str]]:
+    with (LIBRIVOX / "manifest.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_clean_text_collapses_whitespace_and_drops_control_characters():
+    assert clean_text("  hello\tthere\x00 \n friend ", 100) == "hello there friend"
+
+
+@pytest.mark.parametrize(("text", "fragment"), [("", "empty text"), (" \x07\n ", "empty text"), ("abcdef", "over")])
+def test_clean_text_refuses_empty_and_overlong_text(text, fragment):
+    with pytest.raises(TextInputError, match=fragment):
+        clean_text(text, 5)
+
+
+def test_spoken_reply_transcribes_back_to_the_reply_text(pipeline, transcriber):
+    turn = pipeline.reply("Tell me something nice about autumn.")
+    assert turn.sentences and turn.reply == " ".join(turn.sentences)
+    heard = transcriber.transcribe(resample(turn.audio, turn.sample_rate, SAMPLE_RATE)).text
+    assert word_error_rate(turn.reply, heard) <= 0.25, (turn.reply, heard)
+
+
+def test_audio_streams_sentence_by_sentence_while_the_lm_still_writes(pipeline):
+    chunks: list[np.ndarray] = []
+    turn = pipeline.reply("Tell me something nice about autumn.", on_audio=chunks.append)
+    assert len(turn.sentences) >= 2, turn.reply
+    assert np.array_equal(np.concatenate(chunks), turn.audio)
+    t = turn.timings_ms
+    assert t["lm_first_token"] < t["tts_first_audio"] < t["lm_total"] <= t["total"]
+
+
+def test_reply_cut_by_the_token_limit_ends_on_a_whole_sentence(test_config, pipeline):
+    short = dataclasses.replace(test_config, dialogue=dataclasses.replace(test_config.dialogue, max_new_tokens=24))
+    limited = Pipeline(short, pipeline.plan, transcriber=pipeline.transcriber, lm=pipeline.lm, tts=pipeline.tts)
+    turn = limited.reply("Tell me a long story about a dragon who learns to bake bread.")
+    assert pipeline.lm.last_stats.stop_reason == "max_tokens"
+    assert turn.sentences, "a limited reply still says something"
+    assert turn.reply.rstrip()[-1] in ".!?…\"')", turn.reply
+
+
+def test_history_keeps_both_sides_of_each_turn_until_reset(pipeline):
+    first = pipeline.reply("My name is Ada.")
+    pipeline.reply("What is my name?")
+    assert [m["role"] for m in pipeline.history] == ["user", "assistant", "user", "assistant"]
+    assert pipeline.history[0]["content"] == "My name is Ada." and pipeline.history[1]["content"] == first.reply
+    pipeline.reset()
+    assert pipeline.history == []
+
+
+def test_rejected_text_leaves_the_history_untouched(pipeline):
+    with pytest.raises(TextInputError):
+        pipeline.reply("   ")
+    assert pipeline.history == []
+
+
+def test_listen_transcribes_a_librivox_utterance_and_answers(pipeline):
+    row = next(r for r in _manifest() if r["path"].endswith("-0870.wav"))
+    result = pipeline.listen(LIBRIVOX / row["path"])
+    assert word_error_rate(row["transcript"], result.transcript) <= 0.2, result.transcript
+    assert len(result.segments) == 1
+    seg = result.segments[0]
+    assert abs(seg.start_s - float(row["speech_start_s"])) < 0.35
+    assert abs(seg.end_s - float(row["speech_end_s"])) < 0.6
+    assert result.turn.input == result.transcript and result.turn.audio.size > 0
+    assert result.turn.timings_ms["asr"] > 0
+
+
+def test_listen_on_silence_and_noise_is_an_input_error(pipeline, tmp_path):
+    silence = np.zeros(2 * SAMPLE_RATE, dtype=np.float32)
+    with pytest.raises(AudioInputError, match="no speech"):
+        pipeline.listen_samples(silence, "silence")
+    assert pipeline.history == []
+
+
+def test_listen_reads_any_rate_and_channel_count(pipeline):
+    jfk = LIBRIVOX.parent / "jfk.flac"
+    samples = read_audio(jfk, SAMPLE_RATE)
+    assert pipeline.transcriber.transcribe(samples).text
+    result = pipeline.listen(jfk)
+    assert "ask not what your country can do for you" in " ".join(result.transcript.lower().replace(",", "").split())

@@ -1,0 +1,248 @@
+"""The ``voiceos`` command: parse arguments, build the config, call the pipeline, print JSON or one-line errors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from voiceos import __version__
+from voiceos.config import Config, load_config
+from voiceos.errors import VoiceosError
+
+log = logging.getLogger("voiceos")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voiceos", description="A private voice assistant that runs on this machine.")
+    parser.add_argument("--version", action="version", version=f"voiceos {__version__}")
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="config file (default: $VOICEOS_CONFIG, ~/.config/voiceos/config.yaml, then the project's config.yaml)",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    say = sub.add_parser("say", help="answer TEXT (what the user said) in speech")
+    say.add_argument("text", nargs="+", metavar="TEXT")
+    say.add_argument("--json", action="store_true", help="print one JSON object")
+    say.add_argument("--out", metavar="FILE.wav", help="also write the spoken reply to this WAV file")
+    say.add_argument("--no-play", action="store_true", help="do not play the reply")
+    say.add_argument("--local", action="store_true", help="run in this process (not through a running daemon)")
+
+    listen = sub.add_parser("listen", help="treat an audio file as microphone input and answer it")
+    listen.add_argument("file", metavar="FILE")
+    listen.add_argument("--json", action="store_true", help="print one JSON object")
+    listen.add_argument("--out", metavar="FILE.wav", help="also write the spoken reply to this WAV file")
+    listen.add_argument("--no-play", action="store_true", help="do not play the reply")
+
+    transcribe = sub.add_parser("transcribe", help="transcribe audio files with Whisper")
+    transcribe.add_argument("files", nargs="+", metavar="FILE")
+    transcribe.add_argument("--jsonl", action="store_true", help="one JSON object per line")
+
+    devices = sub.add_parser("devices", help="list audio devices as sounddevice sees them")
+    devices.add_argument("--json", action="store_true")
+
+    doctor = sub.add_parser("doctor", help="check models, devices, CUDA and versions")
+    doctor.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        config = load_config(args.config)
+        return COMMANDS[args.command](args, config)
+    except VoiceosError as err:
+        print(f"voiceos: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("voiceos: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # a bug: still one line, with the way to see more
+        if args.verbose:
+            log.exception("internal error")
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        print(f"voiceos: internal error: {type(err).__name__}: {first} (run with -v for details)", file=sys.stderr)
+        return 70
+
+
+def _setup_logging(verbosity: int) -> None:
+    level = logging.WARNING - 10 * min(verbosity, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+# -- commands ----------------------------------------------------------------------------------------------------------
+def cmd_say(args: argparse.Namespace, config: Config) -> int:
+    from voiceos.pipeline import Pipeline, clean_text
+
+    text = clean_text(" ".join(args.text), config.limits.max_text_chars)  # fail before loading any model
+    pipeline = Pipeline.load(config, stages=("lm", "tts"))
+    with _Speaker(config, pipeline.tts.sample_rate, play=not args.no_play) as speaker:
+        turn = pipeline.reply(text, on_audio=speaker.write)
+    turn.audio_path = _save_reply(turn, args.out, speaker.played)
+    _print_turn(turn.as_json(), args.json, speaker)
+    return 0
+
+
+def cmd_listen(args: argparse.Namespace, config: Config) -> int:
+    from voiceos.asr import SAMPLE_RATE
+    from voiceos.audio.files import read_audio
+    from voiceos.pipeline import Pipeline
+
+    samples = read_audio(args.file, SAMPLE_RATE, max_seconds=config.limits.max_audio_s)  # fail before loading models
+    pipeline = Pipeline.load(config, stages=("asr", "lm", "tts"))
+    with _Speaker(config, pipeline.tts.sample_rate, play=not args.no_play) as speaker:
+        result = pipeline.listen_samples(samples, args.file, on_audio=speaker.write)
+    result.turn.audio_path = _save_reply(result.turn, args.out, speaker.played)
+    _print_turn(result.as_json(), args.json, speaker)
+    return 0
+
+
+def cmd_transcribe(args: argparse.Namespace, config: Config) -> int:
+    from voiceos.asr import Transcriber
+    from voiceos.audio.files import read_audio
+    from voiceos.models import plan_devices
+
+    plan = plan_devices(config.runtime.device, config.asr.compute_type, config.dialogue.dtype)
+    transcriber = Transcriber.load(config.asr, plan, cpu_threads=config.runtime.threads)
+    failures = 0
+    for path in args.files:
+        try:
+            samples = read_audio(path, 16000, max_seconds=config.limits.max_audio_s)
+        except VoiceosError as err:  # one bad file must not lose the others
+            failures += 1
+            print(f"voiceos: error: {err}", file=sys.stderr)
+            if args.jsonl:
+                print(json.dumps({"path": path, "error": str(err)}), flush=True)
+            continue
+        transcript = transcriber.transcribe(samples)
+        if args.jsonl:
+            record = {"path": path, "text": transcript.text, "seconds": round(transcript.duration_s, 3)}
+            print(json.dumps(record, ensure_ascii=False), flush=True)
+        else:
+            print(f"{path}: {transcript.text}", flush=True)
+    return 1 if failures else 0
+
+
+def cmd_devices(args: argparse.Namespace, config: Config) -> int:
+    from voiceos.audio.playback import list_devices
+
+    devices = list_devices()
+    if args.json:
+        print(json.dumps(devices, indent=2))
+    elif not devices:
+        print("no audio devices found (is a sound server running? see 'voiceos doctor')")
+    else:
+        for d in devices:
+            marks = ("<" if d["is_default_input"] else " ") + (">" if d["is_default_output"] else " ")
+            print(
+                f"{marks} {d['index']:3d} {d['name']} "
+                f"({d['max_input_channels']} in, {d['max_output_channels']} out, {d['default_samplerate']:.0f} Hz)"
+            )
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
+    from voiceos.doctor import run_checks
+
+    checks = run_checks(config)
+    failed = [c for c in checks if c.required and not c.ok]
+    if args.json:
+        print(json.dumps({"ok": not failed, "checks": [c.as_json() for c in checks]}, indent=2))
+    else:
+        for c in checks:
+            mark = "ok  " if c.ok else ("FAIL" if c.required else "warn")
+            print(f"[{mark}] {c.name}: {c.detail}")
+        if failed:
+            print(
+                f"voiceos: error: {len(failed)} required check(s) failed: {', '.join(c.name for c in failed)}",
+                file=sys.stderr,
+            )
+    return 1 if failed else 0
+
+
+COMMANDS = {
+    "say": cmd_say,
+    "listen": cmd_listen,
+    "transcribe": cmd_transcribe,
+    "devices": cmd_devices,
+    "doctor": cmd_doctor,
+}
+
+
+# -- audio out -------------------------------------------------------------------------------------------------------
+class _Speaker:
+    """Plays reply chunks as they are synthesized, or records that no device could play them."""
+
+    def __init__(self, config: Config, sample_rate: int, play: bool) -> None:
+        self.played = False
+        self.note = ""
+        self._player = None
+        if not play:
+            return
+        from voiceos.audio.playback import ChunkPlayer, have_output_device, resolve_device
+
+        if not have_output_device():
+            self.note = "no audio output device"
+            return
+        try:
+            device = resolve_device(config.audio.output_device, "output")
+            self._player = ChunkPlayer(sample_rate, device=device)
+        except VoiceosError as err:
+            self.note = str(err)
+            log.warning("cannot play the reply: %s", err)
+
+    def write(self, chunk) -> None:
+        if self._player is not None:
+            self._player.write(chunk)
+
+    def __enter__(self) -> _Speaker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._player is None:
+            return
+        try:
+            if exc[0] is None:
+                self._player.drain()
+                self.played = True
+        finally:
+            self._player.close()
+
+
+def _default_reply_path() -> Path:
+    runtime = os.environ.get("XDG_RUNTIME_DIR") or os.environ.get("TMPDIR") or "/tmp"
+    return Path(runtime) / "voiceos" / "last-reply.wav"
+
+
+def _save_reply(turn, out: str | None, played: bool) -> str | None:
+    """Write the reply where asked; with nothing to play it on, write it where the user can find it."""
+    from voiceos.audio.files import write_wav
+
+    path = Path(out) if out else (None if played else _default_reply_path())
+    if path is None:
+        return None
+    write_wav(path, turn.audio, turn.sample_rate)
+    return str(path)
+
+
+def _print_turn(data: dict, as_json: bool, speaker: _Speaker) -> None:
+    if as_json:
+        print(json.dumps(data, ensure_ascii=False))
+        return
+    if "transcript" in data:
+        print(f"you said: {data['transcript']}")
+    print(f"voiceos: {data['reply']}")
+    audio = data["audio"]
+    where = "played" if speaker.played else "not played"
+    if speaker.note:
+        where += f" ({speaker.note})"
+    saved = f"; saved to {audio['path']}" if audio["path"] else ""
+    print(f"[{audio['seconds']:.1f} s of speech, {where}{saved}]")

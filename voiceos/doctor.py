@@ -1,0 +1,125 @@
+"""``voiceos doctor``: what is installed, which models are found, which devices can be used."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from voiceos.config import Config
+from voiceos.errors import VoiceosError
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    required: bool = True
+
+    def as_json(self) -> dict:
+        return {"name": self.name, "ok": self.ok, "detail": self.detail, "required": self.required}
+
+
+def _check(name: str, probe: Callable[[], str], required: bool = True) -> Check:
+    try:
+        return Check(name, True, probe(), required)
+    except VoiceosError as err:
+        return Check(name, False, str(err), required)
+    except Exception as err:  # doctor reports every failure instead of stopping at the first
+        return Check(name, False, f"{type(err).__name__}: {err}".splitlines()[0], required)
+
+
+def _versions() -> str:
+    names = (
+        "torch",
+        "torchaudio",
+        "transformers",
+        "faster-whisper",
+        "ctranslate2",
+        "piper-tts",
+        "onnxruntime",
+        "sounddevice",
+        "webrtcvad-wheels",
+    )
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            found.append(f"{name} MISSING")
+    missing = [f for f in found if f.endswith("MISSING")]
+    if missing:
+        raise VoiceosError(
+            f"missing packages: {', '.join(m.split()[0] for m in missing)} (run make say or make install)"
+        )
+    return f"python {platform.python_version()}; " + ", ".join(found)
+
+
+def _cuda() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"CUDA {torch.version.cuda}: {torch.cuda.get_device_name(0)}"
+    return f"no CUDA GPU visible to torch {torch.__version__} (models run on the CPU)"
+
+
+def _device_plan(config: Config) -> str:
+    from voiceos.models import plan_devices
+
+    plan = plan_devices(config.runtime.device, config.asr.compute_type, config.dialogue.dtype)
+    return f"whisper on {plan.whisper_device}/{plan.whisper_compute_type}, LM on {plan.torch_device}/{plan.lm_dtype}"
+
+
+def _whisper(config: Config) -> str:
+    from voiceos.models import resolve_whisper_model
+
+    return f"{config.asr.model} -> {resolve_whisper_model(config.asr.model)}"
+
+
+def _lm(config: Config) -> str:
+    from voiceos.models import EMBEDDED_LM, embedded_lm_gguf
+
+    if config.dialogue.model == EMBEDDED_LM:
+        return f"embedded SmolLM2-135M-Instruct -> {embedded_lm_gguf()}"
+    return f"{config.dialogue.model} (loaded through transformers; may download on first use)"
+
+
+def _voice(config: Config) -> str:
+    from voiceos.tts.voices import load_voice
+
+    voice = load_voice(config.tts.voice, config.tts.voices_dir)
+    return f"{voice.name} ({voice.engine}) -> {voice.model_path}"
+
+
+def _audio_output(config: Config) -> str:
+    from voiceos.audio.playback import list_devices, resolve_device
+
+    devices = list_devices()
+    if not devices:
+        raise VoiceosError("no audio devices (no sound server?): 'voiceos say' writes WAV files instead")
+    out = resolve_device(config.audio.output_device, "output")
+    inp = resolve_device(config.audio.input_device, "input")
+    output, microphone = _device_name(devices, out, "output"), _device_name(devices, inp, "input")
+    return f"{len(devices)} devices; output {output}, input {microphone}"
+
+
+def _device_name(devices: list[dict], index: int | None, kind: str) -> str:
+    if index is None:
+        default = [d for d in devices if d[f"is_default_{kind}"]]
+        return f"default ({default[0]['name']})" if default else "default"
+    return next((d["name"] for d in devices if d["index"] == index), str(index))
+
+
+def run_checks(config: Config) -> list[Check]:
+    return [
+        Check("config", True, config.source),
+        _check("packages", _versions),
+        _check("cuda", _cuda, required=False),
+        _check("device plan", lambda: _device_plan(config)),
+        _check("whisper model", lambda: _whisper(config)),
+        _check("dialogue model", lambda: _lm(config)),
+        _check("voice", lambda: _voice(config)),
+        _check("audio devices", lambda: _audio_output(config), required=False),
+    ]

@@ -1,0 +1,235 @@
+"""One turn of conversation, wired once and used by every entry point (say, listen, bench, the daemon).
+
+The stages overlap inside a turn: LM text deltas go through the sentence chunker, and each finished sentence is
+synthesized and handed to ``on_audio`` while the LM goes on writing the next one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import unicodedata
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from voiceos.asr import SAMPLE_RATE, Transcriber, Transcript
+from voiceos.audio.files import read_audio
+from voiceos.config import Config
+from voiceos.dialogue import DialogueLM, SentenceChunker
+from voiceos.errors import AudioInputError, TextInputError
+from voiceos.models import DevicePlan, plan_devices
+from voiceos.tts import TtsEngine, load_engine
+from voiceos.tts.voices import VoiceProfile, load_voice
+from voiceos.vad import Utterance, segment
+
+log = logging.getLogger(__name__)
+
+AudioSink = Callable[[np.ndarray], None]
+STAGES = ("asr", "lm", "tts")
+
+
+@dataclass
+class TurnResult:
+    """What one spoken reply produced; :meth:`as_json` is the shape of ``voiceos say --json``."""
+
+    input: str
+    reply: str
+    sentences: list[str]
+    audio: np.ndarray
+    sample_rate: int
+    timings_ms: dict[str, float]
+    user_emotion: dict = field(default_factory=lambda: {"label": "neutral", "scores": {}})
+    reply_emotion: str = "neutral"
+    audio_path: str | None = None
+
+    @property
+    def audio_seconds(self) -> float:
+        return len(self.audio) / self.sample_rate if self.sample_rate else 0.0
+
+    def as_json(self) -> dict:
+        return {
+            "input": self.input,
+            "user_emotion": self.user_emotion,
+            "reply": self.reply,
+            "reply_emotion": self.reply_emotion,
+            "audio": {
+                "path": self.audio_path,
+                "seconds": round(self.audio_seconds, 3),
+                "sample_rate": self.sample_rate,
+            },
+            "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
+        }
+
+
+@dataclass
+class ListenResult:
+    transcript: str
+    segments: list[Utterance]
+    turn: TurnResult
+
+    def as_json(self) -> dict:
+        data = self.turn.as_json()
+        data["transcript"] = self.transcript
+        data["segments"] = [{"start_s": round(u.start_s, 3), "end_s": round(u.end_s, 3)} for u in self.segments]
+        return data
+
+
+def clean_text(text: str, max_chars: int) -> str:
+    """Validate what the user said: control characters dropped, whitespace collapsed, empty or too long refused."""
+    cleaned = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
+    cleaned = " ".join(cleaned.split())
+    if not cleaned:
+        raise TextInputError("empty text: say something for the assistant to answer")
+    if len(cleaned) > max_chars:
+        raise TextInputError(
+            f"text is {len(cleaned)} characters, over the limit of {max_chars} (limits.max_text_chars)"
+        )
+    return cleaned
+
+
+class Pipeline:
+    """The loaded stages plus the conversation history; built once per process."""
+
+    def __init__(
+        self,
+        config: Config,
+        plan: DevicePlan,
+        *,
+        transcriber: Transcriber | None = None,
+        lm: DialogueLM | None = None,
+        tts: TtsEngine | None = None,
+        voice: VoiceProfile | None = None,
+    ) -> None:
+        self.config = config
+        self.plan = plan
+        self.transcriber = transcriber
+        self.lm = lm
+        self.tts = tts
+        self.voice = voice
+        self.history: list[dict[str, str]] = []
+
+    @classmethod
+    def load(cls, config: Config, stages: Iterable[str] = STAGES, warm: bool = True) -> Pipeline:
+        """Load the named stages (a subset of asr, lm, tts); the voice profile is checked before any model loads."""
+        stages = set(stages)
+        plan = plan_devices(config.runtime.device, config.asr.compute_type, config.dialogue.dtype)
+        voice = load_voice(config.tts.voice, config.tts.voices_dir) if "tts" in stages else None
+        if config.runtime.threads:
+            import torch
+
+            torch.set_num_threads(config.runtime.threads)
+        pipeline = cls(config, plan, voice=voice)
+        from tqdm import tqdm
+
+        with tqdm(total=len(stages), desc="loading models", unit="model", leave=False, disable=None) as bar:
+            if "asr" in stages:
+                bar.set_postfix_str(f"whisper {config.asr.model}")
+                pipeline.transcriber = Transcriber.load(config.asr, plan, cpu_threads=config.runtime.threads)
+                bar.update()
+            if "lm" in stages:
+                bar.set_postfix_str(f"dialogue LM {config.dialogue.model}")
+                pipeline.lm = DialogueLM.load(config.dialogue, plan)
+                bar.update()
+            if "tts" in stages:
+                bar.set_postfix_str(f"voice {voice.name}")
+                pipeline.tts = load_engine(voice, plan)
+                bar.update()
+        if warm:
+            pipeline.warm()
+        return pipeline
+
+    def warm(self) -> None:
+        """Pay lazy initialisation costs at start-up, not on the first turn."""
+        if self.transcriber is not None:
+            self.transcriber.warm()
+        if self.tts is not None:
+            self.tts.warm()
+
+    # -- text in, speech out -------------------------------------------------------------------------------------
+    def reply(self, text: str, on_audio: AudioSink | None = None, remember: bool = True) -> TurnResult:
+        """Answer ``text`` in speech. Each synthesized sentence goes to ``on_audio`` as soon as it exists."""
+        assert self.lm is not None and self.tts is not None, "reply() needs the lm and tts stages"
+        user_text = clean_text(text, self.config.limits.max_text_chars)
+        start = time.perf_counter()
+        timings: dict[str, float] = {}
+        chunker = SentenceChunker()
+        sentences: list[str] = []
+        audio_parts: list[np.ndarray] = []
+        reply_emotion = "neutral"
+
+        def speak(sentence: str) -> None:
+            sentences.append(sentence)
+            for chunk in self.tts.synthesize(sentence, emotion=reply_emotion):
+                if "tts_first_audio" not in timings:
+                    timings["tts_first_audio"] = _ms_since(start)
+                audio_parts.append(chunk)
+                if on_audio is not None:
+                    on_audio(chunk)
+
+        dialogue = self.config.dialogue
+        deltas = self.lm.stream_reply(
+            self.history, user_text, system_prompt=dialogue.system_prompt, max_new_tokens=dialogue.max_new_tokens
+        )
+        for delta in deltas:
+            if "lm_first_token" not in timings:
+                timings["lm_first_token"] = _ms_since(start)
+            for sentence in chunker.push(delta):
+                speak(sentence)
+        timings["lm_total"] = _ms_since(start)
+        tail = chunker.flush()
+        if self.lm.last_stats.stop_reason == "max_tokens" and sentences:
+            # The reply ran into dialogue.max_new_tokens mid-sentence: end on the last whole sentence.
+            log.info("dropping %d unfinished chunk(s) cut off by max_new_tokens", len(tail))
+            tail = []
+        for sentence in tail:
+            speak(sentence)
+        timings["total"] = _ms_since(start)
+
+        reply = " ".join(sentences)
+        if remember:
+            self.history.extend(({"role": "user", "content": user_text}, {"role": "assistant", "content": reply}))
+        audio = np.concatenate(audio_parts) if audio_parts else np.zeros(0, dtype=np.float32)
+        log.info("turn: %d chars in, %d sentences out, %.0f ms", len(user_text), len(sentences), timings["total"])
+        return TurnResult(
+            user_text, reply, sentences, audio, self.tts.sample_rate, timings, reply_emotion=reply_emotion
+        )
+
+    # -- audio in ------------------------------------------------------------------------------------------------
+    def read_speech(self, path: str | Path) -> np.ndarray:
+        return read_audio(path, SAMPLE_RATE, max_seconds=self.config.limits.max_audio_s)
+
+    def transcribe_file(self, path: str | Path) -> Transcript:
+        assert self.transcriber is not None, "transcribe_file() needs the asr stage"
+        return self.transcriber.transcribe(self.read_speech(path))
+
+    def listen(self, path: str | Path, on_audio: AudioSink | None = None) -> ListenResult:
+        """Treat a file as microphone input: VAD finds the speech, Whisper transcribes it, the assistant answers."""
+        return self.listen_samples(self.read_speech(path), str(path), on_audio)
+
+    def listen_samples(self, samples: np.ndarray, name: str, on_audio: AudioSink | None = None) -> ListenResult:
+        """:meth:`listen` on 16 kHz samples already read; ``name`` labels errors."""
+        assert self.transcriber is not None, "listen() needs the asr stage"
+        start = time.perf_counter()
+        utterances = segment(samples, self.config.vad)
+        vad_ms = _ms_since(start)
+        if not utterances:
+            raise AudioInputError(f"{name}: no speech detected")
+        texts = [self.transcriber.transcribe(u.samples).text for u in utterances]
+        transcript = " ".join(t for t in texts if t)
+        asr_ms = _ms_since(start) - vad_ms
+        if not transcript:
+            raise AudioInputError(f"{name}: speech detected but nothing intelligible was transcribed")
+        turn = self.reply(transcript, on_audio=on_audio)
+        turn.timings_ms = {"vad": vad_ms, "asr": asr_ms, **turn.timings_ms}
+        turn.timings_ms["total"] = _ms_since(start)
+        return ListenResult(transcript, utterances, turn)
+
+    def reset(self) -> None:
+        self.history.clear()
+
+
+def _ms_since(start: float) -> float:
+    return (time.perf_counter() - start) * 1000
