@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 from voiceos.asr import SAMPLE_RATE
 from voiceos.audio.files import read_audio, resample
 from voiceos.errors import AudioInputError, TextInputError
-from voiceos.pipeline import Pipeline, clean_text
+from voiceos.pipeline import Pipeline, SentenceSpan, TurnResult, clean_text
 from voiceos.textnorm import word_error_rate
 
 LIBRIVOX = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech" / "librivox_cmusphinx"
@@ -98,3 +99,27 @@ def test_listen_reads_any_rate_and_channel_count(pipeline):
     assert pipeline.transcriber.transcribe(samples).text
     result = pipeline.listen(jfk)
     assert "ask not what your country can do for you" in " ".join(result.transcript.lower().replace(",", "").split())
+
+
+def test_cancelling_mid_reply_stops_synthesis_and_remembers_nothing(pipeline):
+    cancel = threading.Event()
+    chunks: list[np.ndarray] = []
+
+    def on_audio(chunk: np.ndarray) -> None:
+        chunks.append(chunk)
+        cancel.set()  # the user barged in as soon as the first audio existed
+
+    turn = pipeline.reply("Tell me something nice about autumn.", on_audio=on_audio, cancel=cancel)
+    assert turn.cancelled and len(chunks) == 1 and len(turn.spans) == 1
+    assert pipeline.lm.last_stats.stop_reason == "cancelled"
+    assert pipeline.history == []
+
+
+def test_heard_text_is_whole_sentences_then_the_played_share_of_the_next():
+    spans = [SentenceSpan("One two three.", 0, 300), SentenceSpan("Four five six seven.", 300, 700)]
+    turn = TurnResult("q", "One two three. Four five six seven.", [], np.zeros(700, np.float32), 100, {}, spans=spans)
+    assert turn.heard_text(0) == ""
+    assert turn.heard_text(150) == "One"
+    assert turn.heard_text(300) == "One two three."
+    assert turn.heard_text(500) == "One two three. Four five"
+    assert turn.heard_text(700) == turn.reply

@@ -44,6 +44,9 @@ class AudioOptions:
     input_device: str = "auto"  # name (substring), index, or auto (the system default)
     output_device: str = "auto"
     output_sample_rate: int = _range(0, 0, 192000)  # 0 = play at the voice's own rate
+    input_sample_rate: int = _range(0, 0, 192000)  # 0 = capture at the microphone's own rate
+    barge_in: bool = True  # the user speaking over the assistant stops it
+    reconnect_max_s: float = _range(10.0, 0.5, 600.0)  # longest wait between tries to reopen lost devices
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,7 @@ class DialogueOptions:
         "Answer in one or two short, natural spoken sentences. Do not use lists, markdown or emoji."
     )
     max_new_tokens: int = _range(80, 1, 4096)
+    max_prompt_tokens: int = _range(1024, 64, 1_000_000)  # persona + history + message; oldest turns go first
     temperature: float = _range(0.0, 0.0, 5.0)  # 0 = greedy
     top_p: float = _range(0.9, 0.0, 1.0)
     top_k: int = _range(0, 0, 1000)

@@ -7,6 +7,7 @@ synthesized and handed to ``on_audio`` while the LM goes on writing the next one
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import unicodedata
 from collections.abc import Callable, Iterable
@@ -31,6 +32,15 @@ AudioSink = Callable[[np.ndarray], None]
 STAGES = ("asr", "lm", "tts")
 
 
+@dataclass(frozen=True)
+class SentenceSpan:
+    """One synthesized sentence and where its audio lies in the turn's audio (samples, end exclusive)."""
+
+    text: str
+    start: int
+    end: int
+
+
 @dataclass
 class TurnResult:
     """What one spoken reply produced; :meth:`as_json` is the shape of ``voiceos say --json``."""
@@ -44,6 +54,24 @@ class TurnResult:
     user_emotion: dict = field(default_factory=lambda: {"label": "neutral", "scores": {}})
     reply_emotion: str = "neutral"
     audio_path: str | None = None
+    spans: list[SentenceSpan] = field(default_factory=list)
+    cancelled: bool = False
+
+    def heard_text(self, samples_played: int) -> str:
+        """The part of the reply a listener heard when playback stopped after ``samples_played`` samples.
+
+        Whole sentences up to that point, then the share of the next sentence's words that its played audio covers.
+        """
+        words: list[str] = []
+        for span in self.spans:
+            if samples_played >= span.end:
+                words.extend(span.text.split())
+                continue
+            if samples_played > span.start and span.end > span.start:
+                parts = span.text.split()
+                words.extend(parts[: int(len(parts) * (samples_played - span.start) / (span.end - span.start))])
+            break
+        return " ".join(words)
 
     @property
     def audio_seconds(self) -> float:
@@ -149,38 +177,68 @@ class Pipeline:
             self.tts.warm()
 
     # -- text in, speech out -------------------------------------------------------------------------------------
-    def reply(self, text: str, on_audio: AudioSink | None = None, remember: bool = True) -> TurnResult:
-        """Answer ``text`` in speech. Each synthesized sentence goes to ``on_audio`` as soon as it exists."""
+    def reply(
+        self,
+        text: str,
+        on_audio: AudioSink | None = None,
+        remember: bool = True,
+        *,
+        cancel: threading.Event | None = None,
+        on_delta: Callable[[str], None] | None = None,
+    ) -> TurnResult:
+        """Answer ``text`` in speech. Each synthesized sentence goes to ``on_audio`` as soon as it exists.
+
+        Setting ``cancel`` (from any thread) stops the LM and the synthesis at the next token or audio chunk; the
+        result then has ``cancelled`` set and nothing is remembered (the caller knows what was heard).
+        """
         assert self.lm is not None and self.tts is not None, "reply() needs the lm and tts stages"
         user_text = clean_text(text, self.config.limits.max_text_chars)
         start = time.perf_counter()
         timings: dict[str, float] = {}
         chunker = SentenceChunker()
-        sentences: list[str] = []
+        spans: list[SentenceSpan] = []
         audio_parts: list[np.ndarray] = []
+        produced = 0
         reply_emotion = "neutral"
 
+        def cancelled() -> bool:
+            return cancel is not None and cancel.is_set()
+
         def speak(sentence: str) -> None:
-            sentences.append(sentence)
+            nonlocal produced
+            first = produced
             for chunk in self.tts.synthesize(sentence, emotion=reply_emotion):
+                if cancelled():
+                    break
                 if "tts_first_audio" not in timings:
                     timings["tts_first_audio"] = _ms_since(start)
                 audio_parts.append(chunk)
+                produced += len(chunk)
                 if on_audio is not None:
                     on_audio(chunk)
+            spans.append(SentenceSpan(sentence, first, produced))
 
         dialogue = self.config.dialogue
         deltas = self.lm.stream_reply(
             self.history, user_text, system_prompt=dialogue.system_prompt, max_new_tokens=dialogue.max_new_tokens
         )
-        for delta in deltas:
-            if "lm_first_token" not in timings:
-                timings["lm_first_token"] = _ms_since(start)
-            for sentence in chunker.push(delta):
-                speak(sentence)
+        try:
+            for delta in deltas:
+                if cancelled():
+                    break
+                if "lm_first_token" not in timings:
+                    timings["lm_first_token"] = _ms_since(start)
+                if on_delta is not None:
+                    on_delta(delta)
+                for sentence in chunker.push(delta):
+                    speak(sentence)
+                    if cancelled():
+                        break
+        finally:
+            deltas.close()  # stops decoding at once when we left early
         timings["lm_total"] = _ms_since(start)
-        tail = chunker.flush()
-        if self.lm.last_stats.stop_reason == "max_tokens" and sentences:
+        tail = [] if cancelled() else chunker.flush()
+        if self.lm.last_stats.stop_reason == "max_tokens" and spans:
             # The reply ran into dialogue.max_new_tokens mid-sentence: end on the last whole sentence.
             log.info("dropping %d unfinished chunk(s) cut off by max_new_tokens", len(tail))
             tail = []
@@ -188,14 +246,34 @@ class Pipeline:
             speak(sentence)
         timings["total"] = _ms_since(start)
 
+        sentences = [span.text for span in spans]
         reply = " ".join(sentences)
-        if remember:
-            self.history.extend(({"role": "user", "content": user_text}, {"role": "assistant", "content": reply}))
+        was_cancelled = cancelled()
+        if remember and not was_cancelled:
+            self.remember(user_text, reply)
         audio = np.concatenate(audio_parts) if audio_parts else np.zeros(0, dtype=np.float32)
-        log.info("turn: %d chars in, %d sentences out, %.0f ms", len(user_text), len(sentences), timings["total"])
-        return TurnResult(
-            user_text, reply, sentences, audio, self.tts.sample_rate, timings, reply_emotion=reply_emotion
+        log.info(
+            "turn: %d chars in, %d sentences out, %.0f ms%s",
+            len(user_text),
+            len(sentences),
+            timings["total"],
+            " (cancelled)" if was_cancelled else "",
         )
+        return TurnResult(
+            user_text,
+            reply,
+            sentences,
+            audio,
+            self.tts.sample_rate,
+            timings,
+            reply_emotion=reply_emotion,
+            spans=spans,
+            cancelled=was_cancelled,
+        )
+
+    def remember(self, user_text: str, reply: str) -> None:
+        """Add a finished exchange to the history (what the assistant really said, after an interruption)."""
+        self.history.extend(({"role": "user", "content": user_text}, {"role": "assistant", "content": reply}))
 
     # -- audio in ------------------------------------------------------------------------------------------------
     def read_speech(self, path: str | Path) -> np.ndarray:

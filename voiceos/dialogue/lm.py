@@ -147,8 +147,9 @@ class DialogueLM:
         return self.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"].to(self.model.device)
 
     def _fit_prompt(self, messages: Messages, max_new_tokens: int) -> torch.Tensor:
-        """Drop the oldest history messages until the prompt and the reply fit in the model's context."""
-        budget = (getattr(self.model.config, "max_position_embeddings", None) or 1 << 30) - max_new_tokens
+        """Drop the oldest history messages until the prompt fits max_prompt_tokens and the model's context."""
+        context = (getattr(self.model.config, "max_position_embeddings", None) or 1 << 30) - max_new_tokens
+        budget = min(context, self.options.max_prompt_tokens)
         ids = self.build_prompt(messages)
         first = 1 if messages[0]["role"] == "system" else 0
         while ids.shape[1] > budget and len(messages) - first > 1:

@@ -1,0 +1,92 @@
+"""The events of a conversation: the vocabulary shared by the daemon, the control socket, logs and the benchmark.
+
+Every event is a small frozen dataclass with a wire name; :func:`to_wire` gives the JSON object sent to
+``events`` subscribers on the control socket: ``{"event": <name>, "t": <unix seconds>, ...fields}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class Event:
+    name: ClassVar[str] = "event"
+    t: float = field(default_factory=time.time, kw_only=True)
+
+
+@dataclass(frozen=True)
+class StateChanged(Event):
+    """The assistant's state: ``starting``, ``listening``, ``thinking``, ``speaking`` or ``no_audio``."""
+
+    name: ClassVar[str] = "state"
+    state: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class SpeechStartedEvent(Event):
+    name: ClassVar[str] = "speech_started"
+    stream_s: float = 0.0  # position in the microphone stream
+
+
+@dataclass(frozen=True)
+class SpeechEndedEvent(Event):
+    name: ClassVar[str] = "speech_ended"
+    stream_s: float = 0.0
+    seconds: float = 0.0  # length of the utterance handed to ASR
+    forced: bool = False  # cut at vad.max_utterance_s rather than ended by silence
+
+
+@dataclass(frozen=True)
+class TranscriptEvent(Event):
+    name: ClassVar[str] = "transcript"
+    text: str
+    source: str = "microphone"  # microphone | say | listen
+
+
+@dataclass(frozen=True)
+class UserEmotionEvent(Event):
+    name: ClassVar[str] = "user_emotion"
+    label: str
+    scores: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReplyDelta(Event):
+    name: ClassVar[str] = "reply_delta"
+    text: str
+
+
+@dataclass(frozen=True)
+class SpeakingStarted(Event):
+    name: ClassVar[str] = "speaking_started"
+    text: str = ""  # the first chunk about to be heard
+
+
+@dataclass(frozen=True)
+class SpeakingEnded(Event):
+    name: ClassVar[str] = "speaking_ended"
+    interrupted: bool = False
+    spoken_text: str = ""  # what was actually heard (all of the reply unless interrupted)
+
+
+@dataclass(frozen=True)
+class TimingsEvent(Event):
+    name: ClassVar[str] = "timings"
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ErrorEvent(Event):
+    name: ClassVar[str] = "error"
+    message: str
+
+
+def to_wire(event: Event) -> dict[str, Any]:
+    data = {"event": event.name}
+    data.update(dataclasses.asdict(event))
+    return data
