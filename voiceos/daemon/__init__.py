@@ -1,0 +1,1 @@
+"""The voiceos daemon: the event bus, the control socket server and its synchronous client."""

@@ -1,0 +1,145 @@
+"""A small synchronous client for the daemon's control socket (used by the CLI; standard library only)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO
+
+from voiceos.daemon.control import control_socket_path
+from voiceos.errors import VoiceosError
+
+CONNECT_TIMEOUT_S = 5.0
+MAX_REPLY_BYTES = 64 << 20
+
+
+class DaemonUnavailable(VoiceosError):
+    """Nothing listens on the control socket: no daemon is running (callers may fall back to local mode)."""
+
+
+def _connect(path: Path, timeout: float | None) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(CONNECT_TIMEOUT_S if timeout is None else min(timeout, CONNECT_TIMEOUT_S))
+    try:
+        sock.connect(os.fspath(path))
+    except (FileNotFoundError, ConnectionRefusedError) as err:
+        sock.close()
+        raise DaemonUnavailable(f"no voiceos daemon is running (nothing listens on {path})") from err
+    except TimeoutError as err:
+        sock.close()
+        raise VoiceosError(f"the voiceos daemon does not accept connections (socket {path})") from err
+    except OSError as err:
+        sock.close()
+        raise VoiceosError(f"cannot connect to the voiceos daemon at {path}: {err.strerror or err}") from err
+    sock.settimeout(timeout)
+    return sock
+
+
+def daemon_running(path: str | os.PathLike[str] | None = None) -> bool:
+    """Whether a daemon accepts connections on the control socket."""
+    try:
+        _connect(Path(path) if path is not None else control_socket_path(), CONNECT_TIMEOUT_S).close()
+    except VoiceosError:
+        return False
+    return True
+
+
+class ControlClient:
+    """One connection to the daemon, opened on first use; ``timeout`` bounds each wait for a reply (None: wait)."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, timeout: float | None = 300.0) -> None:
+        self.path = Path(path) if path is not None else control_socket_path()
+        self.timeout = timeout
+        self._sock: socket.socket | None = None
+        self._file: BinaryIO | None = None
+        self._ids = itertools.count(1)
+
+    def __enter__(self) -> ControlClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        if self._sock is not None:
+            self._sock.close()
+        self._sock = self._file = None
+
+    def request(self, cmd: str, **fields: Any) -> dict[str, Any]:
+        """Send one command and return its ``result``; VoiceosError with the daemon's message when it fails."""
+        if self._sock is None:
+            self._sock = _connect(self.path, self.timeout)
+            self._file = self._sock.makefile("rb")
+        assert self._file is not None
+        request_id = fields.pop("id", None)
+        if request_id is None:
+            request_id = next(self._ids)
+        try:
+            _send(self._sock, {"cmd": cmd, "id": request_id, **fields})
+            reply = _read_reply(self._file, self.path)
+        except BaseException:
+            self.close()  # the stream is out of step now: never reuse it
+            raise
+        if reply.get("id") != request_id:
+            self.close()
+            raise VoiceosError(f"the voiceos daemon answered request {reply.get('id')!r}, not {request_id!r}")
+        return _result(reply)
+
+    def iter_events(self) -> Iterator[dict[str, Any]]:
+        """Subscribe on a connection of its own and yield each event's wire object until the daemon stops."""
+        sock = _connect(self.path, self.timeout)
+        try:
+            file = sock.makefile("rb")
+            try:
+                _send(sock, {"cmd": "events"})
+                _result(_read_reply(file, self.path))
+                sock.settimeout(None)  # events come when they come
+                while True:
+                    line = file.readline(MAX_REPLY_BYTES)
+                    if not line:
+                        return
+                    yield json.loads(line)
+            finally:
+                file.close()
+        finally:
+            sock.close()
+
+
+def _send(sock: socket.socket, obj: dict[str, Any]) -> None:
+    try:
+        sock.sendall(json.dumps(obj, ensure_ascii=False).encode() + b"\n")
+    except OSError as err:
+        raise VoiceosError(f"lost the connection to the voiceos daemon: {err.strerror or err}") from err
+
+
+def _read_reply(file: BinaryIO, path: Path) -> dict[str, Any]:
+    try:
+        line = file.readline(MAX_REPLY_BYTES)
+    except TimeoutError as err:
+        raise VoiceosError(f"the voiceos daemon did not answer in time (socket {path})") from err
+    except OSError as err:
+        raise VoiceosError(f"lost the connection to the voiceos daemon: {err.strerror or err}") from err
+    if not line.endswith(b"\n"):
+        raise VoiceosError("the voiceos daemon closed the connection before answering")
+    try:
+        reply = json.loads(line)
+    except ValueError as err:
+        raise VoiceosError(f"the voiceos daemon sent an unreadable reply: {err}") from err
+    if not isinstance(reply, dict) or "ok" not in reply:
+        raise VoiceosError('the voiceos daemon sent a reply without "ok"')
+    return reply
+
+
+def _result(reply: dict[str, Any]) -> dict[str, Any]:
+    if not reply["ok"]:
+        raise VoiceosError(str(reply.get("error") or "the voiceos daemon reported an unspecified error"))
+    return reply.get("result") or {}
