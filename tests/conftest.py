@@ -14,7 +14,7 @@ def pulse_server(tmp_path_factory: pytest.TempPathFactory):
 
     Fails (does not skip) when the PulseAudio binaries are missing: `make` installs them.
     """
-    from audio_server import PulseServer, PulseUnavailable
+    from voiceos.audio.virtual import PulseServer, PulseUnavailable
 
     server = PulseServer(tmp_path_factory.mktemp("pulse"))
     problem = None
@@ -97,3 +97,28 @@ def pipeline(test_config, device_plan, transcriber, lm, tts_engine):
     from voiceos.pipeline import Pipeline
 
     return Pipeline(test_config, device_plan, transcriber=transcriber, lm=lm, tts=tts_engine, voice=tts_engine.profile)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# systemd_user_manager: a real `systemd --user` in its own mount/cgroup namespaces (tests/systemd_manager.py)
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def systemd_user_manager():
+    """Start one user manager for the session and stop it at the end.
+
+    Fails (does not skip) when systemd, unshare or root is missing: `make` installs systemd.
+    """
+    from systemd_manager import UserManager, UserManagerUnavailable
+
+    manager = UserManager()
+    problem = None
+    try:
+        manager.start()
+    except UserManagerUnavailable as err:
+        problem = str(err)
+    if problem:
+        pytest.fail(problem, pytrace=False)
+    try:
+        yield manager
+    finally:
+        manager.stop()

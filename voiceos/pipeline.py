@@ -207,6 +207,7 @@ class Pipeline:
         def speak(sentence: str) -> None:
             nonlocal produced
             first = produced
+            timings.setdefault("first_sentence", _ms_since(start))
             for chunk in self.tts.synthesize(sentence, emotion=reply_emotion):
                 if cancelled():
                     break

@@ -1,4 +1,4 @@
-"""A private PulseAudio server with a virtual speaker and microphone, for tests (see shared/docs/TESTBED.md).
+"""A private PulseAudio server with a virtual speaker and microphone, for tests and `voiceos bench` (TESTBED.md).
 
 Devices, as PortAudio (ALSA) sees them once :meth:`PulseServer.activate` has run in the test process:
 
@@ -61,6 +61,7 @@ class Recorder:
 
     def __init__(self, env: dict[str, str], source: str = "spk.monitor", rate: int = SPEAKER_RATE) -> None:
         self.rate = rate
+        self.started_at: float | None = None  # time.monotonic() of the first recorded sample
         self._chunks: list[bytes] = []
         cmd = ["parec", "-d", source, "--raw", "--format=float32le", f"--rate={rate}", "--channels=1"]
         self._proc = subprocess.Popen([*cmd, "--latency-msec=10"], stdout=subprocess.PIPE, env=env)
@@ -70,6 +71,8 @@ class Recorder:
     def _pump(self) -> None:
         assert self._proc.stdout is not None
         while chunk := self._proc.stdout.read1(65536):
+            if self.started_at is None:
+                self.started_at = time.monotonic() - len(chunk) / 4 / self.rate
             self._chunks.append(chunk)
 
     def stop(self) -> np.ndarray:

@@ -1,0 +1,44 @@
+"""`voiceos bench`: the audio-level measurement, on the real daemon and virtual devices."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from voiceos.bench import first_sound_start, last_sound_end
+
+RATE = 16000
+
+
+def test_sound_edges_are_found_to_the_20_ms_window():
+    audio = np.zeros(3 * RATE, dtype=np.float32)
+    audio[int(0.5 * RATE) : int(1.2 * RATE)] = 0.2
+    assert last_sound_end(audio, RATE, 0.0, 3.0) == 1.2
+    assert first_sound_start(audio, RATE, 0.0) == 0.5
+    assert first_sound_start(audio, RATE, 1.3) is None
+    assert last_sound_end(audio, RATE, 1.5, 3.0) is None
+
+
+def test_bench_measures_end_of_speech_to_first_reply_sound(xdg_cache_home):
+    env = {"XDG_CACHE_HOME": str(xdg_cache_home)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "voiceos", "bench", "--utterances", "2"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **env},
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    assert result["utterances"] == 2
+    for key in ("end_to_first_audio_ms_p50", "end_to_first_audio_ms_p90", "asr_ms_p50", "tts_first_audio_ms_p50"):
+        assert result[key] > 0, key
+    for turn in result["turns"]:
+        stages = turn["endpointing"] + turn["asr"] + turn["tts_first_audio"] + turn["output_buffering"]
+        assert abs(stages - turn["end_to_first_audio_ms"]) < 1.0  # the breakdown adds up to what was measured
+        assert turn["endpointing"] > 0 and turn["output_buffering"] > 0

@@ -1,0 +1,217 @@
+"""``voiceos bench``: how long the user waits, measured at the audio level on real (virtual) devices.
+
+It starts a private PulseAudio server with a virtual microphone and speaker (:mod:`voiceos.audio.virtual`), runs
+the real daemon on it, speaks real recordings into the microphone and records both the microphone and the speaker.
+For every utterance: end of user speech (last loud 20 ms window on the microphone) -> first reply sample (first loud
+window on the speaker after it). The daemon's events give the per-stage breakdown; ``output_buffering`` is what is
+left between the synthesized first chunk and the first sample heard (player queue, PortAudio and sound server).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voiceos.audio.files import read_audio
+from voiceos.errors import VoiceosError
+
+log = logging.getLogger(__name__)
+
+MIC_RATE, SPEAKER_RATE = 16000, 48000
+LOUD = 0.01  # RMS of a 20 ms window that counts as sound
+DEFAULT_SPEECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech" / "librivox_cmusphinx"
+STAGES = ("endpointing", "asr", "lm_first_token", "first_sentence", "tts_first_audio", "output_buffering")
+
+
+def _loud_windows(samples: np.ndarray, rate: int) -> np.ndarray:
+    hop = rate // 50
+    n = len(samples) // hop
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    rms = np.sqrt(np.mean(samples[: n * hop].reshape(n, hop) ** 2, axis=1))
+    return rms > LOUD
+
+
+def last_sound_end(samples: np.ndarray, rate: int, start_s: float, end_s: float) -> float | None:
+    """Seconds into ``samples`` where the last loud window between start_s and end_s ends."""
+    loud = _loud_windows(samples, rate)
+    first, last = int(start_s * 50), min(len(loud), int(end_s * 50) + 1)
+    hits = np.flatnonzero(loud[first:last])
+    return (first + hits[-1] + 1) / 50 if hits.size else None
+
+
+def first_sound_start(samples: np.ndarray, rate: int, after_s: float) -> float | None:
+    loud = _loud_windows(samples, rate)
+    first = int(after_s * 50)
+    hits = np.flatnonzero(loud[first:])
+    return (first + hits[0]) / 50 if hits.size else None
+
+
+def _utterances(speech_dir: Path, count: int) -> list[tuple[str, np.ndarray]]:
+    manifest = speech_dir / "manifest.csv"
+    if not manifest.is_file():
+        raise VoiceosError(f"no speech to play: {manifest} not found (give --speech DIR with a manifest.csv)")
+    with manifest.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    sentences = [r for r in rows if len(r["transcript"].split()) >= 5] or rows  # questions-length utterances
+    if not sentences:
+        raise VoiceosError(f"no utterances listed in {manifest}")
+    picked = [sentences[i % len(sentences)] for i in range(count)]
+    return [(r["path"], read_audio(speech_dir / r["path"], MIC_RATE)) for r in picked]
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return round(float(np.percentile(values, q)), 1) if values else float("nan")
+
+
+class _Events:
+    def __init__(self, socket_path: str) -> None:
+        from voiceos.daemon.client import ControlClient
+
+        self.items: list[dict[str, Any]] = []
+        self.cond = threading.Condition()
+        client = ControlClient(socket_path, timeout=None)
+        threading.Thread(target=self._follow, args=(client,), daemon=True).start()
+
+    def _follow(self, client) -> None:
+        try:
+            for event in client.iter_events():
+                with self.cond:
+                    self.items.append(event)
+                    self.cond.notify_all()
+        except Exception:
+            pass
+
+    def wait(self, name: str, mark: int, timeout: float = 180.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for event in self.items[mark:]:
+                    if event["event"] == name:
+                        return event
+                if time.monotonic() > deadline:
+                    raise VoiceosError(f"bench: the daemon sent no {name} event in {timeout:.0f} s")
+                self.cond.wait(0.5)
+
+
+def run_bench(config_path: str | None, utterances: int = 5, speech_dir: Path | None = None) -> dict[str, Any]:
+    from voiceos.audio.virtual import PulseServer, PulseUnavailable, Recorder
+    from voiceos.daemon.client import ControlClient
+
+    clips = _utterances(speech_dir or DEFAULT_SPEECH, utterances)
+    root = Path(tempfile.mkdtemp(prefix="voiceos-bench-"))
+    server = PulseServer(root)
+    try:
+        server.start()
+    except PulseUnavailable as err:
+        raise VoiceosError(str(err).splitlines()[0]) from None
+    env = {**server.env, "PYTHONUNBUFFERED": "1"}
+    env.pop("VOICEOS_CONFIG", None)
+    cmd = [sys.executable, "-m", "voiceos", *(["--config", config_path] if config_path else []), "run"]
+    log_path = root / "daemon.log"
+    socket_path = str(Path(server.root) / "voiceos" / "control.sock")
+    with open(log_path, "ab") as daemon_log:
+        daemon = subprocess.Popen(cmd, env=env, stdout=daemon_log, stderr=daemon_log)
+    clock_offset = time.time() - time.monotonic()  # event times are wall clock; recordings are monotonic
+    try:
+        client = ControlClient(socket_path, timeout=30)
+        _wait_listening(client, daemon, log_path)
+        events = _Events(socket_path)
+        time.sleep(0.3)
+        mic, speaker = Recorder(server.env, "vmic", MIC_RATE), Recorder(server.env, "spk.monitor", SPEAKER_RATE)
+        time.sleep(0.5)
+        marks = []
+        for name, samples in clips:
+            client.request("reset")
+            mark = len(events.items)
+            sent_at = time.monotonic()
+            server.speak_into_mic(samples)
+            ended = events.wait("speech_ended", mark)
+            timings = events.wait("timings", mark)
+            events.wait("speaking_ended", mark)
+            _wait_listening(client, daemon, log_path)
+            marks.append((name, sent_at, len(samples) / MIC_RATE, ended, timings))
+            time.sleep(0.5)
+        mic_audio, speaker_audio = mic.stop(), speaker.stop()
+        return _analyse(marks, mic, mic_audio, speaker, speaker_audio, clock_offset)
+    finally:
+        daemon.terminate()
+        try:
+            daemon.wait(10)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+        server.stop()
+
+
+def _wait_listening(client, daemon: subprocess.Popen, log_path: Path, timeout: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if daemon.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-1500:]
+            raise VoiceosError(f"bench: the daemon exited with status {daemon.returncode}:\n{tail}")
+        try:
+            if client.request("status")["state"] == "listening":
+                return
+        except VoiceosError:
+            pass
+        time.sleep(0.2)
+    raise VoiceosError(f"bench: the daemon was not listening after {timeout:.0f} s (log: {log_path})")
+
+
+def _analyse(marks, mic, mic_audio, speaker, speaker_audio, clock_offset: float) -> dict[str, Any]:
+    per_turn: list[dict[str, Any]] = []
+    for name, sent_at, seconds, ended, timings_event in marks:
+        t = timings_event["timings_ms"]
+        start_in_mic = sent_at - mic.started_at
+        user_end = last_sound_end(mic_audio, MIC_RATE, start_in_mic, start_in_mic + seconds + 1.0)
+        if user_end is None:
+            log.warning("bench: %s never reached the microphone", name)
+            continue
+        user_end_mono = mic.started_at + user_end
+        reply = first_sound_start(speaker_audio, SPEAKER_RATE, user_end_mono - speaker.started_at)
+        if reply is None:
+            log.warning("bench: no reply heard after %s", name)
+            continue
+        e2e = (speaker.started_at + reply - user_end_mono) * 1000
+        endpointing = (ended["t"] - clock_offset - user_end_mono) * 1000
+        model_ms = t.get("asr", 0.0) + t.get("tts_first_audio", 0.0)
+        per_turn.append(
+            {
+                "utterance": name,
+                "end_to_first_audio_ms": round(e2e, 1),
+                "endpointing": round(endpointing, 1),
+                "asr": round(t.get("asr", 0.0), 1),
+                "lm_first_token": round(t.get("lm_first_token", 0.0), 1),
+                "first_sentence": round(t.get("first_sentence", 0.0), 1),
+                "tts_first_audio": round(t.get("tts_first_audio", 0.0), 1),
+                "output_buffering": round(e2e - endpointing - model_ms, 1),
+            }
+        )
+    result: dict[str, Any] = {"utterances": len(per_turn)}
+    e2e_values = [turn["end_to_first_audio_ms"] for turn in per_turn]
+    result["end_to_first_audio_ms_p50"] = _percentile(e2e_values, 50)
+    result["end_to_first_audio_ms_p90"] = _percentile(e2e_values, 90)
+    for stage in STAGES:
+        values = [turn[stage] for turn in per_turn]
+        result[f"{stage}_ms_p50"] = _percentile(values, 50)
+        result[f"{stage}_ms_p90"] = _percentile(values, 90)
+    result["turns"] = per_turn
+    result["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    return result
+
+
+def main(config_path: str | None, utterances: int, speech_dir: str | None) -> int:
+    result = run_bench(config_path, utterances, Path(speech_dir) if speech_dir else None)
+    print(json.dumps(result, indent=2))
+    return 0 if result["utterances"] else 1
