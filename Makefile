@@ -1,4 +1,4 @@
-# voiceos: `make say TEXT="..."` answers in speech, `make test` runs the whole suite.
+# voiceos: `make run` starts the assistant, `make say TEXT="..."` answers in speech, `make test` runs the suite.
 # Both create .venv and install whatever is missing first (system packages through apt-get when run as root or
 # with sudo). Second runs only check stamps and are quick.
 
@@ -12,10 +12,19 @@ TEXT   ?= Hello! Who are you?
 SYSTEM_PACKAGES      := libportaudio2
 SYSTEM_TEST_PACKAGES := $(SYSTEM_PACKAGES) pulseaudio pulseaudio-utils libasound2-plugins systemd
 
-.PHONY: say listen install install-test system-deps system-deps-test test lint format doctor clean
+.PHONY: run say listen bench install-service install install-test system-deps system-deps-test test lint format doctor clean
+
+run: install
+	$(BIN)/voiceos run
 
 say: install
-	$(BIN)/voiceos say --local "$(TEXT)"
+	$(BIN)/voiceos say "$(TEXT)"
+
+bench: install-test
+	$(BIN)/voiceos bench
+
+install-service: install
+	$(BIN)/voiceos install-service
 
 listen: install
 	$(BIN)/voiceos listen "$(FILE)"

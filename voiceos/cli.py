@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -33,7 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("--json", action="store_true", help="print one JSON object")
     say.add_argument("--out", metavar="FILE.wav", help="also write the spoken reply to this WAV file")
     say.add_argument("--no-play", action="store_true", help="do not play the reply")
-    say.add_argument("--local", action="store_true", help="run in this process (not through a running daemon)")
+    say.add_argument(
+        "--local",
+        action="store_true",
+        help="run in this process even when a daemon is running (--out and --no-play imply it)",
+    )
 
     listen = sub.add_parser("listen", help="treat an audio file as microphone input and answer it")
     listen.add_argument("file", metavar="FILE")
@@ -50,6 +55,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="check models, devices, CUDA and versions")
     doctor.add_argument("--json", action="store_true")
+
+    run = sub.add_parser("run", help="run the assistant: listen on the microphone and answer on the speaker")
+    run.add_argument("--socket", metavar="PATH", help="control socket (default $XDG_RUNTIME_DIR/voiceos/control.sock)")
+    for name, text in (
+        ("status", "what the running daemon is doing (state, devices, models, uptime)"),
+        ("events", "follow the running daemon's events, one JSON object per line"),
+        ("interrupt", "stop what the running daemon is saying"),
+        ("reset", "clear the running daemon's conversation memory"),
+    ):
+        client_cmd = sub.add_parser(name, help=text)
+        client_cmd.add_argument("--socket", metavar="PATH", help="control socket of the daemon")
+
+    bench = sub.add_parser("bench", help="measure end of speech -> first reply sound on virtual audio devices")
+    bench.add_argument("--utterances", type=int, default=5, help="how many recordings to speak (default 5)")
+    bench.add_argument("--speech", metavar="DIR", help="a folder with manifest.csv (default: the shared LibriVox set)")
+
+    install = sub.add_parser("install-service", help="install the systemd user unit for this installation")
+    install.add_argument("--enable", action="store_true", help="also daemon-reload and enable --now it")
     return parser
 
 
@@ -83,6 +106,11 @@ def cmd_say(args: argparse.Namespace, config: Config) -> int:
     from voiceos.pipeline import Pipeline, clean_text
 
     text = clean_text(" ".join(args.text), config.limits.max_text_chars)  # fail before loading any model
+    if not (args.local or args.out or args.no_play):
+        data = _ask_daemon("say", text=text)
+        if data is not None:
+            _print_daemon_turn(data, args.json)
+            return 0
     pipeline = Pipeline.load(config, stages=("lm", "tts"))
     with _Speaker(config, pipeline.tts.sample_rate, play=not args.no_play) as speaker:
         turn = pipeline.reply(text, on_audio=speaker.write)
@@ -168,7 +196,52 @@ def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
     return 1 if failed else 0
 
 
+def cmd_run(args: argparse.Namespace, config: Config) -> int:
+    from voiceos.daemon.main import run
+
+    if args.verbose == 0:
+        logging.getLogger().setLevel(logging.INFO)
+    return run(config, socket_path=args.socket)
+
+
+def cmd_client(args: argparse.Namespace, config: Config) -> int:
+    """status, events, interrupt, reset: thin clients of the running daemon."""
+    from voiceos.daemon.client import ControlClient
+
+    with ControlClient(args.socket, timeout=60) as client:
+        if args.command == "events":
+            with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):
+                for event in client.iter_events():
+                    print(json.dumps(event, ensure_ascii=False), flush=True)
+            return 0
+        print(json.dumps(client.request(args.command), indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace, config: Config) -> int:
+    from voiceos.bench import main as bench_main
+
+    if args.utterances < 1:
+        raise VoiceosError("--utterances must be at least 1")
+    return bench_main(args.config or os.environ.get("VOICEOS_CONFIG"), args.utterances, args.speech)
+
+
+def cmd_install_service(args: argparse.Namespace, config: Config) -> int:
+    from voiceos.daemon.service import install_service, next_steps
+
+    path = install_service(enable=args.enable)
+    print(next_steps(path, enabled=args.enable))
+    return 0
+
+
 COMMANDS = {
+    "run": cmd_run,
+    "status": cmd_client,
+    "events": cmd_client,
+    "interrupt": cmd_client,
+    "reset": cmd_client,
+    "install-service": cmd_install_service,
+    "bench": cmd_bench,
     "say": cmd_say,
     "listen": cmd_listen,
     "transcribe": cmd_transcribe,
@@ -215,6 +288,26 @@ class _Speaker:
                 self.played = True
         finally:
             self._player.close()
+
+
+def _ask_daemon(cmd: str, **fields) -> dict | None:
+    """The daemon's answer, or None when no daemon is running (the caller then works in-process)."""
+    from voiceos.daemon.client import ControlClient, DaemonUnavailable
+
+    try:
+        with ControlClient(timeout=600) as client:
+            return client.request(cmd, **fields)
+    except DaemonUnavailable:
+        return None
+
+
+def _print_daemon_turn(data: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(data, ensure_ascii=False))
+        return
+    print(f"voiceos: {data['reply']}")
+    where = "spoken by the running daemon" if data["audio"].get("played") else "not played (the daemon has no speaker)"
+    print(f"[{data['audio']['seconds']:.1f} s of speech, {where}]")
 
 
 def _default_reply_path() -> Path:

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from voiceos.audio.echo import EchoOptions
 from voiceos.errors import ConfigError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -111,6 +112,7 @@ class LimitOptions:
 class Config:
     runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
     audio: AudioOptions = field(default_factory=AudioOptions)
+    echo: EchoOptions = field(default_factory=EchoOptions)
     vad: VadOptions = field(default_factory=VadOptions)
     asr: AsrOptions = field(default_factory=AsrOptions)
     dialogue: DialogueOptions = field(default_factory=DialogueOptions)
@@ -212,6 +214,8 @@ def _check_value(key: str, value: Any, hint: Any, f: dataclasses.Field, source: 
 
 def _allowed_types(hint: Any) -> tuple[type, ...]:
     origin = typing.get_origin(hint)
+    if origin is typing.Literal:  # the options class checks the value itself
+        return tuple({type(arg) for arg in typing.get_args(hint)})
     if origin in (typing.Union, types.UnionType):
         return tuple(typing.get_args(hint))
     return (hint,)

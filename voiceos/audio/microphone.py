@@ -117,28 +117,41 @@ class Microphone:
         if status.input_overflow:
             self.overflows += 1
         block = indata[:, 0].copy()
+        adc = time_info.inputBufferAdcTime or time_info.currentTime  # the stream clock the player's DAC times use
         with contextlib.suppress(RuntimeError):  # RuntimeError: the loop is closed, we are shutting down
-            self.loop.call_soon_threadsafe(self._deliver, block, time.monotonic())
+            self.loop.call_soon_threadsafe(self._deliver, block, adc)
 
     # -- the event loop --------------------------------------------------------------------------------------------
-    def _deliver(self, block: np.ndarray, at: float) -> None:
-        self.last_block_at = at
+    def _deliver(self, block: np.ndarray, adc_time: float) -> None:
+        self.last_block_at = time.monotonic()
         if self._queue.full():
             self._queue.get_nowait()
             self.dropped_blocks += 1
-        self._queue.put_nowait((block, at))
+        self._queue.put_nowait((block, adc_time))
 
     async def frames(self) -> AsyncIterator[tuple[np.ndarray, float]]:
-        """16 kHz mono float32 blocks with the monotonic time their last sample was captured; ends on close."""
+        """16 kHz mono float32 chunks with the stream time (ADC clock) of their first sample; ends on close.
+
+        The resampler hands out audio in its own chunking (one output chunk can hold samples of several input
+        blocks), so times come from counting samples from an anchor, re-anchored on the block's ADC time when the
+        count and the clock disagree by more than 15 ms (dropped blocks, a stream restart).
+        """
+        anchor: float | None = None  # stream time of input sample 0 (and of output sample 0)
+        samples_out = 0
         while not self._closed:
             try:
-                block, at = await asyncio.wait_for(self._queue.get(), timeout=0.25)
+                block, adc_time = await asyncio.wait_for(self._queue.get(), timeout=0.25)
             except asyncio.TimeoutError:
                 continue
+            expected = None if anchor is None else anchor + self.samples_in / self.sample_rate
+            if expected is None or abs(adc_time - expected) > 0.015:
+                anchor = adc_time - self.samples_in / self.sample_rate
+                samples_out = round(self.samples_in * TARGET_RATE / self.sample_rate)
             self.samples_in += len(block)
             out = self._resampler.resample_chunk(block) if self._resampler is not None else block
             if out.size:
-                yield np.asarray(out, dtype=np.float32), at
+                yield np.asarray(out, dtype=np.float32), anchor + samples_out / TARGET_RATE
+                samples_out += len(out)
 
     def stalled(self, timeout_s: float = 1.5) -> bool:
         """True when the stream died or no audio arrived for ``timeout_s``: the device or sound server is gone."""

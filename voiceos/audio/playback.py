@@ -12,6 +12,7 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from types import ModuleType, TracebackType
 from typing import Any, Literal
 
@@ -143,6 +144,7 @@ class ChunkPlayer:
         *,
         max_queued_s: float = 600.0,
         latency: str | float = 0.1,
+        on_played: Callable[[np.ndarray, float], None] | None = None,
     ) -> None:
         sd = _sounddevice()
         self.sample_rate = int(sample_rate)
@@ -161,6 +163,8 @@ class ChunkPlayer:
         self._closed = False
         self.underruns = 0  # the queue ran dry mid-reply (the producer was late)
         self.xruns = 0  # PortAudio reported an output underflow (the callback itself was late)
+        self._on_played = on_played
+        self.tap_errors = 0  # exceptions raised by on_played
         self._lock = threading.Lock()
         stream = None
         try:
@@ -209,10 +213,15 @@ class ChunkPlayer:
             if self._flowing and not self._draining:
                 self.underruns += 1
         self._flowing = filled == frames
+        dac = time_info.outputBufferDacTime or time_info.currentTime + self._latency
         if filled:
-            dac = time_info.outputBufferDacTime or time_info.currentTime + self._latency
             self._marks.append((dac, self._consumed, filled))
             self._consumed += filled
+        if self._on_played is not None:
+            try:
+                self._on_played(out, dac)
+            except Exception:
+                self.tap_errors += 1
 
     # -- the caller's side ----------------------------------------------------------------------------------------
 

@@ -1,0 +1,54 @@
+"""The daemon with a real echo path: everything the virtual speaker plays comes back into the microphone.
+
+A separate daemon from tests/test_daemon.py: the echo path exists from its start, as with a laptop's speakers.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from daemon_process import running_daemon
+
+from voiceos.asr import SAMPLE_RATE
+from voiceos.audio.files import read_audio
+
+LIBRIVOX = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech" / "librivox_cmusphinx" / "audio"
+
+
+@pytest.fixture(scope="module")
+def echoing_daemon(pulse_server, xdg_cache_home, tmp_path_factory):
+    loop = pulse_server.pactl(
+        "load-module", "module-loopback", "source=spk.monitor", "sink=micsink", "latency_msec=30"
+    ).stdout.strip()
+    try:
+        with running_daemon(pulse_server, xdg_cache_home, tmp_path_factory.mktemp("echo-daemon")) as proc:
+            yield proc
+    finally:
+        pulse_server.pactl("unload-module", loop, check=False)
+
+
+def test_the_assistants_own_voice_coming_back_starts_no_turn(echoing_daemon):
+    daemon = echoing_daemon
+    assert daemon.client.request("status")["echo"] == "aec"
+    mark = daemon.events.mark()
+    for prompt in ("Tell me something nice about autumn.", "What is your favourite season?"):
+        data = daemon.client.request("say", text=prompt)
+        assert data["audio"]["played"] and not data["interrupted"], data
+    time.sleep(1.0)  # the echo's tail
+    assert daemon.events.since(mark, "speech_ended") == []
+    assert [e["source"] for e in daemon.events.since(mark, "transcript")] == ["say", "say"]
+
+
+def test_the_user_still_barges_in_over_the_echo(echoing_daemon, pulse_server):
+    daemon = echoing_daemon
+    mark = daemon.events.mark()
+    speaker, result = daemon.say_at_length(mark)
+    user = read_audio(LIBRIVOX / "sense_and_sensibility_01_austen_64kb-0870.wav", SAMPLE_RATE)
+    pulse_server.speak_into_mic(user, wait=False)
+    ended = daemon.events.wait_for("speaking_ended", mark)
+    speaker.join(60)
+    assert ended["interrupted"] and result["interrupted"]
+    transcript = daemon.events.wait_for("transcript", mark, where=lambda e: e["source"] == "microphone")
+    assert "dashwood" in transcript["text"].lower()

@@ -1,0 +1,472 @@
+"""Keep the assistant's own voice, coming back through the microphone, from starting a new turn.
+
+Three parts, all at 16 kHz mono float32 and in 10 ms steps:
+
+- :class:`PlaybackReference` records what the speaker played, indexed by *stream time*: the clock PortAudio uses
+  for ``outputBufferDacTime`` and ``inputBufferAdcTime`` (one clock for every stream of a process; with ALSA it
+  is the wall clock). ``ChunkPlayer(..., on_played=reference.write)`` feeds it from the PortAudio callback, which
+  only copies the block into a preallocated ring (no lock, no allocation); resampling to 16 kHz happens on the
+  reader's side, in :meth:`PlaybackReference.read`, so the callback stays cheap.
+- :class:`EchoCanceller` is WebRTC's echo canceller (AEC3, from the ``livekit`` package's prebuilt
+  ``AudioProcessingModule``): it subtracts the modelled echo of the reference from the microphone.
+- :class:`EchoGate` decides, per microphone frame, whether the voiced audio is the user or our own echo, so the
+  VAD is fed room noise instead of echo while a user talking over the assistant (barge-in) still gets through.
+
+How the daemon uses it (the microphone thread)::
+
+    reference = PlaybackReference(player_rate)
+    player = ChunkPlayer(player_rate, device, on_played=reference.write)
+    gate = EchoGate(reference, EchoOptions())      # mode "aec"; "gate" (with a warning) when livekit is missing
+    ...
+    result = gate.process(frame_16k, adc_time)     # a multiple of 10 ms; adc_time: inputBufferAdcTime of its
+    events = vad.feed(result.audio)                # first sample (or None: right after the previous frame)
+    ...
+    player.stop(); reference.cut(adc_time)         # barge-in: what was queued was never heard
+
+``result.audio`` is the microphone as is while nothing was played recently, the echo-cancelled microphone while
+the user is heard, and room noise in place of echo (``result.echo``). The player must run at least ``lead_ms``
+ahead of the DAC (ChunkPlayer's default latency is 0.1 s) so the reference is there before its echo.
+
+Decision, per 10 ms: ``R`` is the loudest 10 ms played from ``max_delay_ms`` before the frame to ``lead_ms``
+after it (echo path, reverberation and timestamp error fall in that window). With ``R`` under
+``reference_floor_db`` the frame passes unchanged. Otherwise it is the user's when what reaches the VAD (the
+canceller's output, or the microphone in mode ``gate``) exceeds ``coupling * R`` by ``margin_db`` and the noise
+floor by 10 dB. ``coupling`` is the upper envelope of that ratio over frames that are surely echo (with AEC: frames
+the canceller took ``guard_db`` off; it leaves a user's voice alone), starting from ``initial_coupling_db``. Where
+the canceller cannot be trusted (its first 2.5 s of sound, around timing breaks, frames it barely changed) the raw
+microphone must also exceed the raw echo's envelope by the margin. A user frame opens the gate for ``hold_ms``.
+
+Measured (tests/test_echo.py: Piper replies, a simulated room, and the virtual speaker's monitor): AEC3 takes
+45-65 dB off an echo-only microphone once settled; echo alone starts no VAD turn; a user talking over the reply
+starts one 70-100 ms after their onset. In mode ``gate`` (no AEC) only a user clearly louder than the echo is heard.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+import numpy as np
+import soxr
+
+log = logging.getLogger(__name__)
+
+__all__ = ["EchoCanceller", "EchoCancellerUnavailable", "EchoGate", "EchoOptions", "GateResult", "PlaybackReference"]
+
+RATE = 16000
+FRAME = RATE // 100  # 10 ms: the echo canceller's frame, and the gate's decision step
+_SPEECH_FLOOR = 10 ** (-60 / 10)  # mean square of -60 dBFS: quieter is never taken for the user
+_REDUCED = 10 ** (3 / 10)  # a frame the canceller took 3 dB off had echo in it, and what is left is not echo
+# Envelope followers (attack, release per 10 ms), tuned on Piper replies: the AEC's residual varies little and may
+# be followed closely; the raw echo swings with the room and the words, so it is held higher, and highest in mode
+# gate, where nothing proves that a frame is echo (with AEC, only frames it cancelled are learnt from).
+_FOLLOW_AEC = (0.3, 0.05)
+_FOLLOW_RAW = (0.5, 0.03)
+_FOLLOW_GATE = (0.5, 0.01)
+# AEC3's initial state (EchoCanceller3Config filter.initial_state_seconds): measured, it still leaks at the
+# onsets of the first sentences, so its residual is not trusted alone before this much sounding reference.
+_AEC_INITIAL_S = 2.5
+
+Mode = Literal["aec", "gate", "off"]
+
+
+@dataclass(frozen=True)
+class EchoOptions:
+    """How echo is kept out of the VAD; ``mode``: ``aec`` (cancel, then gate), ``gate`` (gate only), ``off``."""
+
+    mode: Mode = "aec"
+    margin_db: float = 6.0  # the user must be this much louder than the expected echo
+    initial_coupling_db: float = 0.0  # echo vs reference energy before anything is learnt (0: as loud)
+    guard_db: float = 10.0  # mode aec: a frame the canceller reduced this much is surely echo (learn from it)
+    max_delay_ms: int = 300  # how long after being played a reference sample may still be heard
+    lead_ms: int = 40  # how early the echo may arrive relative to the reference's DAC timestamp
+    reference_floor_db: float = -60.0  # a reference quieter than this (RMS, dBFS) is silence
+    hold_ms: int = 100  # once the user is heard, pass everything for this long
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("aec", "gate", "off"):
+            raise ValueError(f"echo mode must be aec, gate or off, got {self.mode!r}")
+        for name, low, high in (
+            ("margin_db", 0, 40),
+            ("initial_coupling_db", -60, 20),
+            ("guard_db", 0, 60),
+            ("max_delay_ms", 0, 2000),
+            ("lead_ms", 0, 500),
+            ("reference_floor_db", -120, 0),
+            ("hold_ms", 0, 5000),
+        ):
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ValueError(f"echo {name} must be in [{low}, {high}], got {value}")
+
+
+class PlaybackReference:
+    """What the speaker played, at 16 kHz, by stream time: one writer (the audio callback), any readers.
+
+    The writer side (:meth:`write`) copies each block into a ring at the player's rate and then publishes its
+    DAC time with one counter increment, so a reader never sees half a block. Readers resample what is new in
+    :meth:`read` (soxr, in streaming mode) into a second ring where each sample's slot is its time times 16000; a
+    slot remembers which time it holds, so gaps (a stopped stream) and overwritten history read as silence.
+    Consecutive blocks are joined as one continuous stream while their DAC times agree within 15 ms; beyond
+    that (a restart, clock drift) the stream is re-anchored on the block's own timestamp.
+    """
+
+    _REANCHOR_S = 0.015
+
+    def __init__(self, source_rate: int, capacity_s: float = 8.0) -> None:
+        if source_rate <= 0:
+            raise ValueError(f"source_rate must be positive, got {source_rate}")
+        self.source_rate = int(source_rate)
+        self.rate = RATE
+        # Writer side: raw samples and block marks (DAC time, first raw index, length), published by _marks_written.
+        # Twice the capacity: a reader takes only blocks the writer cannot be overwriting while it copies them.
+        self._raw = np.zeros(int(2 * capacity_s * self.source_rate), np.float32)
+        self._marks = 4096
+        self._mark_time = np.zeros(self._marks, np.float64)
+        self._mark_pos = np.zeros(self._marks, np.int64)
+        self._mark_len = np.zeros(self._marks, np.int64)
+        self._raw_written = 0
+        self._marks_written = 0
+        # Reader side.
+        self._lock = threading.Lock()
+        self._marks_read = 0
+        self._ring = np.zeros(int(capacity_s * RATE), np.float32)
+        self._stamp = np.full(len(self._ring), -1, np.int64)  # the absolute slot each ring cell holds
+        self._stream: soxr.ResampleStream | None = None
+        self._seg_slot = 0  # slot of the current segment's first sample
+        self._seg_in = 0  # source samples fed into the current segment
+        self._seg_out = 0  # 16 kHz samples placed from it
+        self._high_slot = -1  # one past the latest slot written
+        self._breaks: deque[float] = deque(maxlen=64)  # times where playback did not go on as timed before
+
+    # -- writer (PortAudio callback): no locks, no allocation ----------------------------------------------------
+
+    def write(self, samples: np.ndarray, dac_time: float) -> None:
+        """Record a block the speaker will play from ``dac_time`` on (mono, at ``source_rate``)."""
+        n = len(samples)
+        cap = len(self._raw)
+        if n > cap:
+            samples, dac_time, n = samples[n - cap :], dac_time + (n - cap) / self.source_rate, cap
+        start = self._raw_written
+        pos = start % cap
+        first = min(n, cap - pos)
+        self._raw[pos : pos + first] = samples[:first]
+        if n > first:
+            self._raw[: n - first] = samples[first:]
+        i = self._marks_written % self._marks
+        self._mark_time[i] = dac_time
+        self._mark_pos[i] = start
+        self._mark_len[i] = n
+        self._raw_written = start + n
+        self._marks_written += 1  # publishes the block
+
+    # -- readers -------------------------------------------------------------------------------------------------
+
+    def read(self, start_time: float, n: int) -> np.ndarray:
+        """The ``n`` samples (16 kHz) played from ``start_time`` on; silence where nothing was played."""
+        with self._lock:
+            self._pump()
+            slots = np.arange(n, dtype=np.int64) + round(start_time * RATE)
+            cells = slots % len(self._ring)
+            return np.where(self._stamp[cells] == slots, self._ring[cells], np.float32(0.0))
+
+    def broken(self, start_time: float, end_time: float) -> bool:
+        """Whether the played stream broke (underrun, restart, cut) between the two times."""
+        with self._lock:
+            self._pump()
+            return any(start_time <= t <= end_time for t in self._breaks)
+
+    def cut(self, at_time: float) -> None:
+        """Forget what was to be played from ``at_time`` on (``ChunkPlayer.stop`` dropped it unheard)."""
+        with self._lock:
+            self._pump()
+            first = round(at_time * RATE)
+            if first < self._high_slot:
+                slots = np.arange(max(first, self._high_slot - len(self._ring)), self._high_slot, dtype=np.int64)
+                self._stamp[slots % len(self._ring)] = -1
+            self._stream = None  # the next block starts a new segment
+            self._breaks.append(at_time)
+
+    def _pump(self) -> None:
+        """Resample the blocks published since the last call into the 16 kHz ring (reader lock held)."""
+        written = self._marks_written
+        if written - self._marks_read > self._marks:
+            self._marks_read, self._stream = written - self._marks, None
+        while self._marks_read < written:
+            i = self._marks_read % self._marks
+            dac, pos, n = float(self._mark_time[i]), int(self._mark_pos[i]), int(self._mark_len[i])
+            self._marks_read += 1
+            cap = len(self._raw)
+            block = self._raw[np.arange(pos, pos + n) % cap]
+            if self._raw_written - pos > cap // 2:  # the writer is (or was, during the copy) lapping us
+                self._stream = None
+                continue
+            self._feed(block, dac)
+
+    def _feed(self, block: np.ndarray, dac: float) -> None:
+        slot = dac * RATE
+        if self._stream is not None:
+            expected = self._seg_slot + self._seg_in * RATE / self.source_rate
+            if abs(slot - expected) > self._REANCHOR_S * RATE:
+                self._place(self._stream.resample_chunk(np.zeros(0, np.float32), last=True))
+                self._stream = None
+        if self._stream is None:
+            if self._high_slot >= 0:
+                self._breaks.append(dac)
+            self._stream = soxr.ResampleStream(self.source_rate, RATE, 1, dtype="float32", quality="HQ")
+            self._seg_slot, self._seg_in, self._seg_out = round(slot), 0, 0
+        self._seg_in += len(block)
+        self._place(self._stream.resample_chunk(block))
+
+    def _place(self, out: np.ndarray) -> None:
+        if not len(out):
+            return
+        out = out[-len(self._ring) :]
+        slots = np.arange(len(out), dtype=np.int64) + self._seg_slot + self._seg_out
+        self._seg_out += len(out)
+        cells = slots % len(self._ring)
+        self._ring[cells] = out
+        self._stamp[cells] = slots
+        self._high_slot = max(self._high_slot, int(slots[-1]) + 1)
+
+
+class EchoCancellerUnavailable(RuntimeError):
+    """The echo-cancellation library (``livekit``) is not installed or does not load."""
+
+
+class EchoCanceller:
+    """WebRTC AEC3 through ``livekit.rtc.AudioProcessingModule``; no network involved, it runs in-process.
+
+    ``process`` takes microphone and reference blocks of equal length (a multiple of 10 ms at 16 kHz): each
+    10 ms of reference goes in as the far end just before the matching 10 ms of microphone. The output lags
+    its input by about 8 ms (AEC3's block processing).
+    """
+
+    def __init__(self, delay_ms: int = 0) -> None:
+        try:
+            from livekit import rtc
+        except Exception as err:  # ImportError, or OSError from its native library
+            raise EchoCancellerUnavailable(f"livekit is not available ({err})") from None
+        self._apm = rtc.AudioProcessingModule(echo_cancellation=True)
+        self._apm.set_stream_delay_ms(int(delay_ms))
+        self._near = rtc.AudioFrame.create(RATE, 1, FRAME)
+        self._far = rtc.AudioFrame.create(RATE, 1, FRAME)
+        self._near_pcm = np.frombuffer(self._near.data, np.int16)
+        self._far_pcm = np.frombuffer(self._far.data, np.int16)
+
+    def process(self, mic: np.ndarray, reference: np.ndarray) -> np.ndarray:
+        if len(mic) != len(reference) or len(mic) % FRAME:
+            raise ValueError(f"mic and reference must be equal multiples of {FRAME} samples")
+        out = np.empty(len(mic), np.float32)
+        near = _to_pcm(mic)
+        far = _to_pcm(reference)
+        for pos in range(0, len(mic), FRAME):
+            self._far_pcm[:] = far[pos : pos + FRAME]
+            self._apm.process_reverse_stream(self._far)
+            self._near_pcm[:] = near[pos : pos + FRAME]
+            self._apm.process_stream(self._near)
+            out[pos : pos + FRAME] = self._near_pcm
+        out *= np.float32(1 / 32768)
+        return out
+
+
+def _to_pcm(samples: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(samples * 32768.0), -32768, 32767).astype(np.int16)
+
+
+def _energies(x: np.ndarray) -> np.ndarray:
+    """Mean square per 10 ms."""
+    return np.mean(np.square(x.reshape(-1, FRAME), dtype=np.float64), axis=1)
+
+
+class GateResult(NamedTuple):
+    audio: np.ndarray  # what to feed the VAD: the (echo-cancelled) microphone, or room noise when ``echo``
+    echo: bool  # the assistant is (or just was) speaking and nothing in the frame is louder than its echo
+
+
+class _Envelope:
+    """The upper envelope of a level ratio in dB: rises fast towards louder frames, decays slowly on quieter ones.
+
+    The decay is proportional to the distance, so a first guess far too high (0 dB before AEC3 converged) comes
+    down within a few hundred ms, while a frame quieter than usual moves it little.
+    """
+
+    def __init__(self, db: float, attack: float, release: float) -> None:
+        self.db = db
+        self._attack, self._release = attack, release
+
+    def update(self, ratio: float) -> None:
+        ratio_db = 10 * math.log10(max(ratio, 1e-12))
+        rate = self._attack if ratio_db > self.db else self._release
+        self.db = min(20.0, max(-80.0, self.db + rate * (ratio_db - self.db)))
+
+    @property
+    def gain(self) -> float:
+        return 10 ** (self.db / 10)
+
+
+class EchoGate:
+    """Per-frame user-or-echo decisions on the microphone (see the module docstring); one microphone thread.
+
+    Frames judged echo come back as *room noise* (the microphone's own noise spectrum and level), not digital
+    silence: webrtcvad calls the step from silence back to real noise speech, which would start a turn.
+
+    Timing breaks make the canceller misaligned for a moment (an output underrun shifts what was already
+    buffered; measured: tens of ms), and its residual then looks like a user. For ``_SETTLE_S`` around a break
+    in the playback (or a jump in the microphone's timestamps), a frame is the user's only if the raw
+    microphone is also louder than the raw echo would be: barge-in then needs a louder voice, briefly.
+    """
+
+    _NOISE_WINDOW = 200  # 10 ms frames: the noise floor is the quietest of the last 2 s (minimum statistics)
+    _NOISE_MARGIN = 10.0  # dB: the user must be this far above the noise floor
+    _JITTER_S = 0.015  # capture timestamps within this of the running count are jitter, not a jump
+    _SETTLE_S = 1.0
+
+    def __init__(self, reference: PlaybackReference | None, options: EchoOptions | None = None) -> None:
+        self.options = o = options or EchoOptions()
+        self.reference = reference
+        self.mode: Mode = o.mode if reference is not None else "off"
+        self.canceller: EchoCanceller | None = None
+        if self.mode == "aec":
+            try:
+                self.canceller = EchoCanceller(delay_ms=o.lead_ms)
+            except EchoCancellerUnavailable as err:
+                log.warning("echo cancellation unavailable, gating on the playback reference only: %s", err)
+                self.mode = "gate"
+        described = {"aec": "WebRTC AEC3 (livekit) + gate", "gate": "gate on the playback reference only"}
+        log.info("echo handling: %s", described.get(self.mode, "off"))
+        self._delay_frames = math.ceil(o.max_delay_ms / 10)
+        self._lead_frames = math.ceil(o.lead_ms / 10)
+        self._floor = 10 ** (o.reference_floor_db / 10)
+        self._margin = 10 ** (o.margin_db / 10)
+        self._guard = 10 ** (o.guard_db / 10)
+        # What reaches the VAD vs the reference (the AEC's residual, or the raw echo in mode gate), and the raw echo.
+        self.coupling = _Envelope(o.initial_coupling_db, *(_FOLLOW_AEC if self.canceller else _FOLLOW_GATE))
+        self.raw_coupling = _Envelope(o.initial_coupling_db, *_FOLLOW_RAW)
+        self._sounding_s = 0.0  # how long the canceller has been fed a sounding reference
+        self._next_time: float | None = None
+        self._mic_break = -math.inf
+        self._hold_until = -math.inf
+        self._levels: deque[float] = deque(maxlen=self._NOISE_WINDOW)
+        self.noise = _SPEECH_FLOOR  # the microphone's noise floor (mean square)
+        self._noise_psd: np.ndarray | None = None  # power spectrum of quiet frames, averaged
+        self._noise_level = np.zeros(1)  # their mean square, averaged
+        self._fir: np.ndarray | None = None
+        self._white_tail = np.zeros(FRAME - 1, np.float32)
+        self._rng = np.random.default_rng(0)
+        self.echo_frames = 0  # 10 ms frames replaced as echo
+        self.user_frames = 0  # 10 ms frames heard as the user while the reference played
+
+    def process(self, mic: np.ndarray, time_s: float | None = None) -> GateResult:
+        """Judge ``mic`` (16 kHz, a multiple of 10 ms) captured from ``time_s`` (stream time of its first sample).
+
+        ``time_s=None`` continues right after the previous frame; a time within 15 ms of that is taken as jitter.
+        """
+        mic = np.asarray(mic, dtype=np.float32)
+        if mic.ndim != 1 or len(mic) % FRAME:
+            raise ValueError(f"EchoGate takes mono frames of a multiple of {FRAME} samples, got shape {mic.shape}")
+        time_s = self._capture_time(time_s)
+        self._next_time = time_s + len(mic) / RATE
+        if self.mode == "off" or self.reference is None or not len(mic):
+            return GateResult(mic, False)
+        mic_e = _energies(mic)
+        self._track_noise(mic, mic_e)
+        n_sub = len(mic) // FRAME
+        d, lead = self._delay_frames, self._lead_frames
+        span = self.reference.read(time_s - d * FRAME / RATE, (d + n_sub + lead) * FRAME)
+        ref_e = np.lib.stride_tricks.sliding_window_view(_energies(span), d + lead + 1).max(axis=1)
+        out = mic
+        if self.canceller is not None:  # always: skipping the quiet stretches made AEC3 leak when the voice resumed
+            out = self.canceller.process(mic, span[(d + lead) * FRAME :][: len(mic)])
+        if ref_e.max() < self._floor:
+            return GateResult(mic, False)  # nothing we played can be in this frame: pass it unchanged
+        unsettled = time_s - self._mic_break < self._SETTLE_S or self.reference.broken(
+            time_s - self._SETTLE_S, self._next_time + self.options.lead_ms / 1000 + 0.2
+        )
+        user = self._judge(mic_e, _energies(out), ref_e, unsettled)
+        if user:
+            self._hold_until = self._next_time + self.options.hold_ms / 1000
+        if user or time_s < self._hold_until:
+            return GateResult(out, False)
+        return GateResult(self._comfort_noise(len(mic)), True)
+
+    def _capture_time(self, time_s: float | None) -> float:
+        expected = self._next_time
+        if time_s is None:
+            if expected is None:
+                raise ValueError("the first frame needs its capture time")
+            return expected
+        if expected is None or abs(time_s - expected) <= self._JITTER_S:
+            return time_s if expected is None else expected
+        self._mic_break = time_s  # frames were lost, or the clock jumped
+        return time_s
+
+    def _judge(self, mic_e: np.ndarray, out_e: np.ndarray, ref_e: np.ndarray, unsettled: bool) -> bool:
+        """Decide the sub-frames and learn the couplings from those that are surely echo; True if any is the user."""
+        user = False
+        speech_floor = max(_SPEECH_FLOOR, self.noise * 10 ** (self._NOISE_MARGIN / 10))
+        aec = self.canceller is not None
+        for m, x, r in zip(mic_e.tolist(), out_e.tolist(), ref_e.tolist(), strict=True):
+            if r < self._floor:
+                continue
+            self._sounding_s += FRAME / RATE
+            heard = x > speech_floor and x > self.coupling.gain * r * self._margin
+            young = self._sounding_s < _AEC_INITIAL_S
+            if heard and aec and (unsettled or young or m < x * _REDUCED):
+                # The canceller may have left echo here: misaligned, still in its initial state, or it let a loud
+                # echo through (AEC3 does when it is louder than the reference). Believe only a voice that stands
+                # out of the raw echo.
+                heard = m > self.raw_coupling.gain * r * self._margin
+            if heard:
+                user = True
+                self.user_frames += 1
+                continue
+            self.echo_frames += 1
+            if aec:  # reduced by the canceller, so not a user (whose voice it leaves alone)
+                surely_echo = not unsettled and m > self.noise * self._guard and m > x * self._guard
+            else:  # echo well above the noise, not the noise itself
+                surely_echo = x > self.noise * 4
+            if surely_echo:
+                self.coupling.update(x / r)
+                self.raw_coupling.update(m / r)
+        return user
+
+    def _track_noise(self, mic: np.ndarray, mic_e: np.ndarray) -> None:
+        """Noise floor by minimum statistics; the spectrum of frames near it, averaged, for comfort noise."""
+        window = np.hanning(FRAME).astype(np.float32)
+        for k, e in enumerate(mic_e.tolist()):
+            self._levels.append(e)
+            if 0 < e <= 2 * self.noise:
+                frame = mic[k * FRAME : (k + 1) * FRAME]
+                psd = np.abs(np.fft.rfft(frame * window)) ** 2
+                if self._noise_psd is None:
+                    self._noise_psd, self._noise_level = psd, np.array([e])
+                else:
+                    self._noise_psd += 0.05 * (psd - self._noise_psd)
+                    self._noise_level += 0.05 * (e - self._noise_level)
+                self._fir = None
+        self.noise = max(min(self._levels) * 1.5, 1e-12)  # the minimum of noisy estimates is biased low
+
+    def _comfort_noise(self, n: int) -> np.ndarray:
+        """Stationary noise with the spectrum and level of the microphone's quiet frames, continuous across calls.
+
+        White noise through a linear-phase FIR made from the averaged noise spectrum: spliced real frames would
+        click at every seam, and webrtcvad hears such clicks as speech.
+        """
+        if self._noise_psd is None:
+            return np.zeros(n, np.float32)
+        if self._fir is None:
+            h = np.fft.irfft(np.sqrt(self._noise_psd), n=FRAME)
+            h = np.roll(h, FRAME // 2) * np.hanning(FRAME)
+            self._fir = (h / np.sqrt(np.sum(h**2))).astype(np.float32)
+        # Never louder than the floor the microphone has now: a spectrum learnt from the quiet start of an
+        # utterance, replayed over a (digitally) silent microphone, is what webrtcvad calls speech.
+        level = min(float(np.mean(self._noise_level)), self.noise)
+        white = self._rng.standard_normal(n).astype(np.float32)
+        history = np.concatenate([self._white_tail, white])
+        self._white_tail = history[-(FRAME - 1) :]
+        return (np.convolve(history, self._fir, mode="valid") * np.float32(np.sqrt(level))).astype(np.float32)

@@ -1,0 +1,453 @@
+"""The live assistant: microphone -> VAD -> turn (ASR -> LM -> TTS) -> speaker, with barge-in and memory.
+
+Threads and where work runs:
+
+- PortAudio threads only copy audio (``Microphone`` callback in, ``ChunkPlayer`` callback out).
+- The event loop resamples, runs the echo gate and the VAD (microseconds per frame), publishes events and decides
+  about turns and interruptions.
+- One model thread (a single-worker executor) runs ASR, the LM and TTS, so the models never fight for the two
+  cores; synthesized audio goes straight from there into the player's queue, sentence by sentence.
+
+A turn is cancelled through a ``threading.Event`` the model thread checks between tokens and audio chunks. After an
+interruption the history keeps only what the user heard: the player's count of samples actually played says how far
+the reply got (:meth:`TurnResult.heard_text`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voiceos import __version__
+from voiceos.audio.echo import EchoGate, PlaybackReference
+from voiceos.audio.files import resample
+from voiceos.audio.microphone import Microphone, rescan_devices
+from voiceos.audio.playback import ChunkPlayer, resolve_device
+from voiceos.daemon.bus import EventBus
+from voiceos.errors import AudioDeviceError, AudioInputError, VoiceosError
+from voiceos.events import (
+    ErrorEvent,
+    ReplyDelta,
+    SpeakingEnded,
+    SpeakingStarted,
+    SpeechEndedEvent,
+    SpeechStartedEvent,
+    StateChanged,
+    TimingsEvent,
+    TranscriptEvent,
+    UserEmotionEvent,
+)
+from voiceos.pipeline import Pipeline, TurnResult
+from voiceos.vad import SpeechDiscarded, SpeechEnded, SpeechStarted, VadSegmenter
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+ECHO_FRAME = SAMPLE_RATE // 100  # the echo stage works in 10 ms steps
+
+
+@dataclass
+class _Turn:
+    """A turn in progress: what cancels it, and what it has played."""
+
+    user_text: str
+    source: str
+    cancel: threading.Event = field(default_factory=threading.Event)
+    played_at_start: float = 0.0  # the player's played_seconds when this turn's audio began
+    speaking: bool = False
+    interrupted: bool = False
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    done: asyncio.Future | None = None
+
+
+class Assistant:
+    """Owns the pipeline, the audio devices and the conversation state; the control socket drives it too."""
+
+    def __init__(self, pipeline: Pipeline, bus: EventBus, *, notifier: Any = None) -> None:
+        self.pipeline = pipeline
+        self.config = pipeline.config
+        self.bus = bus
+        self.notifier = notifier
+        self.state = "starting"
+        self.state_detail = ""
+        self.started_at = time.monotonic()
+        self.turns = 0
+        self.interruptions = 0
+        self.microphone: Microphone | None = None
+        self.player: ChunkPlayer | None = None
+        self.audio_error = ""
+        self.audio_ready = asyncio.Event()
+        self._models = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="voiceos-models")
+        self._turn: _Turn | None = None
+        self._turn_task: asyncio.Task | None = None
+        self._carry_over = ""  # user text of a turn cut before it spoke: the user was not done talking
+        self._vad = VadSegmenter(self.config.vad)
+        self._speech_started_at: float | None = None
+        # One reference and gate for the daemon's life: what the canceller learns carries over from reply to reply.
+        self.reference = PlaybackReference(self._output_rate())
+        self.echo = EchoGate(self.reference, self.config.echo)
+        self._mic_pending = np.zeros(0, dtype=np.float32)
+        self._last_adc = 0.0
+
+    # -- state ---------------------------------------------------------------------------------------------------
+    def set_state(self, state: str, detail: str = "") -> None:
+        if (state, detail) == (self.state, self.state_detail):
+            return
+        self.state, self.state_detail = state, detail
+        self.bus.publish(StateChanged(state, detail))
+        if self.notifier is not None:
+            self.notifier.status(f"{state}: {detail}" if detail else state)
+        log.info("state: %s%s", state, f" ({detail})" if detail else "")
+
+    def status(self) -> dict[str, Any]:
+        p = self.pipeline
+        return {
+            "state": self.state,
+            "detail": self.state_detail,
+            "version": __version__,
+            "uptime_s": round(time.monotonic() - self.started_at, 1),
+            "devices": {
+                "input": self.microphone.name if self.microphone else None,
+                "output": self._output_name(),
+                "error": self.audio_error or None,
+            },
+            "models": {
+                "asr": p.config.asr.model,
+                "lm": getattr(p.lm, "name", p.config.dialogue.model),
+                "voice": p.voice.name if p.voice else p.config.tts.voice,
+                "device": p.plan.torch_device if hasattr(p.plan, "torch_device") else str(p.plan),
+            },
+            "turns": self.turns,
+            "interruptions": self.interruptions,
+            "history_messages": len(p.history),
+            "barge_in": self.config.audio.barge_in,
+            "echo": self.echo.mode,  # aec, gate (livekit missing) or off
+        }
+
+    def _output_name(self) -> str | None:
+        if self.player is None:
+            return None
+        from voiceos.audio.microphone import device_name
+
+        return device_name(self.player.device, "output")
+
+    # -- audio ---------------------------------------------------------------------------------------------------
+    async def run_audio(self, stop: asyncio.Event) -> None:
+        """Open the devices and listen until ``stop``; a lost device or sound server is reopened with backoff."""
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                self._open_audio()
+            except AudioDeviceError as err:
+                self.audio_error = str(err)
+                self.set_state("no_audio", f"{err}; retrying in {delay:.1f} s")
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                delay = min(delay * 2, self.config.audio.reconnect_max_s)
+                self._close_audio()
+                rescan_devices()
+                continue
+            delay = 0.5
+            self.audio_error = ""
+            self.audio_ready.set()
+            self.set_state("speaking" if self._turn and self._turn.speaking else "listening")
+            lost = await self._listen(stop)
+            self.audio_ready.clear()
+            self._close_audio()
+            if lost:
+                self.audio_error = "audio device or sound server lost"
+                log.warning("audio stopped (device or sound server lost); reopening")
+                self.interrupt_turn("audio lost")
+                self.set_state("no_audio", "audio device lost; reconnecting")
+                rescan_devices()
+
+    def _open_audio(self) -> None:
+        audio = self.config.audio
+        out_index = resolve_device(audio.output_device, "output")
+        in_index = resolve_device(audio.input_device, "input")
+        self.player = ChunkPlayer(self._output_rate(), out_index, max_queued_s=600.0, on_played=self.reference.write)
+        self.microphone = Microphone(in_index, sample_rate=audio.input_sample_rate)
+        log.info("listening on %s, speaking on %s", self.microphone.name, self._output_name())
+
+    def _output_rate(self) -> int:
+        return self.config.audio.output_sample_rate or self.pipeline.tts.sample_rate
+
+    def _close_audio(self) -> None:
+        if self.microphone is not None:
+            self.microphone.close()
+        if self.player is not None:
+            with contextlib.suppress(Exception):
+                self.player.close()
+        self.microphone = None
+        self.player = None
+
+    async def _listen(self, stop: asyncio.Event) -> bool:
+        """Feed microphone frames to the VAD until stop (False) or the stream stalls (True)."""
+        mic = self.microphone
+        assert mic is not None
+        self._vad.reset()
+        self._mic_pending = np.zeros(0, dtype=np.float32)
+        frames = mic.frames()
+        try:
+            while not stop.is_set():
+                try:
+                    samples, adc_time = await asyncio.wait_for(anext(frames), timeout=0.5)
+                except (asyncio.TimeoutError, StopAsyncIteration):
+                    if mic.stalled():
+                        return True
+                    continue
+                self._on_mic_audio(samples, adc_time)
+                if mic.stalled():
+                    return True
+        finally:
+            await frames.aclose()
+        return False
+
+    def _on_mic_audio(self, samples: np.ndarray, adc_time: float) -> None:
+        """Echo stage (10 ms multiples, stamped with their capture time), then the VAD."""
+        start_time = adc_time - len(self._mic_pending) / SAMPLE_RATE
+        pending = np.concatenate([self._mic_pending, samples]) if self._mic_pending.size else samples
+        usable = len(pending) // ECHO_FRAME * ECHO_FRAME
+        self._mic_pending = pending[usable:]
+        if not usable:
+            return
+        self._last_adc = start_time + usable / SAMPLE_RATE
+        gated = self.echo.process(pending[:usable], start_time)
+        for event in self._vad.feed(gated.audio):
+            if isinstance(event, SpeechStarted):
+                self._speech_started_at = time.monotonic()
+                self.bus.publish(SpeechStartedEvent(stream_s=event.time_s))
+                self._user_started_speaking()
+            elif isinstance(event, SpeechEnded):
+                utt = event.utterance
+                self.bus.publish(SpeechEndedEvent(stream_s=utt.end_s, seconds=utt.duration_s, forced=event.forced))
+                self._start_turn(self._run_audio_turn(utt.samples, ended_at=time.monotonic()))
+            elif isinstance(event, SpeechDiscarded):
+                log.debug("discarded a %.2f s blip", event.end_s - event.start_s)
+
+    def _user_started_speaking(self) -> None:
+        turn = self._turn
+        if turn is None or turn.cancel.is_set() or not self.config.audio.barge_in:
+            return
+        if turn.speaking:
+            log.info("barge-in: the user speaks over the assistant")
+            self._interrupt(turn, "barge-in")
+        elif turn.source == "microphone":
+            # The end of turn came too early: the user goes on. Their words so far join the next utterance.
+            self._interrupt(turn, "the user is still talking")
+            if turn.user_text:
+                self._carry_over = turn.user_text
+
+    # -- turns ---------------------------------------------------------------------------------------------------
+    def _start_turn(self, coro) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._turn_task = task
+        return task
+
+    def interrupt_turn(self, reason: str) -> bool:
+        """Stop the turn in progress: cancel the LM/TTS and cut playback at once."""
+        return self._turn is not None and self._interrupt(self._turn, reason)
+
+    def _interrupt(self, turn: _Turn, reason: str) -> bool:
+        if turn.cancel.is_set():
+            return False
+        turn.cancel.set()
+        turn.interrupted = True
+        if turn.speaking:
+            self.interruptions += 1
+            if self.player is not None:
+                self.player.stop()
+                self.reference.cut(self._last_adc)  # what was still queued was never heard: no echo will come
+        log.info("turn interrupted (%s)", reason)
+        return True
+
+    async def _run_audio_turn(self, samples: np.ndarray, ended_at: float) -> dict | None:
+        """Transcribe an utterance and answer it. The turn exists from the end of speech on, so that the user
+        speaking again during ASR or thinking cancels it and their words carry over to the next utterance."""
+        loop = asyncio.get_running_loop()
+        turn = _Turn("", "microphone", done=loop.create_future())
+        previous, self._turn = self._turn, turn
+        if previous is not None and previous is not turn:
+            self._interrupt(previous, "a new utterance")
+        self.set_state("thinking")
+        try:
+            start = time.perf_counter()
+            transcript = await loop.run_in_executor(self._models, self.pipeline.transcriber.transcribe, samples)
+            asr_ms = (time.perf_counter() - start) * 1000
+            text = transcript.text.strip()
+            if self._carry_over:
+                text, self._carry_over = f"{self._carry_over} {text}".strip(), ""
+            if turn.cancel.is_set():  # the user went on talking: this is the start of their next utterance
+                self._carry_over = text
+                return None
+            if not text:
+                log.info("nothing intelligible in %.2f s of speech", len(samples) / SAMPLE_RATE)
+                return None
+            timings = {"endpointing": float(self.config.vad.hangover_ms), "asr": asr_ms}
+            return await self.respond(text, "microphone", extra_timings=timings, turn=turn)
+        finally:
+            if not turn.done.done():
+                turn.done.set_result(None)
+            if self._turn is turn:
+                self._turn = None
+                if self.state == "thinking":
+                    self.set_state("listening" if self.microphone else "no_audio")
+
+    async def _wait_for_idle(self, keep: _Turn | None = None) -> None:
+        """A new turn waits for the previous one (cancelled by now) to wind down: one turn at a time."""
+        while self._turn is not None and self._turn is not keep and self._turn.done is not None:
+            previous = self._turn
+            if previous.done.done():
+                break
+            self._interrupt(previous, "a new turn")
+            await asyncio.shield(previous.done)
+
+    async def respond(
+        self, text: str, source: str, extra_timings: dict[str, float] | None = None, turn: _Turn | None = None
+    ) -> dict:
+        """One reply to ``text``, spoken on the speaker (if any); returns the ``say --json`` object."""
+        loop = asyncio.get_running_loop()
+        if turn is None:
+            await self._wait_for_idle()
+            turn = _Turn(text, source, done=loop.create_future())
+            self._turn = turn
+        turn.user_text = text
+        turn.timings_ms.update(extra_timings or {})
+        self.set_state("thinking")
+        self.bus.publish(TranscriptEvent(text, source=source))
+        emotion = {"label": "neutral", "scores": {}}
+        self.bus.publish(UserEmotionEvent(emotion["label"], emotion["scores"]))
+        try:
+            result = await loop.run_in_executor(self._models, self._reply_in_model_thread, turn, loop)
+            if turn.speaking and not turn.cancel.is_set():
+                await self._wait_until_heard(turn, result)
+            return self._finish_turn(turn, result)
+        except VoiceosError as err:
+            self.bus.publish(ErrorEvent(str(err)))
+            raise
+        finally:
+            if not turn.done.done():
+                turn.done.set_result(None)
+            if self._turn is turn:
+                self._turn = None
+                if self.state in ("thinking", "speaking"):
+                    self.set_state("listening" if self.microphone else "no_audio")
+
+    def _reply_in_model_thread(self, turn: _Turn, loop: asyncio.AbstractEventLoop) -> TurnResult:
+        player = self.player
+        out_rate = player.sample_rate if player is not None else self.pipeline.tts.sample_rate
+
+        def on_audio(chunk: np.ndarray) -> None:
+            if turn.cancel.is_set() or self.player is None:
+                return
+            if not turn.speaking:
+                turn.speaking = True
+                turn.played_at_start = self.player.played_seconds
+                loop.call_soon_threadsafe(self._speaking_started)
+            if out_rate != self.pipeline.tts.sample_rate:
+                chunk = resample(chunk, self.pipeline.tts.sample_rate, out_rate)
+            try:
+                self.player.write(chunk)
+            except (RuntimeError, AudioDeviceError) as err:  # the device went away mid-reply
+                log.warning("playback failed: %s", err)
+
+        def on_delta(delta: str) -> None:
+            self.bus.publish_threadsafe(ReplyDelta(delta))
+
+        return self.pipeline.reply(
+            turn.user_text, on_audio=on_audio, remember=False, cancel=turn.cancel, on_delta=on_delta
+        )
+
+    def _speaking_started(self) -> None:
+        if self._turn is not None and not self._turn.cancel.is_set():
+            self.set_state("speaking")
+            self.bus.publish(SpeakingStarted())
+
+    async def _wait_until_heard(self, turn: _Turn, result: TurnResult) -> None:
+        player = self.player
+        if player is None:
+            return
+        ratio = player.sample_rate / result.sample_rate
+        total = result.audio_seconds
+        deadline = time.monotonic() + total + player.latency + 10.0
+        while not turn.cancel.is_set() and self.player is player and time.monotonic() < deadline:
+            if player.played_seconds - turn.played_at_start >= total - 0.01 / max(ratio, 1e-9):
+                return
+            await asyncio.sleep(0.02)
+
+    def _finish_turn(self, turn: _Turn, result: TurnResult) -> dict:
+        if turn.interrupted and turn.speaking:
+            played = (self.player.played_seconds if self.player else turn.played_at_start) - turn.played_at_start
+            heard = result.heard_text(int(played * result.sample_rate))
+        elif turn.interrupted:
+            heard = ""
+        else:
+            heard = result.reply
+        if heard:  # else nothing was heard: the user's words come back with the next utterance (carry-over)
+            self.pipeline.remember(turn.user_text, heard)
+        self.turns += 1
+        timings = {**turn.timings_ms, **result.timings_ms}
+        if turn.speaking:
+            self.bus.publish(SpeakingEnded(interrupted=turn.interrupted, spoken_text=heard))
+        self.bus.publish(TimingsEvent(timings))
+        data = result.as_json()
+        data["timings_ms"] = {k: round(v, 1) for k, v in timings.items()}
+        data["interrupted"] = turn.interrupted
+        data["spoken_text"] = heard
+        data["audio"]["played"] = turn.speaking
+        return data
+
+    # -- control commands ----------------------------------------------------------------------------------------
+    async def say(self, text: str) -> dict:
+        return await self.respond(text, "say")
+
+    async def listen(self, path: str) -> dict:
+        loop = asyncio.get_running_loop()
+        pipeline = self.pipeline
+        if not Path(path).is_absolute():
+            raise AudioInputError(f"{path}: give an absolute path (the daemon has its own working directory)")
+        samples = await loop.run_in_executor(None, pipeline.read_speech, path)
+        from voiceos.vad import segment
+
+        utterances = segment(samples, self.config.vad)
+        if not utterances:
+            raise AudioInputError(f"{path}: no speech detected")
+        start = time.perf_counter()
+        texts = [
+            (await loop.run_in_executor(self._models, pipeline.transcriber.transcribe, u.samples)).text
+            for u in utterances
+        ]
+        transcript = " ".join(t for t in texts if t)
+        if not transcript:
+            raise AudioInputError(f"{path}: speech detected but nothing intelligible was transcribed")
+        data = await self.respond(transcript, "listen", {"asr": (time.perf_counter() - start) * 1000})
+        data["transcript"] = transcript
+        data["segments"] = [{"start_s": round(u.start_s, 3), "end_s": round(u.end_s, 3)} for u in utterances]
+        return data
+
+    async def interrupt(self) -> dict:
+        return {"interrupted": self.interrupt_turn("interrupt command")}
+
+    async def reset(self) -> dict:
+        messages = len(self.pipeline.history)
+        self.interrupt_turn("reset")
+        self.pipeline.reset()
+        self._carry_over = ""
+        return {"cleared_messages": messages}
+
+    def subscribe(self):
+        return self.bus.subscribe()
+
+    async def close(self) -> None:
+        self.interrupt_turn("shutdown")
+        self._close_audio()
+        self._models.shutdown(wait=False, cancel_futures=True)
