@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from daemon_process import running_daemon
+from daemon_process import DaemonProcess, running_daemon
 
 from voiceos.asr import SAMPLE_RATE
 from voiceos.audio.files import read_audio
@@ -52,3 +52,21 @@ def test_the_user_still_barges_in_over_the_echo(echoing_daemon, pulse_server):
     assert ended["interrupted"] and result["interrupted"]
     transcript = daemon.events.wait_for("transcript", mark, where=lambda e: e["source"] == "microphone")
     assert "dashwood" in transcript["text"].lower()
+
+
+def test_started_without_a_sound_server_the_daemon_waits_and_says_so(pulse_server, xdg_cache_home, tmp_path):
+    pulse_server.stop()
+    try:
+        env = dict(pulse_server.env, XDG_CACHE_HOME=str(xdg_cache_home))
+        env.pop("VOICEOS_CONFIG", None)
+        proc = DaemonProcess(env, tmp_path)
+        try:
+            status = proc.wait_until("no_audio")
+            assert "retrying" in status["detail"] and status["devices"]["error"]
+            pulse_server.start()
+            status = proc.wait_until("listening", timeout=60)
+            assert status["devices"]["input"] and status["devices"]["error"] is None
+        finally:
+            proc.stop()
+    finally:
+        pulse_server.start()

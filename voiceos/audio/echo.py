@@ -70,6 +70,7 @@ _FOLLOW_GATE = (0.5, 0.01)
 # AEC3's initial state (EchoCanceller3Config filter.initial_state_seconds): measured, it still leaks at the
 # onsets of the first sentences, so its residual is not trusted alone before this much sounding reference.
 _AEC_INITIAL_S = 2.5
+_GATE_EXTRA_MARGIN_DB = 4.0
 
 Mode = Literal["aec", "gate", "off"]
 
@@ -342,7 +343,9 @@ class EchoGate:
         self._delay_frames = math.ceil(o.max_delay_ms / 10)
         self._lead_frames = math.ceil(o.lead_ms / 10)
         self._floor = 10 ** (o.reference_floor_db / 10)
-        self._margin = 10 ** (o.margin_db / 10)
+        # Without the canceller nothing proves a frame is echo, and the raw echo swings with the words: measured,
+        # margin_db alone let one Piper reply in five through at full echo level, so gate mode adds 4 dB.
+        self._margin = 10 ** ((o.margin_db + (0.0 if self.canceller else _GATE_EXTRA_MARGIN_DB)) / 10)
         self._guard = 10 ** (o.guard_db / 10)
         # What reaches the VAD vs the reference (the AEC's residual, or the raw echo in mode gate), and the raw echo.
         self.coupling = _Envelope(o.initial_coupling_db, *(_FOLLOW_AEC if self.canceller else _FOLLOW_GATE))
