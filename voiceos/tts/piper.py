@@ -2,7 +2,8 @@
 
 Emotion is applied natively through Piper's synthesis knobs: ``length_scale = base / rate``, both noise scales
 times ``expressiveness``, ``volume = base.volume * 10^(energy_db/20)``, and the emotion's pause between sentences.
-Pitch (``pitch_semitones``, ``pitch_range``) is not applied here.
+Pitch (``pitch_semitones``, ``pitch_range``) has no Piper knob: each sentence is post-processed with PSOLA
+(:mod:`voiceos.tts.prosody`) as soon as Piper has produced it, which keeps its duration and formants.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from piper import PiperVoice, SynthesisConfig
 
 from voiceos.errors import ModelNotFoundError
 from voiceos.models import DevicePlan
+from voiceos.tts.prosody import pitch_unchanged, shift_pitch
 from voiceos.tts.voices import Prosody, VoiceProfile, VoiceProfileError
 
 log = logging.getLogger(__name__)
@@ -86,11 +88,14 @@ class PiperEngine:
         prosody = self._prosody(emotion)
         syn_config = self.synthesis_config(prosody)
         pause = np.zeros(round((prosody.pause_ms or 0) * self.sample_rate / 1000), dtype=np.float32)
+        shift = not pitch_unchanged(prosody.pitch_semitones, prosody.pitch_range)
         first = True
         for chunk in self.voice.synthesize(text, syn_config=syn_config):
             audio = np.asarray(chunk.audio_float_array, dtype=np.float32).reshape(-1)
             if audio.size == 0:
                 continue
+            if shift:
+                audio = shift_pitch(audio, self.sample_rate, prosody.pitch_semitones, prosody.pitch_range)
             # The pause goes before each later sentence rather than after each one, so the first chunk is not held
             # back waiting to learn whether another sentence follows, and nothing trails the last one.
             yield audio if first or pause.size == 0 else np.concatenate([pause, audio])
