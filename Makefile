@@ -44,7 +44,8 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/python -m pip install -q -e '.[test]'
+	@# CI tests the Coqui backend too (voiceos's own torch==2.11.* pin keeps the torch pair in place).
+	$(BIN)/python -m pip install -q -e '.[test,coqui]'
 	@touch $@
 
 system-deps:

@@ -33,6 +33,25 @@ def pulse_server(tmp_path_factory: pytest.TempPathFactory):
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# no_sound_env: the environment of a `voiceos` subprocess on a machine without audio
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.fixture
+def no_sound_env(tmp_path, xdg_cache_home) -> dict[str, str]:
+    """An environment with no sound server, so PortAudio finds no device; the LM cache is the test session's."""
+    import os
+
+    env = dict(os.environ)
+    env.update(
+        PULSE_SERVER=f"unix:{tmp_path}/no-such-socket",
+        XDG_RUNTIME_DIR=str(tmp_path),
+        XDG_CACHE_HOME=str(xdg_cache_home),
+    )
+    env.pop("ALSA_CONFIG_PATH", None)
+    env.pop("VOICEOS_CONFIG", None)
+    return env
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # The real embedded models, each loaded once per test session and shared by every test module.
 # ---------------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")

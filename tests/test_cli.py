@@ -31,20 +31,6 @@ def run_voiceos(*args: str, env: dict[str, str] | None = None, timeout: float = 
     )
 
 
-@pytest.fixture
-def no_sound_env(tmp_path, xdg_cache_home) -> dict[str, str]:
-    """An environment with no sound server, so PortAudio finds no device; the LM cache is the test session's."""
-    env = dict(os.environ)
-    env.update(
-        PULSE_SERVER=f"unix:{tmp_path}/no-such-socket",
-        XDG_RUNTIME_DIR=str(tmp_path),
-        XDG_CACHE_HOME=str(xdg_cache_home),
-    )
-    env.pop("ALSA_CONFIG_PATH", None)
-    env.pop("VOICEOS_CONFIG", None)
-    return env
-
-
 def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
     assert proc.returncode != 0, proc.stdout
     err = proc.stderr.strip()

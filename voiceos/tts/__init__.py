@@ -57,7 +57,11 @@ def load_engine(profile: VoiceProfile, plan: DevicePlan | None = None) -> TtsEng
 
         return PiperEngine.load(profile, plan)
     if profile.engine == "coqui":
-        raise VoiceosError(
-            f"{profile.source}: engine 'coqui' is not supported yet in this version of voiceos (use engine: piper)"
-        )
+        try:
+            from voiceos.tts.coqui import CoquiEngine
+        except ImportError as err:
+            raise VoiceosError(
+                f"{profile.source}: engine 'coqui' needs Coqui TTS (pip install 'voiceos[coqui]'; missing {err.name})"
+            ) from None
+        return CoquiEngine.load(profile, plan)
     raise VoiceosError(f"{profile.source}: unknown TTS engine {profile.engine!r}")

@@ -8,7 +8,6 @@ Pitch (``pitch_semitones``, ``pitch_range``) has no Piper knob: each sentence is
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Iterator
@@ -85,7 +84,7 @@ class PiperEngine:
         """
         if not text or not text.strip():
             return
-        prosody = self._prosody(emotion)
+        prosody = self.profile.prosody_for(emotion)
         syn_config = self.synthesis_config(prosody)
         pause = np.zeros(round((prosody.pause_ms or 0) * self.sample_rate / 1000), dtype=np.float32)
         shift = not pitch_unchanged(prosody.pitch_semitones, prosody.pitch_range)
@@ -111,13 +110,6 @@ class PiperEngine:
         for _ in self.synthesize(_WARM_TEXT):
             pass
         log.debug("Piper warm-up took %.2f s", time.perf_counter() - start)
-
-    def _prosody(self, emotion: str | Prosody | None) -> Prosody:
-        if isinstance(emotion, Prosody):
-            if emotion.pause_ms is None:
-                return dataclasses.replace(emotion, pause_ms=self.profile.base.sentence_pause_ms)
-            return emotion
-        return self.profile.prosody_for(emotion)
 
 
 def _speaker_id(profile: VoiceProfile, voice: PiperVoice) -> int | None:

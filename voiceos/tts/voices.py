@@ -58,8 +58,9 @@ class BaseProsody:
 class Prosody:
     """How one emotion modifies the base delivery. The identity values below mean 'as the base voice'.
 
-    ``pitch_semitones`` and ``pitch_range`` are parsed and validated but not applied by the Piper engine yet
-    (a pitch post-processor does that). ``pause_ms`` of ``None`` means the base ``sentence_pause_ms``.
+    ``pitch_semitones`` and ``pitch_range`` have no Piper knob: the Piper engine applies them to each sentence
+    afterwards with :func:`voiceos.tts.prosody.shift_pitch` (PSOLA). ``pause_ms`` of ``None`` means the base
+    ``sentence_pause_ms``.
     """
 
     rate: float = _num(1.0, 0.25, 4.0, "speaking-rate multiplier, >1 faster")
@@ -68,6 +69,8 @@ class Prosody:
     energy_db: float = _num(0.0, -40.0, 12.0, "loudness change")
     expressiveness: float = _num(1.0, 0.0, 4.0, "multiplier on both noise scales")
     pause_ms: int | None = _num(None, 0, 5000, "pause between sentences")
+    # Coqui voice-cloning models (XTTS): a reference clip for this emotion instead of the profile's ``speaker_wav``.
+    speaker_wav: str | None = field(default=None, metadata={"doc": "reference clip for this emotion (coqui)"})
 
     @property
     def gain(self) -> float:
@@ -82,6 +85,8 @@ class VoiceProfile:
     model: str = EMBEDDED_VOICE  # "embedded:<voice>" or an absolute path (relative ones are resolved on load)
     config: str | None = None  # model json; None: model + ".json"
     speaker: int | str | None = None  # id or name, multi-speaker models only
+    language: str | None = None  # coqui: the language of multilingual models (XTTS), e.g. "en"
+    speaker_wav: str | None = None  # coqui: reference clip of the voice to clone (XTTS, YourTTS)
     description: str = ""
     base: BaseProsody = field(default_factory=BaseProsody)
     emotions: dict[str, Prosody] = field(default_factory=dict, hash=False)
@@ -91,8 +96,15 @@ class VoiceProfile:
     def emotion_names(self) -> list[str]:
         return sorted(self.emotions)
 
-    def prosody_for(self, emotion: str | None) -> Prosody:
-        """The prosody for ``emotion`` with ``pause_ms`` resolved; unknown or ``None`` falls back to neutral."""
+    def prosody_for(self, emotion: str | Prosody | None) -> Prosody:
+        """The prosody for ``emotion`` with ``pause_ms`` resolved; unknown or ``None`` falls back to neutral.
+
+        A :class:`Prosody` given directly is used as it is (its missing pause taken from the base voice).
+        """
+        if isinstance(emotion, Prosody):
+            if emotion.pause_ms is None:
+                return dataclasses.replace(emotion, pause_ms=self.base.sentence_pause_ms)
+            return emotion
         key = (emotion or NEUTRAL).strip().lower()
         prosody = self.emotions.get(key)
         if prosody is None:
@@ -181,7 +193,16 @@ def profile_from_dict(data: Any, source: str | Path = "<dict>") -> VoiceProfile:
     if not profile.name.strip():
         raise VoiceProfileError(f"{src}: 'name' must not be empty")
     model = profile.model.strip()
-    if model.startswith("embedded:"):
+    if profile.engine == "coqui" and (model.startswith("embedded:") or not model):
+        raise VoiceProfileError(
+            f"{src}: 'model' must be a Coqui model name (tts_models/...) or a checkpoint path for engine coqui"
+        )
+    if profile.engine != "coqui" and (profile.language is not None or profile.speaker_wav is not None):
+        key = "language" if profile.language is not None else "speaker_wav"
+        raise VoiceProfileError(f"{src}: '{key}' is only used by engine coqui")
+    if profile.engine == "coqui" and is_coqui_model_name(model):
+        pass  # downloaded by Coqui's own model manager, not a path
+    elif model.startswith("embedded:"):
         if model != EMBEDDED_VOICE:
             raise VoiceProfileError(f"{src}: 'model' {model!r} is not an embedded voice (only {EMBEDDED_VOICE})")
     elif not model:
@@ -192,10 +213,27 @@ def profile_from_dict(data: Any, source: str | Path = "<dict>") -> VoiceProfile:
     if config is not None:
         config = str((base_dir / Path(config).expanduser()).resolve())
     emotions = _build_emotions(emotions_raw, src)
+    speaker_wav = _resolve(profile.speaker_wav, base_dir)
+    for emotion, prosody in emotions.items():
+        if prosody.speaker_wav is not None:
+            if profile.engine != "coqui":
+                raise VoiceProfileError(f"{src}: 'emotions.{emotion}.speaker_wav' is only used by engine coqui")
+            emotions[emotion] = dataclasses.replace(prosody, speaker_wav=_resolve(prosody.speaker_wav, base_dir))
     for emotion, prosody in emotions.items():
         if profile.base.volume * prosody.gain > 1.0 + 1e-6:
             log.warning("%s: emotion %r peaks above full scale (base.volume x energy_db) and will clip", src, emotion)
-    return dataclasses.replace(profile, model=model, config=config, emotions=emotions, source=src)
+    return dataclasses.replace(
+        profile, model=model, config=config, speaker_wav=speaker_wav, emotions=emotions, source=src
+    )
+
+
+def is_coqui_model_name(model: str) -> bool:
+    """A name from Coqui's model list (``tts_models/<lang>/<dataset>/<model>``), as opposed to a checkpoint path."""
+    return model.startswith("tts_models/")
+
+
+def _resolve(path: str | None, base_dir: Path) -> str | None:
+    return None if path is None else str((base_dir / Path(path).expanduser()).resolve())
 
 
 def _build_emotions(raw: Any, src: str) -> dict[str, Prosody]:
