@@ -174,3 +174,34 @@ def test_devices_without_a_sound_server_says_so(no_sound_env):
     proc = run_voiceos("devices", env=no_sound_env, timeout=60)
     assert proc.returncode == 0
     assert "no audio devices found" in proc.stdout
+
+
+def test_emotion_prints_one_line_per_input_in_order_and_keeps_going_past_bad_lines(no_sound_env):
+    lines = [
+        json.dumps({"text": "I am so happy, this is wonderful!"}),
+        "not json",
+        json.dumps({"text": "Oh no, really?", "context": ["My dog died yesterday."]}),
+        json.dumps({"text": "fine", "context": "not a list"}),
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "voiceos", "emotion", "--jsonl"],
+        input="\n".join(lines) + "\n",
+        capture_output=True,
+        text=True,
+        env=no_sound_env,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 1
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(records) == 4
+    assert records[0]["label"] == "joy" and abs(sum(records[0]["scores"].values()) - 1) < 0.01
+    assert "not JSON" in records[1]["error"] and "context" in records[3]["error"]
+    assert set(records[2]["scores"]) == {"anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"}
+    assert proc.stderr.count("voiceos: error: line") == 2 and "Traceback" not in proc.stderr
+
+
+def test_train_passes_its_options_to_the_emotion_trainer(no_sound_env):
+    proc = run_voiceos("train", "--help", env=no_sound_env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "--goemotions-train" in proc.stdout and "--meld-train" in proc.stdout

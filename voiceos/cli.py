@@ -71,13 +71,25 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--utterances", type=int, default=5, help="how many recordings to speak (default 5)")
     bench.add_argument("--speech", metavar="DIR", help="a folder with manifest.csv (default: the shared LibriVox set)")
 
+    emotion = sub.add_parser("emotion", help="classify the emotion of text lines read on stdin (one JSON line each)")
+    emotion.add_argument("--jsonl", action="store_true", help='input lines are {"text": ..., "context": [...]} objects')
+    emotion.add_argument("--batch-size", type=int, default=32)
+
+    train = sub.add_parser("train", help="train the emotion head (options: voiceos train --help)", add_help=False)
+    train.add_argument("train_args", nargs=argparse.REMAINDER)
+
     install = sub.add_parser("install-service", help="install the systemd user unit for this installation")
     install.add_argument("--enable", action="store_true", help="also daemon-reload and enable --now it")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "train":  # everything after `train` belongs to the trainer's own parser
+        args.train_args = [*args.train_args, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     _setup_logging(args.verbose)
     try:
         config = load_config(args.config)
@@ -226,6 +238,58 @@ def cmd_bench(args: argparse.Namespace, config: Config) -> int:
     return bench_main(args.config or os.environ.get("VOICEOS_CONFIG"), args.utterances, args.speech)
 
 
+def cmd_emotion(args: argparse.Namespace, config: Config) -> int:
+    from voiceos.dialogue import DialogueLM
+    from voiceos.emotion.classifier import EmotionClassifier
+    from voiceos.models import plan_devices
+
+    inputs: list[tuple[int, str, list[str]]] = []
+    results: dict[int, dict] = {}
+    failures = 0
+    lines = sys.stdin.read().splitlines()
+    for number, line in enumerate(lines, 1):
+        try:
+            text, context = _emotion_input(line, args.jsonl, config.limits.max_text_chars)
+        except VoiceosError as err:
+            failures += 1
+            print(f"voiceos: error: line {number}: {err}", file=sys.stderr)
+            results[number] = {"error": f"line {number}: {err}"}
+            continue
+        inputs.append((number, text, context))
+    if inputs:
+        plan = plan_devices(config.runtime.device, config.asr.compute_type, config.dialogue.dtype)
+        classifier = EmotionClassifier.load(None, DialogueLM.load(config.dialogue, plan))
+        found = classifier.classify([t for _, t, _ in inputs], [c for _, _, c in inputs], batch_size=args.batch_size)
+        for (number, _, _), result in zip(inputs, found, strict=True):
+            results[number] = {"label": result.label, "scores": {k: round(v, 4) for k, v in result.scores.items()}}
+    for number in range(1, len(lines) + 1):  # in input order; a bad line keeps its place
+        print(json.dumps(results[number], ensure_ascii=False), flush=True)
+    return 1 if failures else 0
+
+
+def _emotion_input(line: str, as_json: bool, max_chars: int) -> tuple[str, list[str]]:
+    from voiceos.pipeline import clean_text
+
+    if not as_json:
+        return clean_text(line, max_chars), []
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise VoiceosError(f"not JSON ({err.msg})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("text"), str):
+        raise VoiceosError('expected an object with a "text" string')
+    context = data.get("context", [])
+    if not isinstance(context, list) or not all(isinstance(c, str) for c in context):
+        raise VoiceosError('"context" must be a list of strings (earlier turns, oldest first)')
+    return clean_text(data["text"], max_chars), context
+
+
+def cmd_train(args: argparse.Namespace, config: Config) -> int:
+    from voiceos.emotion.train import main as train_main
+
+    return train_main(args.train_args)
+
+
 def cmd_install_service(args: argparse.Namespace, config: Config) -> int:
     from voiceos.daemon.service import install_service, next_steps
 
@@ -242,6 +306,8 @@ COMMANDS = {
     "reset": cmd_client,
     "install-service": cmd_install_service,
     "bench": cmd_bench,
+    "emotion": cmd_emotion,
+    "train": cmd_train,
     "say": cmd_say,
     "listen": cmd_listen,
     "transcribe": cmd_transcribe,

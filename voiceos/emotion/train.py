@@ -1,0 +1,294 @@
+"""Train the emotion head on frozen dialogue-LM features (the entry behind ``voiceos train``).
+
+    python -m voiceos.emotion.train [--out DIR] [--goemotions-train N] ...  (``--help`` lists the options)
+
+Both corpora are read, optionally subsampled (stratified, seeded), turned into cached features by one pass of the
+frozen LM each, and a head is trained with class-weighted cross entropy, evaluated on both dev sets every epoch and
+stopped early when the dev score (mean of GoEmotions macro-F1 and MELD weighted-F1) stops improving. The checkpoint
+directory gets the head, ``labels.json``, ``metrics.json`` and ``MODEL_CARD.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import random
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from voiceos.emotion.data import DEFAULT_DATA_DIR, Example, read_goemotions, read_meld, stratified_subsample
+from voiceos.emotion.features import FeatureExtractor, cached_features
+from voiceos.emotion.head import EmotionHead, select
+from voiceos.emotion.labels import LABELS
+
+log = logging.getLogger(__name__)
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoint"
+CHECK_ROWS = 12  # dev examples per corpus recorded with their predictions in metrics.json
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    data_dir: str = str(DEFAULT_DATA_DIR)
+    out_dir: str = str(DEFAULT_CHECKPOINT)
+    cache_dir: str | None = None  # feature cache; default: the dialogue cache dir (XDG_CACHE_HOME/voiceos)
+    goemotions_train: int | None = None  # subsample sizes (stratified, seeded); None = all
+    meld_train: int | None = None
+    goemotions_dev: int | None = None
+    meld_dev: int | None = None
+    context_turns: int = 2  # MELD: preceding utterances given as earlier chat turns
+    pooling: str = "mean+last"  # mean | last | mean+last
+    epochs: int = 200
+    patience: int = 25
+    lr: float = 3e-3
+    weight_decay: float = 1e-2
+    batch_size: int = 64
+    seed: int = 0
+    feature_batch_size: int = 32
+    baseline: bool = True  # also train the same head on mean-pooled features (reported beside the head)
+    command: str = ""  # recorded in the model card
+
+
+def _set_seeds(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def f1_scores(gold: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import accuracy_score, f1_score
+
+    labels = list(range(len(LABELS)))
+    return {
+        "macro_f1": float(f1_score(gold, pred, labels=labels, average="macro", zero_division=0)),
+        "weighted_f1": float(f1_score(gold, pred, labels=labels, average="weighted", zero_division=0)),
+        "accuracy": float(accuracy_score(gold, pred)),
+        "n": len(gold),
+    }
+
+
+def evaluate(head: EmotionHead, feats: torch.Tensor, gold: np.ndarray) -> dict[str, float]:
+    head.eval()
+    with torch.no_grad():
+        pred = head(feats).argmax(dim=-1).numpy()
+    return f1_scores(gold, pred)
+
+
+def _dev_score(metrics: dict[str, dict[str, float]]) -> float:
+    return (metrics["goemotions"]["macro_f1"] + metrics["meld"]["weighted_f1"]) / 2
+
+
+def fit_head(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    dev: dict[str, tuple[torch.Tensor, np.ndarray]],
+    options: TrainOptions,
+    pooling: str,
+    *,
+    progress: bool = True,
+) -> tuple[EmotionHead, dict[str, Any]]:
+    """Class-weighted training with per-epoch dev evaluation and early stopping; returns the best head."""
+    from tqdm import tqdm
+
+    _set_seeds(options.seed)
+    head = EmotionHead(train_x.shape[1], len(LABELS), pooling=pooling)
+    counts = torch.bincount(train_y, minlength=len(LABELS)).float()
+    weights = counts.sum() / (len(LABELS) * counts.clamp(min=1))
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
+    opt = torch.optim.AdamW(head.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+    gen = torch.Generator().manual_seed(options.seed)
+    best: tuple[float, dict[str, Any], dict[str, torch.Tensor]] | None = None
+    history, stale = [], 0
+    bar = tqdm(range(options.epochs), desc=f"train {pooling}", unit="epoch", disable=not progress)
+    for epoch in bar:
+        head.train()
+        perm = torch.randperm(len(train_y), generator=gen)
+        total = 0.0
+        for i in range(0, len(perm), options.batch_size):
+            idx = perm[i : i + options.batch_size]
+            opt.zero_grad()
+            loss = loss_fn(head(train_x[idx]), train_y[idx])
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        metrics = {name: evaluate(head, x, y) for name, (x, y) in dev.items()}
+        score = _dev_score(metrics)
+        history.append({"epoch": epoch + 1, "train_loss": total / len(perm), "dev_score": score})
+        bar.set_postfix(loss=f"{total / len(perm):.3f}", dev=f"{score:.3f}")
+        if best is None or score > best[0]:
+            best = (score, {"epoch": epoch + 1, **metrics}, {k: v.clone() for k, v in head.state_dict().items()})
+            stale = 0
+        else:
+            stale += 1
+            if stale >= options.patience:
+                break
+    assert best is not None
+    head.load_state_dict(best[2])
+    head.eval()
+    return head, {**best[1], "dev_score": best[0], "epochs_run": len(history), "history": history}
+
+
+def _load_sets(options: TrainOptions) -> dict[str, list[Example]]:
+    data = Path(options.data_dir)
+    sets = {
+        "goemotions_train": read_goemotions(data / "goemotions_ekman" / "train.tsv"),
+        "meld_train": read_meld(data / "meld" / "train_sent_emo.csv", context_turns=options.context_turns),
+        "goemotions_dev": read_goemotions(data / "goemotions_ekman" / "dev.tsv"),
+        "meld_dev": read_meld(data / "meld" / "dev_sent_emo.csv", context_turns=options.context_turns),
+    }
+    sizes = {
+        "goemotions_train": options.goemotions_train,
+        "meld_train": options.meld_train,
+        "goemotions_dev": options.goemotions_dev,
+        "meld_dev": options.meld_dev,
+    }
+    return {name: stratified_subsample(rows, sizes[name], options.seed) for name, rows in sets.items()}
+
+
+def train(options: TrainOptions, lm: Any | None = None, *, progress: bool = True) -> dict[str, Any]:
+    """Train, write the checkpoint to ``options.out_dir`` and return its metrics."""
+    from voiceos import models
+    from voiceos.config import load_config
+
+    start = time.perf_counter()
+    _set_seeds(options.seed)
+    if lm is None:
+        from voiceos.dialogue import DialogueLM
+
+        config = load_config()
+        plan = models.plan_devices(config.runtime.device, config.asr.compute_type, config.dialogue.dtype)
+        lm = DialogueLM.load(config.dialogue, plan, threads=config.runtime.threads)
+    cache_dir = Path(options.cache_dir) if options.cache_dir else models.cache_dir(lm.options.cache_dir)
+    sets = _load_sets(options)
+    extractor = FeatureExtractor(lm)
+    feats: dict[str, torch.Tensor] = {}
+    for name, rows in sets.items():
+        log.info("%s: %d examples", name, len(rows))
+        x = cached_features(
+            extractor, rows, cache_dir, tag=name, batch_size=options.feature_batch_size, progress=progress
+        )
+        feats[name] = torch.from_numpy(x)
+    labels = {name: np.array([ex.label for ex in rows]) for name, rows in sets.items()}
+    hidden = int(lm.model.config.hidden_size)
+
+    def run(pooling: str) -> tuple[EmotionHead, dict[str, Any]]:
+        train_x = select(torch.cat([feats["goemotions_train"], feats["meld_train"]]), pooling, hidden)
+        train_y = torch.from_numpy(np.concatenate([labels["goemotions_train"], labels["meld_train"]])).long()
+        dev = {
+            "goemotions": (select(feats["goemotions_dev"], pooling, hidden), labels["goemotions_dev"]),
+            "meld": (select(feats["meld_dev"], pooling, hidden), labels["meld_dev"]),
+        }
+        return fit_head(train_x, train_y, dev, options, pooling, progress=progress)
+
+    head, result = run(options.pooling)
+    metrics: dict[str, Any] = {
+        "labels": list(LABELS),
+        "model": lm.name,
+        "pooling": options.pooling,
+        "dev": {"goemotions": result["goemotions"], "meld": result["meld"]},
+        "targets": {"goemotions_macro_f1": 0.58, "meld_weighted_f1": 0.58},
+        "best_epoch": result["epoch"],
+        "epochs_run": result["epochs_run"],
+        "sizes": {name: len(rows) for name, rows in sets.items()},
+        "options": {k: v for k, v in dataclasses.asdict(options).items() if k not in ("out_dir", "cache_dir")},
+    }
+    if options.baseline and options.pooling != "mean":
+        _, base = run("mean")
+        metrics["baseline"] = {
+            "pooling": "mean",
+            "dev": {"goemotions": base["goemotions"], "meld": base["meld"]},
+            "best_epoch": base["epoch"],
+        }
+    metrics["check"] = _check_rows(head, sets, feats, hidden)
+    metrics["train_s"] = round(time.perf_counter() - start, 1)
+    out = Path(options.out_dir)
+    head.save(out)
+    (out / "labels.json").write_text(json.dumps(list(LABELS)) + "\n", encoding="utf-8")
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    (out / "MODEL_CARD.md").write_text(_model_card(metrics, options), encoding="utf-8")
+    return metrics
+
+
+def _check_rows(head: EmotionHead, sets: dict[str, list[Example]], feats: dict[str, torch.Tensor], hidden: int):
+    """The first dev examples of each corpus with the head's predictions, for tests to recompute and compare."""
+    rows = []
+    for name in ("goemotions_dev", "meld_dev"):
+        n = min(CHECK_ROWS, len(sets[name]))
+        with torch.no_grad():
+            pred = head(select(feats[name][:n], head.pooling, hidden)).argmax(dim=-1).tolist()
+        for ex, p in zip(sets[name][:n], pred, strict=True):
+            rows.append(
+                {
+                    "corpus": ex.corpus,
+                    "text": ex.text,
+                    "context": list(ex.context),
+                    "label": LABELS[ex.label],
+                    "pred": LABELS[p],
+                }
+            )
+    return rows
+
+
+def _model_card(metrics: dict[str, Any], options: TrainOptions) -> str:
+    dev, sizes = metrics["dev"], metrics["sizes"]
+    lines = [
+        "# voiceos emotion head",
+        "",
+        f"LayerNorm + Linear over the frozen dialogue LM's ({metrics['model']}) final-layer hidden states of the",
+        f"user's turn, pooled as `{metrics['pooling']}` (mean over the user's tokens, and the prompt's last",
+        "token), computed from the same chat prompt the dialogue prefills (system prompt + history + user turn).",
+        f"Labels: {', '.join(metrics['labels'])}.",
+        "",
+        "## Data (../shared/data/emotion)",
+        "- GoEmotions-Ekman (Reddit comments; CC BY 4.0); multi-label rows skipped; no context.",
+        f"- MELD (Friends; GPL-3.0), with the {options.context_turns} preceding utterances as earlier chat turns.",
+        f"- Sizes used (stratified seeded subsamples where smaller than the corpus): {json.dumps(sizes)}",
+        "",
+        "## Dev figures",
+        f"- GoEmotions-Ekman macro-F1 {dev['goemotions']['macro_f1']:.3f} (target 0.58)",
+        f"- MELD weighted-F1 {dev['meld']['weighted_f1']:.3f} (target 0.58)",
+    ]
+    if "baseline" in metrics:
+        b = metrics["baseline"]["dev"]
+        lines.append(
+            f"- baseline (same head, mean-pooled only): GoEmotions macro-F1 {b['goemotions']['macro_f1']:.3f}, "
+            f"MELD weighted-F1 {b['meld']['weighted_f1']:.3f}"
+        )
+    lines += ["", "## Rebuild", "", "```sh", options.command or "python -m voiceos.emotion.train", "```", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m voiceos.emotion.train", description=__doc__.splitlines()[0])
+    defaults = TrainOptions()
+    for f in dataclasses.fields(TrainOptions):
+        if f.name == "command":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+        elif f.name in ("goemotions_train", "meld_train", "goemotions_dev", "meld_dev"):
+            parser.add_argument(flag, type=int, default=default)
+        else:
+            parser.add_argument(flag, type=type(default) if default is not None else str, default=default)
+    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = shlex.join(["python", "-m", "voiceos.emotion.train", *argv])
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    metrics = train(TrainOptions(**vars(args), command=command))
+    print(json.dumps({k: metrics[k] for k in ("dev", "baseline") if k in metrics}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
