@@ -44,8 +44,8 @@ REPLY_TEXT = "Sure. Mars is cold and dusty today, with a high of minus sixty deg
 def reply(tts_engine) -> tuple[np.ndarray, int]:
     """The assistant's voice: Piper output at its own rate (22050 Hz), as ChunkPlayer plays it.
 
-    Piper samples noise inside the model, so every synthesis differs; a fixed onnxruntime seed makes the echo
-    that these tests judge the same on every run (unseeded, a few percent of samples flipped a borderline case).
+    Piper samples noise inside the model, so every synthesis differs; a fixed onnxruntime seed keeps the echo
+    these tests judge close to the same from run to run (not bit-stable: thread scheduling still varies it).
     """
     import onnxruntime
 
