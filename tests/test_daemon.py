@@ -19,6 +19,7 @@ from daemon_process import running_daemon
 
 from voiceos.asr import SAMPLE_RATE
 from voiceos.audio.files import read_audio, resample
+from voiceos.errors import VoiceosError
 from voiceos.textnorm import word_error_rate
 
 SPEECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech"
@@ -145,6 +146,15 @@ def test_status_and_reset_commands_are_thin_clients_of_the_daemon(daemon):
     reset = subprocess.run([*run, "reset"], env=daemon.env, capture_output=True, text=True, timeout=60)
     assert reset.returncode == 0 and "cleared_messages" in json.loads(reset.stdout)
     assert daemon.client.request("status")["history_messages"] == 0
+
+
+def test_listen_on_the_socket_answers_a_file_and_refuses_relative_paths(daemon):
+    data = daemon.client.request("listen", path=str(LIBRIVOX / "sense_and_sensibility_01_austen_64kb-0930.wav"))
+    assert word_error_rate("he might even have been made amiable himself", data["transcript"]) <= 0.2
+    assert len(data["segments"]) == 1 and data["reply"] and data["timings_ms"]["asr"] > 0
+    with pytest.raises(VoiceosError, match="absolute path"):
+        daemon.client.request("listen", path="relative.wav")
+    assert daemon.client.request("status")["state"] == "listening"
 
 
 def test_barge_in_cuts_playback_and_memory_keeps_only_what_was_heard(daemon, pulse_server):

@@ -290,7 +290,19 @@ class Pipeline:
 
     def listen_samples(self, samples: np.ndarray, name: str, on_audio: AudioSink | None = None) -> ListenResult:
         """:meth:`listen` on 16 kHz samples already read; ``name`` labels errors."""
-        assert self.transcriber is not None, "listen() needs the asr stage"
+        start = time.perf_counter()
+        transcript, utterances, timings = self.find_speech(samples, name)
+        turn = self.reply(transcript, on_audio=on_audio)
+        turn.timings_ms = {**timings, **turn.timings_ms}
+        turn.timings_ms["total"] = _ms_since(start)
+        return ListenResult(transcript, utterances, turn)
+
+    def find_speech(self, samples: np.ndarray, name: str) -> tuple[str, list[Utterance], dict[str, float]]:
+        """VAD then Whisper over 16 kHz samples: the transcript, the utterances and the vad/asr timings (ms).
+
+        No speech, or nothing intelligible in it, is an :class:`AudioInputError` naming ``name``.
+        """
+        assert self.transcriber is not None, "find_speech() needs the asr stage"
         start = time.perf_counter()
         utterances = segment(samples, self.config.vad)
         vad_ms = _ms_since(start)
@@ -301,10 +313,7 @@ class Pipeline:
         asr_ms = _ms_since(start) - vad_ms
         if not transcript:
             raise AudioInputError(f"{name}: speech detected but nothing intelligible was transcribed")
-        turn = self.reply(transcript, on_audio=on_audio)
-        turn.timings_ms = {"vad": vad_ms, "asr": asr_ms, **turn.timings_ms}
-        turn.timings_ms["total"] = _ms_since(start)
-        return ListenResult(transcript, utterances, turn)
+        return transcript, utterances, {"vad": vad_ms, "asr": asr_ms}
 
     def reset(self) -> None:
         self.history.clear()

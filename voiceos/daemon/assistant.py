@@ -91,7 +91,6 @@ class Assistant:
         self._turn_task: asyncio.Task | None = None
         self._carry_over = ""  # user text of a turn cut before it spoke: the user was not done talking
         self._vad = VadSegmenter(self.config.vad)
-        self._speech_started_at: float | None = None
         # One reference and gate for the daemon's life: what the canceller learns carries over from reply to reply.
         self.reference = PlaybackReference(self._output_rate())
         self.echo = EchoGate(self.reference, self.config.echo)
@@ -224,13 +223,12 @@ class Assistant:
         gated = self.echo.process(pending[:usable], start_time)
         for event in self._vad.feed(gated.audio):
             if isinstance(event, SpeechStarted):
-                self._speech_started_at = time.monotonic()
                 self.bus.publish(SpeechStartedEvent(stream_s=event.time_s))
                 self._user_started_speaking()
             elif isinstance(event, SpeechEnded):
                 utt = event.utterance
                 self.bus.publish(SpeechEndedEvent(stream_s=utt.end_s, seconds=utt.duration_s, forced=event.forced))
-                self._start_turn(self._run_audio_turn(utt.samples, ended_at=time.monotonic()))
+                self._start_turn(self._run_audio_turn(utt.samples))
             elif isinstance(event, SpeechDiscarded):
                 log.debug("discarded a %.2f s blip", event.end_s - event.start_s)
 
@@ -270,7 +268,7 @@ class Assistant:
         log.info("turn interrupted (%s)", reason)
         return True
 
-    async def _run_audio_turn(self, samples: np.ndarray, ended_at: float) -> dict | None:
+    async def _run_audio_turn(self, samples: np.ndarray) -> dict | None:
         """Transcribe an utterance and answer it. The turn exists from the end of speech on, so that the user
         speaking again during ASR or thinking cancels it and their words carry over to the next utterance."""
         loop = asyncio.get_running_loop()
@@ -376,11 +374,10 @@ class Assistant:
         player = self.player
         if player is None:
             return
-        ratio = player.sample_rate / result.sample_rate
         total = result.audio_seconds
         deadline = time.monotonic() + total + player.latency + 10.0
         while not turn.cancel.is_set() and self.player is player and time.monotonic() < deadline:
-            if player.played_seconds - turn.played_at_start >= total - 0.01 / max(ratio, 1e-9):
+            if player.played_seconds - turn.played_at_start >= total - 0.01:
                 return
             await asyncio.sleep(0.02)
 
@@ -416,20 +413,8 @@ class Assistant:
         if not Path(path).is_absolute():
             raise AudioInputError(f"{path}: give an absolute path (the daemon has its own working directory)")
         samples = await loop.run_in_executor(None, pipeline.read_speech, path)
-        from voiceos.vad import segment
-
-        utterances = segment(samples, self.config.vad)
-        if not utterances:
-            raise AudioInputError(f"{path}: no speech detected")
-        start = time.perf_counter()
-        texts = [
-            (await loop.run_in_executor(self._models, pipeline.transcriber.transcribe, u.samples)).text
-            for u in utterances
-        ]
-        transcript = " ".join(t for t in texts if t)
-        if not transcript:
-            raise AudioInputError(f"{path}: speech detected but nothing intelligible was transcribed")
-        data = await self.respond(transcript, "listen", {"asr": (time.perf_counter() - start) * 1000})
+        transcript, utterances, timings = await loop.run_in_executor(self._models, pipeline.find_speech, samples, path)
+        data = await self.respond(transcript, "listen", timings)
         data["transcript"] = transcript
         data["segments"] = [{"start_s": round(u.start_s, 3), "end_s": round(u.end_s, 3)} for u in utterances]
         return data

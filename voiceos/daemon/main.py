@@ -71,11 +71,8 @@ async def _main(config: Config, socket_path: str | None) -> int:
         interval = watchdog_interval()
         if interval:
             watchdog_task = loop.create_task(run_watchdog(notifier, interval), name="watchdog")
-        print(
-            f"voiceos: listening on {assistant.status()['devices']['input']}, "
-            f"speaking on {assistant.status()['devices']['output']} (Ctrl+C to stop)",
-            flush=True,
-        )
+        devices = assistant.status()["devices"]
+        print(f"voiceos: listening on {devices['input']}, speaking on {devices['output']} (Ctrl+C to stop)", flush=True)
         stall = os.environ.get(STALL_HOOK_ENV)
         if stall:
             loop.call_later(float(stall), _stall_forever)
