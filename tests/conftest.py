@@ -95,9 +95,13 @@ def transcriber(test_config, device_plan):
 
 @pytest.fixture(scope="session")
 def lm(test_config, device_plan):
+    """The dialogue LM with the shipped emotion head attached, as Pipeline.load leaves it."""
     from voiceos.dialogue import DialogueLM
+    from voiceos.emotion.classifier import load_head
 
-    return DialogueLM.load(test_config.dialogue, device_plan)
+    model = DialogueLM.load(test_config.dialogue, device_plan)
+    model.attach_emotion_head(*load_head(test_config.emotion.checkpoint))
+    return model
 
 
 @pytest.fixture(scope="session")

@@ -58,17 +58,68 @@ def test_shipped_checkpoint_classifies_clear_sentences(classifier, text, label):
     assert classifier.classify([text])[0].label == label
 
 
-def test_classify_from_prefill_equals_classify(classifier, lm):
+def test_reply_prefill_yields_the_same_emotion_as_classify(classifier, lm):
     history = [{"role": "user", "content": "We got the test results."}, {"role": "assistant", "content": "And?"}]
     text = "I passed! I can't believe it, this is the best day ever!"
-    messages = lm.messages_for(history, text)
-    ids, span = classifier.prompt(messages)
-    assert ids == lm.build_prompt(messages)[0].tolist()
-    from_prefill = classifier.classify_from_prefill(lm.prefill(torch.tensor([ids], device=lm.model.device)), span)
+    seen = []
+    reply = lm.with_options(temperature=0.0)
+    deltas = reply.stream_reply(history, text, max_new_tokens=2, on_emotion=lambda result: seen.append(result))
+    "".join(deltas)
     direct = classifier.classify([text, "Okay."], [("We got the test results.", "And?"), ()])[0]
-    assert from_prefill.label == direct.label
+    assert len(seen) == 1 and seen[0].label == direct.label
     for name in LABELS:
-        assert from_prefill.scores[name] == pytest.approx(direct.scores[name], abs=1e-4)
+        assert seen[0].scores[name] == pytest.approx(direct.scores[name], abs=1e-4)
+
+
+def test_split_prefill_gives_the_same_next_token_logits_as_one_pass(lm):
+    history = [{"role": "user", "content": "Hi."}, {"role": "assistant", "content": "Hello! How can I help?"}]
+    messages = lm.messages_for(history, "What is the capital of France?")
+    ids = lm.build_prompt(messages)
+    one_pass = lm.prefill(ids).logits
+    split, _cache, prompt = lm._prefill_with_emotion(messages, ids, lambda result: None)
+    assert prompt.tolist() == ids.tolist()
+    assert torch.allclose(split, one_pass, atol=1e-3)
+    assert split.argmax() == one_pass.argmax()
+
+
+def test_emotion_note_joins_the_context_after_the_users_turn(lm):
+    text = "My grandmother passed away this morning."
+    plain = lm.with_options(temperature=0.0)
+    "".join(plain.stream_reply([], text, max_new_tokens=1))
+    without_note = plain.last_stats.prompt_tokens
+    note = "The user sounds sad. Acknowledge that briefly and kindly, then help."
+    "".join(plain.stream_reply([], text, max_new_tokens=1, on_emotion=lambda result: note))
+    assert plain.last_stats.prompt_tokens == without_note + lm.count_tokens(f"<|im_start|>system\n{note}<|im_end|>\n")
+
+
+def test_emotion_hook_is_not_called_without_a_head(test_config, device_plan, lm):
+    from voiceos.dialogue import DialogueLM
+
+    bare = DialogueLM(lm.model, lm.tokenizer, lm.options, name=lm.name, source=lm.source)
+    calls = []
+    "".join(bare.stream_reply([], "Hello there.", max_new_tokens=1, on_emotion=calls.append))
+    assert calls == [] and not bare.has_emotion_head
+
+
+def test_a_head_for_another_model_is_refused_with_one_line(lm):
+    from voiceos.emotion.head import EmotionHead
+    from voiceos.errors import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="does not fit the dialogue model"):
+        lm.dialogue_model.fits(EmotionHead(100, 7), LABELS) or lm.attach_emotion_head(EmotionHead(100, 7), LABELS)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    from voiceos.emotion.classifier import load_head
+    from voiceos.errors import ModelLoadError
+
+    (tmp_path / "labels.json").write_text("[]")
+    (tmp_path / "head.json").write_text('{"in_dim": 4, "n_labels": 7}')
+    (tmp_path / "head.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(ModelLoadError, match="cannot be loaded"):
+        load_head(tmp_path)
+    with pytest.raises(ModelLoadError, match="cannot be loaded"):
+        load_head(tmp_path / "missing")
 
 
 def test_checkpoint_metrics_are_reproduced(classifier):

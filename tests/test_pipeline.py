@@ -123,3 +123,29 @@ def test_heard_text_is_whole_sentences_then_the_played_share_of_the_next():
     assert turn.heard_text(300) == "One two three."
     assert turn.heard_text(500) == "One two three. Four five"
     assert turn.heard_text(700) == turn.reply
+
+
+def test_sad_message_is_answered_in_the_gentle_voice_with_scores(pipeline):
+    turn = pipeline.reply("My dog died yesterday and I miss him so much.", remember=False)
+    assert turn.user_emotion["label"] == "sadness"
+    assert sum(turn.user_emotion["scores"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert turn.reply_emotion == "gentle"
+    assert 0 < turn.timings_ms["emotion"] <= turn.timings_ms["lm_first_token"]
+
+
+def test_happy_message_is_answered_in_the_joyful_voice(pipeline):
+    turn = pipeline.reply("I got the job! I am so happy today!", remember=False)
+    assert turn.user_emotion["label"] == "joy"
+    assert turn.reply_emotion == "joyful"
+
+
+def test_emotion_disabled_leaves_the_voice_neutral(test_config, device_plan, transcriber, lm, tts_engine):
+    from voiceos.dialogue import DialogueLM
+    from voiceos.emotion.policy import EmotionOptions
+
+    config = dataclasses.replace(test_config, emotion=EmotionOptions(enabled=False))
+    bare = DialogueLM(lm.model, lm.tokenizer, lm.options, name=lm.name, source=lm.source)
+    quiet = Pipeline(config, device_plan, lm=bare, tts=tts_engine, voice=tts_engine.profile)
+    quiet.attach_emotion_head()
+    turn = quiet.reply("My dog died yesterday and I miss him so much.", remember=False)
+    assert turn.user_emotion == {"label": "neutral", "scores": {}} and turn.reply_emotion == "neutral"

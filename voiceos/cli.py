@@ -258,7 +258,7 @@ def cmd_emotion(args: argparse.Namespace, config: Config) -> int:
         inputs.append((number, text, context))
     if inputs:
         plan = plan_devices(config.runtime.device, config.asr.compute_type, config.dialogue.dtype)
-        classifier = EmotionClassifier.load(None, DialogueLM.load(config.dialogue, plan))
+        classifier = EmotionClassifier.load(config.emotion.checkpoint, DialogueLM.load(config.dialogue, plan))
         found = classifier.classify([t for _, t, _ in inputs], [c for _, _, c in inputs], batch_size=args.batch_size)
         for (number, _, _), result in zip(inputs, found, strict=True):
             results[number] = {"label": result.label, "scores": {k: round(v, 4) for k, v in result.scores.items()}}

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from voiceos.audio.echo import EchoOptions
+from voiceos.emotion.policy import EmotionOptions
 from voiceos.errors import ConfigError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -116,6 +117,7 @@ class Config:
     vad: VadOptions = field(default_factory=VadOptions)
     asr: AsrOptions = field(default_factory=AsrOptions)
     dialogue: DialogueOptions = field(default_factory=DialogueOptions)
+    emotion: EmotionOptions = field(default_factory=EmotionOptions)
     tts: TtsOptions = field(default_factory=TtsOptions)
     limits: LimitOptions = field(default_factory=LimitOptions)
     source: str = field(default="<defaults>", compare=False)

@@ -25,3 +25,7 @@ class ModelNotFoundError(VoiceosError):
 
 class AudioDeviceError(VoiceosError):
     """No usable audio device (no sound server, unknown device name, ...)."""
+
+
+class ModelLoadError(VoiceosError):
+    """A model file exists but cannot be used (corrupt, wrong shape, does not fit the other models)."""

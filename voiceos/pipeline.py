@@ -20,6 +20,8 @@ from voiceos.asr import SAMPLE_RATE, Transcriber, Transcript
 from voiceos.audio.files import read_audio
 from voiceos.config import Config
 from voiceos.dialogue import DialogueLM, SentenceChunker
+from voiceos.emotion.labels import EmotionResult
+from voiceos.emotion.policy import reply_style
 from voiceos.errors import AudioInputError, TextInputError
 from voiceos.models import DevicePlan, plan_devices
 from voiceos.tts import TtsEngine, load_engine
@@ -160,6 +162,7 @@ class Pipeline:
             if "lm" in stages:
                 bar.set_postfix_str(f"dialogue LM {config.dialogue.model}")
                 pipeline.lm = DialogueLM.load(config.dialogue, plan)
+                pipeline.attach_emotion_head()
                 bar.update()
             if "tts" in stages:
                 bar.set_postfix_str(f"voice {voice.name}")
@@ -168,6 +171,23 @@ class Pipeline:
         if warm:
             pipeline.warm()
         return pipeline
+
+    def attach_emotion_head(self) -> None:
+        """Load ``emotion.checkpoint`` onto the LM (when enabled) and check the policy against the voice."""
+        options = self.config.emotion
+        if not options.enabled or self.lm is None:
+            return
+        from voiceos.emotion.classifier import load_head
+
+        head, labels = load_head(options.checkpoint)
+        self.lm.attach_emotion_head(head, labels)
+        if self.voice is not None:
+            known = set(self.voice.emotion_names)
+            for label in labels:
+                wanted = options.policy.voice_for(label)
+                if wanted not in known:
+                    name = self.voice.name
+                    log.warning("emotion.policy.%s: voice %s has no %r table; it speaks neutral", label, name, wanted)
 
     def warm(self) -> None:
         """Pay lazy initialisation costs at start-up, not on the first turn."""
@@ -185,6 +205,7 @@ class Pipeline:
         *,
         cancel: threading.Event | None = None,
         on_delta: Callable[[str], None] | None = None,
+        on_user_emotion: Callable[[EmotionResult], None] | None = None,
     ) -> TurnResult:
         """Answer ``text`` in speech. Each synthesized sentence goes to ``on_audio`` as soon as it exists.
 
@@ -200,6 +221,17 @@ class Pipeline:
         audio_parts: list[np.ndarray] = []
         produced = 0
         reply_emotion = "neutral"
+        user_emotion: dict = {"label": "neutral", "scores": {}}
+
+        def on_emotion(result: EmotionResult) -> str | None:
+            nonlocal reply_emotion, user_emotion
+            style = reply_style(result, self.config.emotion)
+            user_emotion, reply_emotion = result.as_json(), style.voice_emotion
+            timings["emotion"] = _ms_since(start)
+            log.info("user emotion %s (%.2f) -> voice %s", result.label, result.confidence, reply_emotion)
+            if on_user_emotion is not None:
+                on_user_emotion(result)
+            return style.note
 
         def cancelled() -> bool:
             return cancel is not None and cancel.is_set()
@@ -221,7 +253,11 @@ class Pipeline:
 
         dialogue = self.config.dialogue
         deltas = self.lm.stream_reply(
-            self.history, user_text, system_prompt=dialogue.system_prompt, max_new_tokens=dialogue.max_new_tokens
+            self.history,
+            user_text,
+            system_prompt=dialogue.system_prompt,
+            max_new_tokens=dialogue.max_new_tokens,
+            on_emotion=on_emotion,
         )
         try:
             for delta in deltas:
@@ -267,6 +303,7 @@ class Pipeline:
             audio,
             self.tts.sample_rate,
             timings,
+            user_emotion=user_emotion,
             reply_emotion=reply_emotion,
             spans=spans,
             cancelled=was_cancelled,

@@ -33,6 +33,7 @@ from voiceos.audio.files import resample
 from voiceos.audio.microphone import Microphone, rescan_devices
 from voiceos.audio.playback import ChunkPlayer, resolve_device
 from voiceos.daemon.bus import EventBus
+from voiceos.emotion.labels import EmotionResult
 from voiceos.errors import AudioDeviceError, AudioInputError, VoiceosError
 from voiceos.events import (
     ErrorEvent,
@@ -322,8 +323,6 @@ class Assistant:
         turn.timings_ms.update(extra_timings or {})
         self.set_state("thinking")
         self.bus.publish(TranscriptEvent(text, source=source))
-        emotion = {"label": "neutral", "scores": {}}
-        self.bus.publish(UserEmotionEvent(emotion["label"], emotion["scores"]))
         try:
             result = await loop.run_in_executor(self._models, self._reply_in_model_thread, turn, loop)
             if turn.speaking and not turn.cancel.is_set():
@@ -361,8 +360,16 @@ class Assistant:
         def on_delta(delta: str) -> None:
             self.bus.publish_threadsafe(ReplyDelta(delta))
 
+        def on_user_emotion(result: EmotionResult) -> None:
+            self.bus.publish_threadsafe(UserEmotionEvent(result.label, result.as_json()["scores"]))
+
         return self.pipeline.reply(
-            turn.user_text, on_audio=on_audio, remember=False, cancel=turn.cancel, on_delta=on_delta
+            turn.user_text,
+            on_audio=on_audio,
+            remember=False,
+            cancel=turn.cancel,
+            on_delta=on_delta,
+            on_user_emotion=on_user_emotion,
         )
 
     def _speaking_started(self) -> None:

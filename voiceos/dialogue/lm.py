@@ -11,7 +11,7 @@ import copy
 import dataclasses
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,11 +21,16 @@ import torch
 from voiceos import models
 from voiceos.config import DialogueOptions
 from voiceos.dialogue.loading import ensure_chat_template, from_pretrained, load_gguf_cached
-from voiceos.errors import ModelNotFoundError, TextInputError
+from voiceos.dialogue.model import DialogueModel
+from voiceos.emotion.features import user_turn_prompt
+from voiceos.emotion.head import EmotionHead
+from voiceos.emotion.labels import EmotionResult
+from voiceos.errors import ModelLoadError, ModelNotFoundError, TextInputError
 
 log = logging.getLogger(__name__)
 
 Messages = list[dict[str, str]]  # [{"role": "system" | "user" | "assistant", "content": "..."}]
+EmotionHook = Callable[[EmotionResult], "str | None"]  # the user's emotion -> a note for the context, or None
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,20 @@ class DialogueLM:
         self.last_stats = GenerationStats()
         self._name = name
         self._stop_ids = _stop_token_ids(model, tokenizer)
+        self.dialogue_model = DialogueModel(model)
+
+    def attach_emotion_head(self, head: EmotionHead, labels: tuple[str, ...] | list[str]) -> None:
+        """Read the user's emotion off every reply's prefill from now on (see :class:`DialogueModel`)."""
+        if not self.dialogue_model.fits(head, labels):
+            raise ModelLoadError(
+                f"the emotion head ({head.in_dim} features, {head.n_labels} outputs) does not fit the dialogue model "
+                f"{self.name}; train one for it with `voiceos train`, or set emotion.enabled: false"
+            )
+        self.dialogue_model = DialogueModel(self.model, head, labels)
+
+    @property
+    def has_emotion_head(self) -> bool:
+        return self.dialogue_model.emotion_head is not None
 
     @classmethod
     def load(cls, options: DialogueOptions, plan: models.DevicePlan, *, threads: int = 0) -> DialogueLM:
@@ -173,6 +192,37 @@ class DialogueLM:
             )
         return PrefillResult(out.logits[:, -1, :].float(), out.hidden_states[-1], out.past_key_values)
 
+    def _prefill_with_emotion(
+        self, messages: Messages, input_ids: torch.Tensor, on_emotion: EmotionHook
+    ) -> tuple[torch.Tensor, Any, torch.Tensor]:
+        """The prefill in two steps (user turn -> emotion -> optional note + opener): logits, cache, whole prompt."""
+        user_ids, span = user_turn_prompt(self.tokenizer, messages)
+        full = input_ids[0].tolist()
+        if full[: len(user_ids)] != user_ids:  # a template that does not end the user turn the same way
+            log.warning("chat template: the user turn is not a prefix of the prompt; no emotion for this turn")
+            result = self.prefill(input_ids)
+            return result.logits, result.cache, input_ids
+        device = self.model.device
+        first = self.dialogue_model(torch.tensor([user_ids], device=device), user_span=span)
+        assert first.emotion_logits is not None
+        note = on_emotion(self.dialogue_model.emotion(first.emotion_logits))
+        if note:
+            noted = self._prompt_with_note(messages, note)
+            if noted is not None and noted[: len(user_ids)] == user_ids:
+                full = noted
+            else:
+                log.debug("chat template cannot take a note after the user's turn; replying without it")
+        rest = torch.tensor([full[len(user_ids) :]], device=device)
+        second = self.dialogue_model(rest, cache=first.cache)
+        return second.logits, second.cache, torch.tensor([full], device=device)
+
+    def _prompt_with_note(self, messages: Messages, note: str) -> list[int] | None:
+        try:
+            return self.build_prompt([*messages, {"role": "system", "content": note}])[0].tolist()
+        except Exception as err:  # some chat templates refuse a system message after the first
+            log.debug("chat template refused a late system note: %s", err)
+            return None
+
     def _forward_one(self, token: int, cache: Any) -> torch.Tensor:
         ids = torch.tensor([[token]], dtype=torch.long, device=self.model.device)
         with torch.inference_mode():  # per call, not around the yields: grad mode is thread state the caller shares
@@ -186,11 +236,14 @@ class DialogueLM:
         system_prompt: str | None = None,
         max_new_tokens: int | None = None,
         extra_system: str | None = None,
+        on_emotion: EmotionHook | None = None,
     ) -> Iterator[str]:
         """Yield the reply's text as it is decoded; ``close()`` the generator to stop decoding at once.
 
         The deltas never split a character and add up to ``tokenizer.decode(last_stats.token_ids,
-        skip_special_tokens=True)``. :attr:`last_stats` is filled in as the reply streams.
+        skip_special_tokens=True)``. :attr:`last_stats` is filled in as the reply streams. With an emotion head
+        attached, ``on_emotion`` gets the user's emotion from the prefill before the first token is picked; the text
+        it returns (if any) joins the context as a system note after the user's turn.
         """
         start = time.perf_counter()
         limit = max_new_tokens or self.options.max_new_tokens
@@ -201,10 +254,14 @@ class DialogueLM:
         detok = _IncrementalDetokenizer(self.tokenizer)
         stop_reason = "error"
         try:
-            result = self.prefill(input_ids)
+            if on_emotion is not None and self.has_emotion_head:
+                logits, cache, input_ids = self._prefill_with_emotion(messages, input_ids, on_emotion)
+                stats.prompt_tokens = int(input_ids.shape[1])
+            else:
+                result = self.prefill(input_ids)
+                logits, cache = result.logits, result.cache
+                del result  # the hidden states are not needed here
             stats.prefill_s = time.perf_counter() - start
-            logits, cache = result.logits, result.cache
-            del result  # the hidden states are not needed here
             seen = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)  # for repetition_penalty
             seen[input_ids[0][input_ids[0] < seen.numel()]] = True
             stop_reason = "max_tokens"

@@ -1,37 +1,43 @@
-"""Emotion of the user's turn from the dialogue LM's own prefill (no second model, no second pass over the prompt).
+"""The emotion of texts on their own (batched), with the same features the dialogue model reads in its prefill.
 
-    clf = EmotionClassifier.load(None, lm)            # the shipped checkpoint
-    ids, span = clf.prompt(messages)                  # == lm.build_prompt(messages), plus the user's token span
-    result = lm.prefill(torch.tensor([ids]))          # the pass that starts the reply
-    emotion = clf.classify_from_prefill(result, span) # EmotionResult(label="joy", scores={...})
+    head, labels = load_head(None)                     # the shipped checkpoint
+    lm.attach_emotion_head(head, labels)               # every reply's prefill now yields the user's emotion
+    EmotionClassifier(head, labels, lm).classify(["I lost my keys again."])   # -> [EmotionResult(...)]
 
-:meth:`EmotionClassifier.classify` runs the same features for texts on their own (batched), for tests and tools.
+``voiceos emotion`` and the tests use :meth:`EmotionClassifier.classify`; a reply reads the emotion off its own prefill
+(:class:`voiceos.dialogue.model.DialogueModel`) and never calls this.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from voiceos.emotion.features import FeatureExtractor, pool, prompt_and_span, prompt_and_span_for_messages
+from voiceos.emotion.features import FeatureExtractor
 from voiceos.emotion.head import EmotionHead, select
+from voiceos.emotion.labels import EmotionResult
+from voiceos.errors import ModelLoadError
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoint"
 
 
-@dataclass(frozen=True)
-class EmotionResult:
-    label: str
-    scores: dict[str, float]  # softmax probability per label
+def load_head(checkpoint_dir: str | Path | None) -> tuple[EmotionHead, tuple[str, ...]]:
+    """The head and its label list from a checkpoint directory (None: the shipped one)."""
+    directory = Path(checkpoint_dir).expanduser() if checkpoint_dir else DEFAULT_CHECKPOINT
+    from safetensors import SafetensorError
 
-    @property
-    def confidence(self) -> float:
-        return self.scores[self.label]
+    try:
+        labels = tuple(json.loads((directory / "labels.json").read_text(encoding="utf-8")))
+        head = EmotionHead.load(directory)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as err:
+        raise ModelLoadError(f"emotion checkpoint {directory} cannot be loaded ({type(err).__name__}: {err})") from None
+    if head.n_labels != len(labels):
+        raise ModelLoadError(f"emotion checkpoint {directory}: {head.n_labels} outputs but {len(labels)} labels")
+    return head, labels
 
 
 class EmotionClassifier:
@@ -40,20 +46,13 @@ class EmotionClassifier:
         self.labels = tuple(labels)
         self.lm = lm
         self.hidden = int(lm.model.config.hidden_size)
-        self._extractor = FeatureExtractor(lm)
+        if head.in_dim not in (self.hidden, 2 * self.hidden):
+            raise ModelLoadError(f"the emotion head ({head.in_dim} features) does not fit the dialogue model {lm.name}")
+        self._extractor = FeatureExtractor(lm, head.layer)
 
     @classmethod
     def load(cls, checkpoint_dir: str | Path | None, lm: Any) -> EmotionClassifier:
-        directory = Path(checkpoint_dir) if checkpoint_dir else DEFAULT_CHECKPOINT
-        labels = json.loads((directory / "labels.json").read_text(encoding="utf-8"))
-        head = EmotionHead.load(directory)
-        if head.n_labels != len(labels) or head.in_dim not in (lm.model.config.hidden_size * k for k in (1, 2)):
-            raise ValueError(f"emotion checkpoint {directory} does not fit the dialogue model {lm.name}")
-        return cls(head, labels, lm)
-
-    def prompt(self, messages: list[dict[str, str]]) -> tuple[list[int], tuple[int, int]]:
-        """The dialogue prompt's ids for ``messages`` and the token span of the last (user) message."""
-        return prompt_and_span_for_messages(self.lm, messages)
+        return cls(*load_head(checkpoint_dir), lm)
 
     def _results(self, features: torch.Tensor) -> list[EmotionResult]:
         with torch.no_grad():
@@ -65,11 +64,6 @@ class EmotionClassifier:
             for p in probs.cpu()
         ]
 
-    def classify_from_prefill(self, prefill_result: Any, user_span: tuple[int, int]) -> EmotionResult:
-        """The emotion from a :class:`PrefillResult` of one prompt whose user text spans ``user_span`` tokens."""
-        hidden = prefill_result.hidden_states[0]
-        return self._results(pool(hidden, user_span, hidden.shape[0]).unsqueeze(0).cpu())[0]
-
     def classify(
         self, texts: Sequence[str], contexts: Sequence[Sequence[str]] | None = None, *, batch_size: int = 32
     ) -> list[EmotionResult]:
@@ -79,6 +73,3 @@ class EmotionClassifier:
             raise ValueError("texts and contexts differ in length")
         feats = self._extractor.features(list(zip(texts, contexts, strict=True)), batch_size=batch_size)
         return self._results(torch.from_numpy(feats))
-
-    def span_for(self, text: str, context: Sequence[str] = ()) -> tuple[list[int], tuple[int, int]]:
-        return prompt_and_span(self.lm, text, context)

@@ -1,16 +1,21 @@
 """Hidden-state features of the user's turn, from the same chat prompt the dialogue model prefills.
 
-For one example the prompt is ``lm.messages_for(history, text)`` through the chat template (system prompt, the
-preceding turns, the user's text, the assistant opener), exactly what :meth:`DialogueLM.stream_reply` prefills. From
-the final layer's hidden states two vectors are pooled and concatenated:
+For one example the prompt is ``lm.messages_for(history, text)`` through the chat template up to the end of the user's
+turn (system prompt, the preceding turns, the user's text and its end-of-turn marker): exactly the first part of the
+prefill that starts a reply (see :class:`voiceos.dialogue.model.DialogueModel`). From the hidden states of one layer
+two vectors are pooled and concatenated:
 
 - ``mean``: the mean over the tokens of the user's text (its character span in the templated prompt);
-- ``last``: the state of the prompt's last token (the assistant opener), which has attended to the whole prompt.
+- ``last``: the state of the turn's last token (after the end-of-turn marker), which has attended to the whole turn.
+
+``layer`` indexes transformers' ``hidden_states`` tuple (0 = embeddings, ``num_hidden_layers`` = the final, normed
+output). Middle layers carry more of what the user feels than the last one, which is shaped for the next token.
 
 The frozen LM runs once per example: features are cached as ``.npy`` under ``<cache_dir>/emotion-features/``, keyed
-by the model name, the system prompt, a hash of the examples and the feature version. Examples are batched with right
-padding (causal attention: the real tokens never see the padding, and their positions are unchanged), and the system
-prompt's keys and values, identical for every example, are computed once and shared by the batch.
+by the model name, the system prompt, the layer, a hash of the examples and the feature version. Examples are batched
+with right padding (causal attention: the real tokens never see the padding, and their positions are unchanged), the
+system prompt's keys and values, identical for every example, are computed once and shared by the batch, and the
+forward pass stops at the layer the features come from.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from voiceos.emotion.data import Example
 
 log = logging.getLogger(__name__)
 
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
 POOLINGS = ("mean", "last")  # the cached feature is their concatenation, in this order
 
 
@@ -41,23 +46,22 @@ def history_from_context(context: Sequence[str]) -> list[dict[str, str]]:
 
 
 def prompt_and_span(lm: Any, text: str, context: Sequence[str] = ()) -> tuple[list[int], tuple[int, int]]:
-    """The dialogue prompt's token ids and the token span ``[start, end)`` of the user's text in it."""
+    """The user turn's prompt token ids and the token span ``[start, end)`` of the user's text in it."""
     messages = lm.messages_for(history_from_context(context), text)
-    return prompt_and_span_for_messages(lm, messages)
+    return user_turn_prompt(lm.tokenizer, messages)
 
 
-def prompt_and_span_for_messages(lm: Any, messages: list[dict[str, str]]) -> tuple[list[int], tuple[int, int]]:
-    """Token ids of ``messages`` as :meth:`DialogueLM.build_prompt` makes them, and the last user message's span."""
-    tok = lm.tokenizer
-    prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+def user_turn_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[list[int], tuple[int, int]]:
+    """Token ids of ``messages`` through the chat template up to the end of the last (user) message, and its span."""
+    prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
     user_text = messages[-1]["content"]
     start_char = prompt.rindex(user_text) if user_text else len(prompt)
     end_char = start_char + len(user_text)
-    enc = tok(prompt, add_special_tokens=False, return_offsets_mapping=True)
+    enc = tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = enc["input_ids"], enc["offset_mapping"]
     inside = [i for i, (a, b) in enumerate(offsets) if b > start_char and a < end_char]
-    if not inside:  # an empty user text: pool the token before the assistant opener
-        inside = [max(0, len(ids) - 4)]
+    if not inside:  # an empty user text: pool the token before the end-of-turn marker
+        inside = [max(0, len(ids) - 3)]
     return list(ids), (inside[0], inside[-1] + 1)
 
 
@@ -67,17 +71,29 @@ def pool(hidden: torch.Tensor, span: tuple[int, int], length: int) -> torch.Tens
     return torch.cat([hidden[start:end].float().mean(dim=0), hidden[length - 1].float()])
 
 
-class FeatureExtractor:
-    """Batched, prefix-shared forward passes of the frozen dialogue LM."""
+def resolve_layer(model: Any, layer: int) -> int:
+    """A ``hidden_states`` index, negative ones counted from the end (-1 = the final, normed output)."""
+    n = int(model.config.num_hidden_layers)
+    resolved = layer + n + 1 if layer < 0 else layer
+    if not 0 <= resolved <= n:
+        raise ValueError(f"layer {layer} is outside the model's 0..{n} hidden states")
+    return resolved
 
-    def __init__(self, lm: Any) -> None:
+
+class _Stop(Exception):
+    """Raised by a forward hook to end the pass once the wanted layer's output exists."""
+
+
+class FeatureExtractor:
+    """Batched, prefix-shared forward passes of the frozen dialogue LM, up to one layer."""
+
+    def __init__(self, lm: Any, layer: int = -1) -> None:
         self.lm = lm
         self.model = lm.model
+        self.layer = resolve_layer(self.model, layer)
         self._prefix_ids: list[int] | None = None
         self._prefix_cache: Any = None
         self._prefix_for: str | None = None
-        self._prefix_hidden_for: str | None = None
-        self._prefix_hidden_value: torch.Tensor | None = None
 
     def _prefix(self, ids_list: list[list[int]]) -> list[int]:
         """The system turn's tokens, when every prompt starts with them (else nothing is shared)."""
@@ -93,15 +109,40 @@ class FeatureExtractor:
                 cache = DynamicCache(config=self.model.config)
                 ids = torch.tensor([self._prefix_ids], device=self.model.device)
                 with torch.inference_mode():
-                    self.model(input_ids=ids, past_key_values=cache, use_cache=True)
+                    self.model.model(input_ids=ids, past_key_values=cache, use_cache=True)
                 self._prefix_cache = cache
         prefix = self._prefix_ids or []
         if prefix and all(ids[: len(prefix)] == prefix and len(ids) > len(prefix) for ids in ids_list):
             return prefix
         return []
 
-    def hidden_batch(self, ids_list: list[list[int]]) -> list[torch.Tensor]:
-        """Final-layer hidden states (len_i, dim) of each prompt, in one padded forward pass."""
+    def _layer_states(self, **kwargs: Any) -> torch.Tensor:
+        """``hidden_states[self.layer]`` of one forward pass, stopping after the layer that produces it."""
+        layers = self.model.model.layers
+        if self.layer >= len(layers):  # the final, normed output: the whole pass
+            with torch.inference_mode():
+                return self.model.model(**kwargs).last_hidden_state
+        captured: list[torch.Tensor] = []
+
+        def hook(_module: Any, _args: Any, output: Any) -> None:
+            captured.append(output[0] if isinstance(output, tuple) else output)
+            raise _Stop
+
+        if self.layer == 0:
+            with torch.inference_mode():
+                return self.model.model.embed_tokens(kwargs["input_ids"])
+        handle = layers[self.layer - 1].register_forward_hook(hook)
+        try:
+            with torch.inference_mode():
+                self.model.model(**kwargs)
+        except _Stop:
+            pass
+        finally:
+            handle.remove()
+        return captured[0]
+
+    def hidden_batch(self, ids_list: list[list[int]]) -> tuple[list[torch.Tensor], int]:
+        """The layer's hidden states (len_i - p, dim) of each prompt past the shared prefix, and the prefix length p."""
         prefix = self._prefix(ids_list)
         p = len(prefix)
         lengths = [len(ids) - p for ids in ids_list]
@@ -113,27 +154,14 @@ class FeatureExtractor:
         for row, ids in enumerate(ids_list):
             batch[row, : lengths[row]] = torch.tensor(ids[p:])
             mask[row, p : p + lengths[row]] = 1
-        kwargs: dict[str, Any] = {}
+        device = self.model.device
+        kwargs: dict[str, Any] = {"input_ids": batch.to(device), "attention_mask": mask.to(device)}
         if p:
             cache = copy.deepcopy(self._prefix_cache)
             cache.batch_repeat_interleave(len(ids_list))
-            kwargs = {"past_key_values": cache, "use_cache": True}
-        device = self.model.device
-        with torch.inference_mode():
-            out = self.model.model(input_ids=batch.to(device), attention_mask=mask.to(device), **kwargs)
-        hidden = out.last_hidden_state
-        if p:  # the prefix positions come from the shared cache: prepend them (identical for every row)
-            prefix_hidden = self._prefix_hidden()
-            return [torch.cat([prefix_hidden, hidden[row, : lengths[row]]]) for row in range(len(ids_list))]
-        return [hidden[row, : lengths[row]] for row in range(len(ids_list))]
-
-    def _prefix_hidden(self) -> torch.Tensor:
-        if self._prefix_hidden_value is None or self._prefix_hidden_for != self._prefix_for:
-            ids = torch.tensor([self._prefix_ids], device=self.model.device)
-            with torch.inference_mode():
-                self._prefix_hidden_value = self.model.model(input_ids=ids).last_hidden_state[0]
-            self._prefix_hidden_for = self._prefix_for
-        return self._prefix_hidden_value
+            kwargs.update(past_key_values=cache, use_cache=True)
+        hidden = self._layer_states(**kwargs)
+        return [hidden[row, : lengths[row]] for row in range(len(ids_list))], p
 
     def features(
         self, items: Sequence[tuple[str, Sequence[str]]], *, batch_size: int = 32, progress: bool = False
@@ -149,16 +177,20 @@ class FeatureExtractor:
 
             batches = tqdm(batches, desc="features", unit="batch")
         for idx in batches:
-            hiddens = self.hidden_batch([prompts[i][0] for i in idx])
+            hiddens, p = self.hidden_batch([prompts[i][0] for i in idx])
             for i, hidden in zip(idx, hiddens, strict=True):
-                out[i] = pool(hidden, prompts[i][1], len(prompts[i][0])).cpu().numpy()
+                ids, (start, end) = prompts[i]
+                out[i] = pool(hidden, (start - p, end - p), len(ids) - p).cpu().numpy()
         return out
 
 
-def cache_path(cache_dir: Path, lm: Any, examples: Sequence[Example], *, tag: str = "") -> Path:
+def cache_path(
+    cache_dir: Path, lm: Any, examples: Sequence[Example], *, tag: str = "", extractor_layer: int = -1
+) -> Path:
     """``<cache_dir>/emotion-features/<tag>-<hash>.npy``; the hash covers model, system prompt, examples, version."""
     h = hashlib.sha256()
-    h.update(json.dumps([FEATURE_VERSION, POOLINGS, lm.name, lm.options.system_prompt, str(lm.model.dtype)]).encode())
+    key = [FEATURE_VERSION, POOLINGS, extractor_layer, lm.name, lm.options.system_prompt, str(lm.model.dtype)]
+    h.update(json.dumps(key).encode())
     for ex in examples:
         h.update(json.dumps([ex.text, list(ex.context)]).encode())
     return Path(cache_dir) / "emotion-features" / f"{tag or 'features'}-{h.hexdigest()[:16]}.npy"
@@ -174,7 +206,7 @@ def cached_features(
     progress: bool = True,
 ) -> np.ndarray:
     """Features of ``examples``, read from the cache when present, else computed and saved."""
-    path = cache_path(cache_dir, extractor.lm, examples, tag=tag)
+    path = cache_path(cache_dir, extractor.lm, examples, tag=tag, extractor_layer=extractor.layer)
     if path.is_file():
         feats = np.load(path)
         if feats.shape[0] == len(examples):

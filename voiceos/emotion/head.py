@@ -1,4 +1,4 @@
-"""The emotion head: LayerNorm + Linear over the pooled hidden-state features; saved as safetensors."""
+"""The emotion head: LayerNorm + Linear over pooled hidden-state features of one LM layer; saved as safetensors."""
 
 from __future__ import annotations
 
@@ -13,9 +13,12 @@ CONFIG = "head.json"
 
 
 class EmotionHead(nn.Module):
-    def __init__(self, in_dim: int, n_labels: int, *, pooling: str = "mean+last", dropout: float = 0.1) -> None:
+    def __init__(
+        self, in_dim: int, n_labels: int, *, pooling: str = "mean+last", layer: int = -1, dropout: float = 0.1
+    ) -> None:
         super().__init__()
         self.in_dim, self.n_labels, self.pooling = in_dim, n_labels, pooling
+        self.layer = layer  # the LM's hidden_states index the features are pooled from (-1: the final output)
         self.norm = nn.LayerNorm(in_dim)
         self.drop = nn.Dropout(dropout)
         self.out = nn.Linear(in_dim, n_labels)
@@ -29,7 +32,7 @@ class EmotionHead(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, str(directory / WEIGHTS))
-        config = {"in_dim": self.in_dim, "n_labels": self.n_labels, "pooling": self.pooling}
+        config = {"in_dim": self.in_dim, "n_labels": self.n_labels, "pooling": self.pooling, "layer": self.layer}
         (directory / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
     @classmethod
@@ -38,7 +41,8 @@ class EmotionHead(nn.Module):
 
         directory = Path(directory)
         config = json.loads((directory / CONFIG).read_text(encoding="utf-8"))
-        head = cls(config["in_dim"], config["n_labels"], pooling=config.get("pooling", "mean+last"))
+        pooling, layer = config.get("pooling", "mean+last"), config.get("layer", -1)
+        head = cls(config["in_dim"], config["n_labels"], pooling=pooling, layer=layer)
         head.load_state_dict(load_file(str(directory / WEIGHTS)))
         return head.eval()
 

@@ -45,6 +45,7 @@ class TrainOptions:
     meld_dev: int | None = None
     context_turns: int = 2  # MELD: preceding utterances given as earlier chat turns
     pooling: str = "mean+last"  # mean | last | mean+last
+    layer: int = -1  # hidden_states index the features come from (-1: the final output)
     epochs: int = 200
     patience: int = 25
     lr: float = 3e-3
@@ -98,7 +99,7 @@ def fit_head(
     from tqdm import tqdm
 
     _set_seeds(options.seed)
-    head = EmotionHead(train_x.shape[1], len(LABELS), pooling=pooling)
+    head = EmotionHead(train_x.shape[1], len(LABELS), pooling=pooling, layer=options.layer)
     counts = torch.bincount(train_y, minlength=len(LABELS)).float()
     weights = counts.sum() / (len(LABELS) * counts.clamp(min=1))
     loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
@@ -167,7 +168,7 @@ def train(options: TrainOptions, lm: Any | None = None, *, progress: bool = True
         lm = DialogueLM.load(config.dialogue, plan, threads=config.runtime.threads)
     cache_dir = Path(options.cache_dir) if options.cache_dir else models.cache_dir(lm.options.cache_dir)
     sets = _load_sets(options)
-    extractor = FeatureExtractor(lm)
+    extractor = FeatureExtractor(lm, options.layer)
     feats: dict[str, torch.Tensor] = {}
     for name, rows in sets.items():
         log.info("%s: %d examples", name, len(rows))
@@ -192,6 +193,7 @@ def train(options: TrainOptions, lm: Any | None = None, *, progress: bool = True
         "labels": list(LABELS),
         "model": lm.name,
         "pooling": options.pooling,
+        "layer": options.layer,
         "dev": {"goemotions": result["goemotions"], "meld": result["meld"]},
         "targets": {"goemotions_macro_f1": 0.58, "meld_weighted_f1": 0.58},
         "best_epoch": result["epoch"],
@@ -241,9 +243,10 @@ def _model_card(metrics: dict[str, Any], options: TrainOptions) -> str:
     lines = [
         "# voiceos emotion head",
         "",
-        f"LayerNorm + Linear over the frozen dialogue LM's ({metrics['model']}) final-layer hidden states of the",
-        f"user's turn, pooled as `{metrics['pooling']}` (mean over the user's tokens, and the prompt's last",
-        "token), computed from the same chat prompt the dialogue prefills (system prompt + history + user turn).",
+        f"LayerNorm + Linear over the frozen dialogue LM's ({metrics['model']}) hidden states (hidden_states index",
+        f"{metrics['layer']}) of the user's turn, pooled as `{metrics['pooling']}` (mean over the user's tokens, and",
+        "the turn's last token), computed from the same chat prompt the dialogue prefills (system prompt + history +",
+        "user turn), so a reply's own prefill yields the emotion.",
         f"Labels: {', '.join(metrics['labels'])}.",
         "",
         "## Data (../shared/data/emotion)",

@@ -1,0 +1,70 @@
+"""How the assistant answers an emotion it hears: the voice's emotion table, and a note for the dialogue LM.
+
+The policy is configuration (``emotion:`` in config.yaml): each detected user emotion maps to an emotion table of the
+voice profile (sadness -> gentle, anger -> calm, joy -> joyful, fear -> reassuring ...). A detection below
+``min_confidence`` counts as neutral, so an unsure head does not colour the voice. For a confident, non-neutral
+detection, ``context_note`` (with ``{feeling}`` filled in) is added to the LM's context after the user's turn, so the
+words fit the voice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from voiceos.emotion.labels import EmotionResult
+
+FEELINGS = {
+    "anger": "angry",
+    "disgust": "disgusted",
+    "fear": "worried or afraid",
+    "joy": "happy",
+    "neutral": "calm",
+    "sadness": "sad",
+    "surprise": "surprised",
+}
+
+
+@dataclass(frozen=True)
+class EmotionPolicy:
+    """The voice profile's emotion table used for each emotion heard in the user's turn."""
+
+    anger: str = "calm"
+    disgust: str = "calm"
+    fear: str = "reassuring"
+    joy: str = "joyful"
+    neutral: str = "neutral"
+    sadness: str = "gentle"
+    surprise: str = "joyful"
+
+    def voice_for(self, label: str) -> str:
+        return str(getattr(self, label, self.neutral))
+
+
+@dataclass(frozen=True)
+class EmotionOptions:
+    enabled: bool = True  # false: no emotion head; the voice stays neutral and user_emotion is empty
+    checkpoint: str | None = None  # the head's directory; null = the one shipped in voiceos/emotion/checkpoint
+    min_confidence: float = field(default=0.45, metadata={"range": (0.0, 1.0)})
+    context_note: str = "The user sounds {feeling}. Acknowledge that briefly and kindly, then help."
+    policy: EmotionPolicy = field(default_factory=EmotionPolicy)
+
+    def __post_init__(self) -> None:
+        try:
+            self.context_note.format(feeling="sad")
+        except (KeyError, IndexError, ValueError) as err:
+            raise ValueError(f"context_note may only use the placeholder {{feeling}} ({err})") from None
+
+
+@dataclass(frozen=True)
+class ReplyStyle:
+    """What the policy made of one detection."""
+
+    voice_emotion: str  # the voice profile's emotion table to speak with
+    note: str | None  # added to the LM's context after the user's turn, or None
+
+
+def reply_style(result: EmotionResult, options: EmotionOptions) -> ReplyStyle:
+    label = result.label if result.confidence >= options.min_confidence else "neutral"
+    if label == "neutral" or not options.context_note.strip():
+        return ReplyStyle(options.policy.voice_for(label), None)
+    return ReplyStyle(options.policy.voice_for(label), options.context_note.format(feeling=FEELINGS[label]))
