@@ -7,6 +7,7 @@ client and raw sockets can talk to it from the test thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -22,7 +23,7 @@ import pytest
 
 from voiceos.daemon.bus import EventBus, Subscription
 from voiceos.daemon.client import ControlClient, DaemonUnavailable, daemon_running
-from voiceos.daemon.control import MAX_LINE_BYTES, ControlServer, control_socket_path
+from voiceos.daemon.control import MAX_LINE_BYTES, ControlServer, control_socket_path, peer_credentials
 from voiceos.errors import TextInputError, VoiceosError
 from voiceos.events import ReplyDelta, StateChanged
 
@@ -31,8 +32,10 @@ class FakeHandler:
     def __init__(self) -> None:
         self.bus = EventBus()
         self.status_result: dict = {"state": "listening"}
+        self.calls: list[str] = []  # the handler methods that ran: bad input must reach none of them
 
     async def say(self, text: str) -> dict:
+        self.calls.append("say")
         if text == "invalid":
             raise TextInputError("text is empty")
         if text == "crash":
@@ -42,29 +45,34 @@ class FakeHandler:
         return {"input": text, "reply": f"you said {text}"}
 
     async def listen(self, path: str) -> dict:
+        self.calls.append("listen")
         return {"transcript": f"heard {path}"}
 
     def status(self) -> dict:
+        self.calls.append("status")
         return self.status_result
 
     async def interrupt(self) -> dict:
+        self.calls.append("interrupt")
         return {"interrupted": False}
 
     async def reset(self) -> dict:
+        self.calls.append("reset")
         return {"reset": True}
 
     def subscribe(self) -> Subscription:
+        self.calls.append("subscribe")
         return self.bus.subscribe(maxsize=8)
 
 
 class ServerThread:
     """A ControlServer on its own loop in a daemon thread."""
 
-    def __init__(self, path: Path, handler: FakeHandler | None = None) -> None:
+    def __init__(self, path: Path, handler: FakeHandler | None = None, **options) -> None:
         self.path = path
         self.handler = handler or FakeHandler()
         self.loop = asyncio.new_event_loop()
-        self.server = ControlServer(self.handler, path)
+        self.server = ControlServer(self.handler, path, **options)
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.run(self.server.start())
@@ -117,6 +125,14 @@ class Raw:
     def close(self) -> None:
         self.file.close()
         self.sock.close()
+
+
+def hung_up(raw: Raw) -> bool:
+    """Whether the server closed the connection (a reset when it left our request unread)."""
+    try:
+        return raw.file.readline() == b""
+    except ConnectionResetError:
+        return True
 
 
 @pytest.fixture
@@ -188,17 +204,28 @@ MALFORMED = {
     "say_text_not_string": (b'{"cmd": "say", "text": 5}', '"text"'),
     "listen_path_null": (b'{"cmd": "listen", "path": null}', '"path"'),
     "not_utf8": (b'{"cmd": "say", "text": "\xff\xfe"}', "not valid UTF-8"),
+    "binary_junk": (bytes(b for b in range(256) if b != 10) * 3, "not valid UTF-8"),
+    "nul_bytes": (b"\x00\x00\x00\x00", "not valid JSON"),
     "truncated_json": (b'{"cmd": "say", "text": "hi', "not valid JSON"),
+    "deeply_nested": (b'{"cmd": "ping", "id": ' + b"[" * 200_000 + b"]" * 200_000 + b"}", "nested too deeply"),
+    "huge_integer": (b'{"cmd": "ping", "id": ' + b"9" * 100_000 + b"}", "not usable JSON"),
+    "lone_surrogate": (b'{"cmd": "say", "text": "\\ud800"}', "unpaired UTF-16 surrogate"),
+    "cmd_is_a_list": (b'{"cmd": ["say"], "text": "hi"}', '"cmd"'),
+    "listen_path_number": (b'{"cmd": "listen", "path": 3}', '"path"'),
+    "say_text_object": (b'{"cmd": "say", "text": {"a": 1}}', '"text"'),
 }
 
 
 @pytest.mark.parametrize("name", MALFORMED)
-def test_malformed_request_gets_error_reply_and_connection_stays_usable(server, name):
+def test_malformed_request_gets_error_reply_and_connection_stays_usable(server, name, caplog):
     data, expected = MALFORMED[name]
     raw = Raw(server.path)
     reply = raw.ask(data + b"\n")
     assert reply["ok"] is False
     assert expected in reply["error"] and "\n" not in reply["error"]
+    assert len(reply["error"]) < 300
+    assert server.handler.calls == []  # refused before anything ran: nothing changed
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # expected, not an internal error
     assert raw.ask({"cmd": "ping", "id": "after"})["result"]["pong"] is True
     raw.close()
 
@@ -284,6 +311,81 @@ def test_many_concurrent_clients_are_served(server):
     for t in threads:
         t.join(10)
     assert failures == []
+
+
+def test_fifty_clients_connected_at_once_are_all_answered(server):
+    clients = [Raw(server.path) for _ in range(50)]  # all connected before any request is sent
+    for n, client in enumerate(clients):
+        client.send(json.dumps({"cmd": "say", "text": f"sleep 0.05 #{n}", "id": n}).encode() + b"\n")
+    replies = [client.reply() for client in clients]
+    assert [r["id"] for r in replies] == list(range(50))
+    assert [r["result"]["input"] for r in replies] == [f"sleep 0.05 #{n}" for n in range(50)]
+    assert server.handler.calls == ["say"] * 50
+    for client in clients:
+        client.close()
+
+
+def test_hostile_client_changes_nothing_for_a_client_mid_conversation(server):
+    friend = Raw(server.path)
+    assert friend.ask({"cmd": "say", "text": "one", "id": 1})["result"]["input"] == "one"
+    hostile = Raw(server.path)
+    for data, _ in MALFORMED.values():
+        assert hostile.ask(data + b"\n")["ok"] is False
+    assert server.handler.calls == ["say"]  # only the friend's request reached the handler
+    assert friend.ask({"cmd": "say", "text": "two", "id": 2}) == {
+        "ok": True,
+        "id": 2,
+        "result": {"input": "two", "reply": "you said two"},
+    }
+    hostile.close()
+    friend.close()
+
+
+def test_client_that_never_reads_its_replies_is_dropped_and_others_are_served(server, caplog):
+    hog = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    hog.settimeout(10)
+    hog.connect(str(server.path))
+    request = json.dumps({"cmd": "say", "text": "x" * 500_000}).encode() + b"\n"  # each reply is about 1 MB
+    sent = 0
+    with (
+        caplog.at_level(logging.WARNING, logger="voiceos.daemon.control"),
+        pytest.raises((BrokenPipeError, ConnectionResetError)),
+    ):
+        for sent in range(1, 101):  # up to 100 MB of replies, never read
+            hog.sendall(request)
+            if sent == 2:  # the hog is connected and unread: others are served all the same
+                with ControlClient(server.path, timeout=5) as other:
+                    assert other.request("ping")["pong"] is True
+    hog.close()
+    dropped = [r for r in caplog.records if "does not read its replies" in r.getMessage()]
+    assert len(dropped) == 1 and sent < 100
+    unsent = dropped[0].args[0]
+    limit = server.server.write_buffer_limit
+    assert limit < unsent <= limit + len(request) * 2 + 100  # bounded: the limit plus the one reply that passed it
+    with ControlClient(server.path, timeout=5) as other:
+        assert other.request("say", text="after")["input"] == "after"
+
+
+def test_event_subscriber_that_never_reads_is_dropped_and_unsubscribed(server, caplog):
+    stalled = Raw(server.path)
+    assert stalled.ask({"cmd": "events"})["ok"] is True
+    wait_until(lambda: server.handler.bus.subscriber_count == 1)
+    big = "x" * 50_000
+
+    def publish_some() -> None:
+        for _ in range(4):  # below the subscription's queue size: the writer sees every one of them
+            server.handler.bus.publish(ReplyDelta(big))
+
+    with caplog.at_level(logging.WARNING, logger="voiceos.daemon.control"):
+        for _ in range(1000):  # 200 MB at most, far past the limit
+            server.call(publish_some)
+            if server.handler.bus.subscriber_count == 0:
+                break
+        assert server.handler.bus.subscriber_count == 0
+        wait_until(lambda: "does not read its replies" in caplog.text)  # logged as the connection ends
+    with ControlClient(server.path, timeout=5) as other:
+        assert other.request("ping")["pong"] is True
+    stalled.close()
 
 
 # -- events -------------------------------------------------------------------------------------------------------
@@ -440,6 +542,115 @@ def test_client_raises_daemon_unavailable_when_no_server(sock_dir):
     with pytest.raises(DaemonUnavailable):
         next(ControlClient(path, timeout=1).iter_events())
     assert not daemon_running(path)
+
+
+# -- who may connect ----------------------------------------------------------------------------------------------
+
+
+def test_peer_credentials_name_this_process():
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        assert peer_credentials(left) == (os.getpid(), os.getuid(), os.getgid())
+    finally:
+        left.close()
+        right.close()
+
+
+def test_peer_of_the_daemons_own_uid_is_served(sock_dir):
+    srv = ServerThread(sock_dir / "control.sock", allowed_uid=os.getuid())
+    try:
+        with ControlClient(srv.path, timeout=5) as client:
+            assert client.request("status") == {"state": "listening"}
+        assert srv.handler.calls == ["status"]
+    finally:
+        srv.stop()
+
+
+def test_peer_of_another_uid_is_refused_with_one_line_and_a_warning(sock_dir, caplog):
+    other_uid = os.getuid() + 1
+    srv = ServerThread(sock_dir / "control.sock", allowed_uid=other_uid)
+    try:
+        with caplog.at_level(logging.WARNING, logger="voiceos.daemon.control"):
+            raw = Raw(srv.path)
+            with contextlib.suppress(BrokenPipeError):  # the server may hang up before this is sent
+                raw.send(b'{"cmd": "reset", "id": 1}\n')
+            reply = raw.reply()
+            assert hung_up(raw)
+            raw.close()
+            with pytest.raises(VoiceosError, match=rf"refused: permission denied: .* not uid {os.getuid()}$"):
+                ControlClient(srv.path, timeout=5).request("status")
+        assert reply == {
+            "ok": False,
+            "error": f"permission denied: this voiceos daemon serves uid {other_uid} only, not uid {os.getuid()}",
+        }
+        assert srv.handler.calls == []  # the reset never ran
+        refusals = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert refusals[0] == (
+            f"refused a control connection from uid {os.getuid()} (pid {os.getpid()}): only uid {other_uid} may "
+            "use this socket"
+        )
+        assert len(refusals) == 2
+    finally:
+        srv.stop()
+
+
+def exchange_as(uid: int, path: Path, request: bytes) -> tuple[int, int, bytes]:
+    """Send ``request`` on a connection made by a forked child running as ``uid``; (child pid, status, reply)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: only system calls, then _exit
+        status = 1
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(10)
+            sock.connect(str(path))
+            with contextlib.suppress(BrokenPipeError):  # the server may hang up first; its reply is there to read
+                sock.sendall(request)
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            os.write(write_end, data)
+            status = 0
+        except BaseException as err:
+            os.write(write_end, repr(err).encode())
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        data = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    return pid, status, data
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="connecting as another user needs root")
+def test_another_real_user_is_refused_by_its_peer_credentials(sock_dir, caplog):
+    srv = ServerThread(sock_dir / "run" / "control.sock")
+    try:
+        # Open the socket to everyone, as a careless chmod would: only the peer check stands in the way now.
+        os.chmod(sock_dir, 0o755)
+        os.chmod(srv.path.parent, 0o755)
+        os.chmod(srv.path, 0o666)
+        with caplog.at_level(logging.WARNING, logger="voiceos.daemon.control"):
+            pid, status, data = exchange_as(65534, srv.path, b'{"cmd": "reset", "id": 1}\n')
+            wait_until(lambda: "refused" in caplog.text)
+        assert status == 0, data
+        assert json.loads(data) == {
+            "ok": False,
+            "error": "permission denied: this voiceos daemon serves uid 0 only, not uid 65534",
+        }
+        assert srv.handler.calls == []  # the reset never ran
+        assert f"refused a control connection from uid 65534 (pid {pid})" in caplog.text
+        with ControlClient(srv.path, timeout=5) as client:  # its own user is still served
+            assert client.request("reset") == {"reset": True}
+    finally:
+        srv.stop()
 
 
 def test_control_socket_path_follows_xdg_runtime_dir(monkeypatch):

@@ -17,6 +17,12 @@ from voiceos.errors import VoiceosError
 
 log = logging.getLogger("voiceos")
 
+FORGET_DESCRIPTION = (
+    "Erase what voiceos stores about you: the running daemon's conversation memory, saved transcripts "
+    "(privacy.save_transcripts) and the last reply's audio. The model cache (~/.cache/voiceos) holds nothing "
+    "personal and is kept."
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voiceos", description="A private voice assistant that runs on this machine.")
@@ -67,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
         client_cmd = sub.add_parser(name, help=text)
         client_cmd.add_argument("--socket", metavar="PATH", help="control socket of the daemon")
 
+    forget_help = "erase what voiceos stores about you (conversation memory, transcripts, reply audio); keeps models"
+    forget = sub.add_parser("forget", help=forget_help, description=FORGET_DESCRIPTION)
+    forget.add_argument("--socket", metavar="PATH", help="control socket of the daemon")
+
     bench = sub.add_parser("bench", help="measure end of speech -> first reply sound on virtual audio devices")
     bench.add_argument("--utterances", type=int, default=5, help="how many recordings to speak (default 5)")
     bench.add_argument("--speech", metavar="DIR", help="a folder with manifest.csv (default: the shared LibriVox set)")
@@ -92,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     _setup_logging(args.verbose)
     try:
-        config = load_config(args.config)
+        config = load_config(args.config) if args.command != "forget" else Config()  # forgetting needs no config
         return COMMANDS[args.command](args, config)
     except VoiceosError as err:
         print(f"voiceos: error: {err}", file=sys.stderr)
@@ -230,6 +240,12 @@ def cmd_client(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def cmd_forget(args: argparse.Namespace, config: Config) -> int:
+    from voiceos.privacy import forget_command
+
+    return forget_command(args.socket)
+
+
 def cmd_bench(args: argparse.Namespace, config: Config) -> int:
     from voiceos.bench import main as bench_main
 
@@ -304,6 +320,7 @@ COMMANDS = {
     "events": cmd_client,
     "interrupt": cmd_client,
     "reset": cmd_client,
+    "forget": cmd_forget,
     "install-service": cmd_install_service,
     "bench": cmd_bench,
     "emotion": cmd_emotion,
@@ -376,16 +393,12 @@ def _print_daemon_turn(data: dict, as_json: bool) -> None:
     print(f"[{data['audio']['seconds']:.1f} s of speech, {where}]")
 
 
-def _default_reply_path() -> Path:
-    runtime = os.environ.get("XDG_RUNTIME_DIR") or os.environ.get("TMPDIR") or "/tmp"
-    return Path(runtime) / "voiceos" / "last-reply.wav"
-
-
 def _save_reply(turn, out: str | None, played: bool) -> str | None:
     """Write the reply where asked; with nothing to play it on, write it where the user can find it."""
     from voiceos.audio.files import write_wav
+    from voiceos.privacy import last_reply_path
 
-    path = Path(out) if out else (None if played else _default_reply_path())
+    path = Path(out) if out else (None if played else last_reply_path())
     if path is None:
         return None
     write_wav(path, turn.audio, turn.sample_rate)

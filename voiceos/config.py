@@ -110,6 +110,14 @@ class LimitOptions:
 
 
 @dataclass(frozen=True)
+class PrivacyOptions:
+    """What voiceos keeps of a conversation beyond the daemon's memory. Both off: nothing is written anywhere."""
+
+    log_transcripts: bool = False  # false: logs show "<redacted N chars>" instead of what was said and answered
+    save_transcripts: bool = False  # true: the daemon appends each turn to $XDG_DATA_HOME/voiceos/transcripts.jsonl
+
+
+@dataclass(frozen=True)
 class Config:
     runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
     audio: AudioOptions = field(default_factory=AudioOptions)
@@ -120,6 +128,7 @@ class Config:
     emotion: EmotionOptions = field(default_factory=EmotionOptions)
     tts: TtsOptions = field(default_factory=TtsOptions)
     limits: LimitOptions = field(default_factory=LimitOptions)
+    privacy: PrivacyOptions = field(default_factory=PrivacyOptions)
     source: str = field(default="<defaults>", compare=False)
 
 

@@ -24,6 +24,7 @@ from voiceos.emotion.labels import EmotionResult
 from voiceos.emotion.policy import reply_style
 from voiceos.errors import AudioInputError, TextInputError
 from voiceos.models import DevicePlan, plan_devices
+from voiceos.privacy import redact
 from voiceos.tts import TtsEngine, load_engine
 from voiceos.tts.voices import VoiceProfile, load_voice
 from voiceos.vad import Utterance, segment
@@ -289,9 +290,11 @@ class Pipeline:
         if remember and not was_cancelled:
             self.remember(user_text, reply)
         audio = np.concatenate(audio_parts) if audio_parts else np.zeros(0, dtype=np.float32)
+        show = self.config.privacy.log_transcripts
         log.info(
-            "turn: %d chars in, %d sentences out, %.0f ms%s",
-            len(user_text),
+            "turn: %s -> %s, %d sentences, %.0f ms%s",
+            redact(user_text, show),
+            redact(reply, show),
             len(sentences),
             timings["total"],
             " (cancelled)" if was_cancelled else "",

@@ -48,6 +48,7 @@ from voiceos.events import (
     UserEmotionEvent,
 )
 from voiceos.pipeline import Pipeline, TurnResult
+from voiceos.privacy import TranscriptLog
 from voiceos.vad import SpeechDiscarded, SpeechEnded, SpeechStarted, VadSegmenter
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ class Assistant:
         self.echo = EchoGate(self.reference, self.config.echo)
         self._mic_pending = np.zeros(0, dtype=np.float32)
         self._last_adc = 0.0
+        self.transcripts = TranscriptLog() if self.config.privacy.save_transcripts else None
 
     # -- state ---------------------------------------------------------------------------------------------------
     def set_state(self, state: str, detail: str = "") -> None:
@@ -398,6 +400,9 @@ class Assistant:
             heard = result.reply
         if heard:  # else nothing was heard: the user's words come back with the next utterance (carry-over)
             self.pipeline.remember(turn.user_text, heard)
+            if self.transcripts is not None:  # privacy.save_transcripts: exactly what the memory keeps
+                label = (result.user_emotion or {}).get("label")
+                self.transcripts.append(turn.source, turn.user_text, heard, label, turn.interrupted)
         self.turns += 1
         timings = {**turn.timings_ms, **result.timings_ms}
         if turn.speaking:

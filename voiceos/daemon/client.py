@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import Any, BinaryIO
 
 from voiceos.daemon.control import control_socket_path
+from voiceos.daemon.protocol import encode
 from voiceos.errors import VoiceosError
 
 CONNECT_TIMEOUT_S = 5.0
@@ -84,13 +85,14 @@ class ControlClient:
         if request_id is None:
             request_id = next(self._ids)
         try:
-            _send(self._sock, {"cmd": cmd, "id": request_id, **fields})
-            reply = _read_reply(self._file, self.path)
+            reply = _exchange(self._sock, self._file, {"cmd": cmd, "id": request_id, **fields}, self.path)
         except BaseException:
             self.close()  # the stream is out of step now: never reuse it
             raise
         if reply.get("id") != request_id:
             self.close()
+            if reply.get("ok") is False and "id" not in reply:  # about the connection, not a request (a refusal)
+                raise VoiceosError(f"the voiceos daemon refused: {reply.get('error')}")
             raise VoiceosError(f"the voiceos daemon answered request {reply.get('id')!r}, not {request_id!r}")
         return _result(reply)
 
@@ -100,8 +102,7 @@ class ControlClient:
         try:
             file = sock.makefile("rb")
             try:
-                _send(sock, {"cmd": "events"})
-                _result(_read_reply(file, self.path))
+                _result(_exchange(sock, file, {"cmd": "events"}, self.path))
                 sock.settimeout(None)  # events come when they come
                 while True:
                     line = file.readline(MAX_REPLY_BYTES)
@@ -114,9 +115,21 @@ class ControlClient:
             sock.close()
 
 
+def _exchange(sock: socket.socket, file: BinaryIO, obj: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Send one request and read its reply; a daemon that hung up on us may have said why first (a refusal)."""
+    try:
+        _send(sock, obj)
+    except VoiceosError as err:
+        try:
+            return _read_reply(file, path)
+        except VoiceosError:
+            raise err from None
+    return _read_reply(file, path)
+
+
 def _send(sock: socket.socket, obj: dict[str, Any]) -> None:
     try:
-        sock.sendall(json.dumps(obj, ensure_ascii=False).encode() + b"\n")
+        sock.sendall(encode(obj))
     except OSError as err:
         raise VoiceosError(f"lost the connection to the voiceos daemon: {err.strerror or err}") from err
 

@@ -4,28 +4,43 @@ Each request is one JSON object per line, ``{"cmd": ..., "id": <optional, echoed
 ``{"ok": true, "id": ..., "result": {...}}`` or ``{"ok": false, "id": ..., "error": "<one line>"}``. Requests on one
 connection are answered in order. ``events`` turns the connection into a stream of ``voiceos.events.to_wire``
 objects until the client closes it (or shuts down its write side). Nothing a client sends or does can stop the
-server: bad input gets an error reply, handler failures get an ``internal error`` reply.
+server: bad input gets an error reply, handler failures get an ``internal error`` reply, and a client that does not
+read its replies is dropped once ``write_buffer_limit`` bytes wait for it (memory stays bounded).
+
+Only the daemon's own user may talk to it: the socket's directory is 0700, the socket 0600, and each connection's
+peer credentials (SO_PEERCRED) are checked, so a socket reached some other way (a loosened directory, a passed file
+descriptor) still refuses other users. The wire format lives in :mod:`voiceos.daemon.protocol`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
+import socket
 import stat
+import struct
 from pathlib import Path
 from typing import Any, Protocol
 
 from voiceos.daemon.bus import Subscription
+from voiceos.daemon.protocol import (
+    MAX_LINE_BYTES,
+    LineReader,
+    LineTooLong,
+    ProtocolError,
+    Request,
+    encode,
+    error_reply,
+    parse_request,
+)
 from voiceos.errors import VoiceosError
 from voiceos.events import to_wire
 
 log = logging.getLogger(__name__)
 
-MAX_LINE_BYTES = 1 << 20  # longest accepted request line (without its newline)
-COMMANDS = ("say", "listen", "status", "interrupt", "reset", "events", "ping")
+WRITE_BUFFER_LIMIT = 4 << 20  # replies not yet taken by a client; past this it is dropped as not reading
 
 
 def control_socket_path() -> Path:
@@ -46,88 +61,15 @@ class ControlHandler(Protocol):
     def subscribe(self) -> Subscription: ...
 
 
-class _RequestError(Exception):
-    """A bad request: replied to as ``ok: false`` with this message."""
+class _SlowReader(Exception):
+    """The client leaves its replies unread past the write buffer limit."""
 
 
-class _LineTooLong(Exception):
-    pass
-
-
-class _LineReader:
-    """Split a stream into lines of at most ``limit`` bytes; the rest of an over-long line is skipped."""
-
-    def __init__(self, reader: asyncio.StreamReader, limit: int = MAX_LINE_BYTES) -> None:
-        self._reader = reader
-        self._limit = limit
-        self._buf = bytearray()
-        self._scanned = 0  # bytes of _buf known to hold no newline
-        self._skipping = False
-
-    async def readline(self) -> bytes | None:
-        """The next line without its newline; None at end of stream; raises _LineTooLong once per long line."""
-        while True:
-            nl = self._buf.find(b"\n", self._scanned)
-            if nl >= 0:
-                line = bytes(self._buf[:nl])
-                del self._buf[: nl + 1]
-                self._scanned = 0
-                if self._skipping:
-                    self._skipping = False
-                    continue
-                if len(line) > self._limit:
-                    raise _LineTooLong
-                return line
-            self._scanned = len(self._buf)
-            if len(self._buf) > self._limit:
-                self._buf.clear()
-                self._scanned = 0
-                if not self._skipping:
-                    self._skipping = True
-                    raise _LineTooLong
-            chunk = await self._reader.read(64 * 1024)
-            if not chunk:
-                if self._skipping or not self._buf:
-                    return None
-                line = bytes(self._buf)  # a last request without its newline
-                self._buf.clear()
-                return line
-            self._buf += chunk
-
-
-def _encode(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, ensure_ascii=False).encode() + b"\n"
-
-
-def _error(request_id: Any, message: str) -> dict[str, Any]:
-    reply: dict[str, Any] = {"ok": False}
-    if request_id is not None:
-        reply["id"] = request_id
-    reply["error"] = " ".join(message.split()) or "error"  # always one line
-    return reply
-
-
-def _parse(line: bytes) -> dict[str, Any]:
-    try:
-        text = line.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise _RequestError("request is not valid UTF-8") from err
-    try:
-        request = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise _RequestError(f"request is not valid JSON: {err}") from err
-    if not isinstance(request, dict):
-        raise _RequestError(f"request must be a JSON object, not {type(request).__name__}")
-    return request
-
-
-def _command(request: dict[str, Any]) -> str:
-    cmd = request.get("cmd")
-    if not isinstance(cmd, str):
-        raise _RequestError('request needs "cmd", a string: one of ' + ", ".join(COMMANDS))
-    if cmd not in COMMANDS:
-        raise _RequestError(f"unknown command {cmd!r}: expected one of " + ", ".join(COMMANDS))
-    return cmd
+def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
+    """``(pid, uid, gid)`` of the process at the other end of a connected Unix socket (Linux SO_PEERCRED)."""
+    data = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, uid, gid = struct.unpack("3i", data)
+    return pid, uid, gid
 
 
 def _prepare_socket_dir(directory: Path) -> None:
@@ -161,11 +103,24 @@ async def _is_listening(path: Path) -> bool:
 
 
 class ControlServer:
-    """Serve ``handler`` on the Unix socket at ``path`` (default :func:`control_socket_path`)."""
+    """Serve ``handler`` on the Unix socket at ``path`` (default :func:`control_socket_path`).
 
-    def __init__(self, handler: ControlHandler, path: str | os.PathLike[str] | None = None) -> None:
+    ``allowed_uid`` is the one user whose connections are served (default: this process's uid);
+    ``write_buffer_limit`` bounds the unsent replies kept for one client before it is dropped.
+    """
+
+    def __init__(
+        self,
+        handler: ControlHandler,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        allowed_uid: int | None = None,
+        write_buffer_limit: int = WRITE_BUFFER_LIMIT,
+    ) -> None:
         self.handler = handler
         self.path = Path(path) if path is not None else control_socket_path()
+        self.allowed_uid = os.getuid() if allowed_uid is None else allowed_uid
+        self.write_buffer_limit = write_buffer_limit
         self._server: asyncio.Server | None = None
         self._inode: int | None = None
         self._connections: set[asyncio.Task[None]] = set()
@@ -236,15 +191,47 @@ class ControlServer:
         self._connections.add(task)
         task.add_done_callback(self._connections.discard)
 
-    async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        lines = _LineReader(reader)
+    def _refusal(self, writer: asyncio.StreamWriter) -> str | None:
+        """Why this connection must be refused (its peer is not the allowed user), or None to serve it."""
+        sock = writer.get_extra_info("socket")
         try:
+            pid, uid, _ = peer_credentials(sock)
+        except (OSError, AttributeError) as err:  # fail closed: no credentials, no service
+            log.warning("refused a control connection: cannot read its peer credentials (%s)", err)
+            return "permission denied: cannot check who is connecting"
+        if uid != self.allowed_uid:
+            log.warning(
+                "refused a control connection from uid %d (pid %d): only uid %d may use this socket",
+                uid,
+                pid,
+                self.allowed_uid,
+            )
+            return f"permission denied: this voiceos daemon serves uid {self.allowed_uid} only, not uid {uid}"
+        return None
+
+    async def _send(self, writer: asyncio.StreamWriter, data: bytes) -> None:
+        """Queue ``data``; a client whose unread replies pass the limit is dropped rather than buffered for."""
+        writer.write(data)
+        pending = writer.transport.get_write_buffer_size()
+        if pending > self.write_buffer_limit:
+            raise _SlowReader(pending)
+        await writer.drain()  # never waits: the high-water mark is the limit (see _serve_connection)
+
+    async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        lines = LineReader(reader)
+        try:
+            refusal = self._refusal(writer)
+            if refusal is not None:
+                writer.write(encode(error_reply(None, refusal)))
+                return
+            writer.transport.set_write_buffer_limits(high=self.write_buffer_limit)
             while True:
                 try:
                     line = await lines.readline()
-                except _LineTooLong:
-                    writer.write(_encode(_error(None, f"request line longer than {MAX_LINE_BYTES} bytes")))
-                    await writer.drain()
+                except LineTooLong:
+                    await self._send(
+                        writer, encode(error_reply(None, f"request line longer than {MAX_LINE_BYTES} bytes"))
+                    )
                     continue
                 if line is None:
                     break
@@ -252,8 +239,7 @@ class ControlServer:
                     continue
                 reply, subscription = await self._answer(line)
                 try:
-                    writer.write(reply)
-                    await writer.drain()
+                    await self._send(writer, reply)
                 except BaseException:
                     if subscription is not None:
                         subscription.close()
@@ -261,6 +247,9 @@ class ControlServer:
                 if subscription is not None:
                     await self._stream_events(subscription, lines, writer)
                     break
+        except _SlowReader as err:
+            log.warning("dropped a control client that does not read its replies (%s bytes unsent)", err.args[0])
+            writer.transport.abort()
         except ConnectionError:
             log.debug("control client went away")
         except Exception:
@@ -275,47 +264,41 @@ class ControlServer:
         request_id = cmd = None
         subscription = None
         try:
-            request = _parse(line)
-            request_id = request.get("id")
-            cmd = _command(request)
+            request = parse_request(line)
+            request_id, cmd = request.id, request.cmd
             if cmd == "events":
                 subscription = self.handler.subscribe()
                 result: Any = {"subscribed": True}
             else:
-                result = await self._dispatch(cmd, request)
+                result = await self._dispatch(request)
             reply: dict[str, Any] = {"ok": True}
             if request_id is not None:
                 reply["id"] = request_id
             reply["result"] = result
             try:
-                return _encode(reply), subscription
+                return encode(reply), subscription
             except (TypeError, ValueError) as err:
                 raise TypeError(f"the result of {cmd!r} is not JSON-serializable: {err}") from err
-        except _RequestError as err:
-            reply = _error(request_id, str(err))
+        except ProtocolError as err:
+            reply = error_reply(err.request_id, str(err))
         except VoiceosError as err:
-            reply = _error(request_id, str(err) or type(err).__name__)
+            reply = error_reply(request_id, str(err) or type(err).__name__)
         except Exception as err:
             log.exception("control command %r failed", cmd)
             lines = str(err).strip().splitlines()
-            reply = _error(request_id, f"internal error: {type(err).__name__}" + (f": {lines[0]}" if lines else ""))
+            reply = error_reply(
+                request_id, f"internal error: {type(err).__name__}" + (f": {lines[0]}" if lines else "")
+            )
         if subscription is not None:
             subscription.close()
-        return _encode(reply), None
+        return encode(reply), None
 
-    @staticmethod
-    def _string_field(request: dict[str, Any], name: str) -> str:
-        value = request.get(name)
-        if not isinstance(value, str):
-            raise _RequestError(f'"{request["cmd"]}" needs "{name}", a string')
-        return value
-
-    async def _dispatch(self, cmd: str, request: dict[str, Any]) -> Any:
-        handler = self.handler
+    async def _dispatch(self, request: Request) -> Any:
+        handler, cmd = self.handler, request.cmd
         if cmd == "say":
-            return await handler.say(self._string_field(request, "text"))
+            return await handler.say(request.string("text"))
         if cmd == "listen":
-            return await handler.listen(self._string_field(request, "path"))
+            return await handler.listen(request.string("path"))
         if cmd == "status":
             return handler.status()
         if cmd == "interrupt":
@@ -324,27 +307,24 @@ class ControlServer:
             return await handler.reset()
         return {"pong": True, "pid": os.getpid()}
 
-    async def _stream_events(
-        self, subscription: Subscription, lines: _LineReader, writer: asyncio.StreamWriter
-    ) -> None:
+    async def _stream_events(self, subscription: Subscription, lines: LineReader, writer: asyncio.StreamWriter) -> None:
         """Write events until the client closes its side (or the bus ends); input meanwhile is ignored."""
 
         async def pump() -> None:
             async for event in subscription:
                 try:
-                    data = _encode(to_wire(event))
+                    data = encode(to_wire(event))
                 except (TypeError, ValueError):
                     log.exception("event %s cannot be sent as JSON; skipped", event.name)
                     continue
-                writer.write(data)
-                await writer.drain()
+                await self._send(writer, data)
 
         async def wait_for_eof() -> None:
             while True:
                 try:
                     if await lines.readline() is None:
                         return
-                except _LineTooLong:
+                except LineTooLong:
                     pass
 
         tasks = [asyncio.create_task(pump()), asyncio.create_task(wait_for_eof())]
