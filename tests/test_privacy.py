@@ -204,7 +204,7 @@ def test_daemon_logs_no_transcripts_saves_them_when_asked_and_forget_erases_them
         daemon.wait_until("no_audio")
         result = daemon.client.request("say", text=USER_TEXT)
         reply = result["spoken_text"]
-        assert len(reply) > 10 and daemon.client.request("status")["history_messages"] == 2
+        assert len(reply) > 10 and daemon.client.request("status")["history_messages"] == 2, daemon.log_tail()
 
         log = daemon.log_tail(10**7)
         assert f"turn: <redacted {len(USER_TEXT)} chars> -> <redacted {len(reply)} chars>" in log
@@ -217,11 +217,11 @@ def test_daemon_logs_no_transcripts_saves_them_when_asked_and_forget_erases_them
         assert record["user_emotion"] == result["user_emotion"]["label"] and record["interrupted"] is False
 
         forget = run_voiceos("forget", env=env)
-        assert forget.returncode == 0 and forget.stderr == "", forget.stderr
+        assert forget.returncode == 0 and forget.stderr == "", forget.stderr + daemon.log_tail()
         assert forget.stdout.splitlines() == [
             "erased the running daemon's conversation memory (2 messages)",
             f"erased saved transcripts: {transcripts}",
-        ]
+        ], forget.stdout + daemon.log_tail()
         assert daemon.client.request("status")["history_messages"] == 0
         assert not transcripts.parent.exists()
         again = run_voiceos("forget", env=env)
