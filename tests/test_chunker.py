@@ -132,3 +132,19 @@ def test_clause_splitting_is_off_by_default_and_splits_long_clauses_when_on() ->
         "and this one too;",
         "short, end.",
     ]
+
+
+def test_first_clause_splits_only_the_replys_first_chunk() -> None:
+    text = "Well, that is a hard question, but I will try. First, we look at it, and then, we decide."
+    assert chunk_whole(text, first_clause=True, clause_min_chars=12) == [
+        "Well, that is a hard question,",
+        "but I will try.",
+        "First, we look at it, and then, we decide.",
+    ]
+
+
+def test_first_clause_starts_again_after_flush() -> None:
+    chunker = SentenceChunker(first_clause=True, clause_min_chars=5)
+    assert chunker.push("Sure thing, here it is. Next, more. ") == ["Sure thing,", "here it is.", "Next, more."]
+    assert chunker.flush() == []
+    assert chunker.push("Okay then, again. ") == ["Okay then,", "again."]

@@ -208,3 +208,18 @@ def test_a_missing_local_directory_fails_with_model_not_found(tmp_path: Path) ->
         DialogueLM.load(DialogueOptions(model=str(tmp_path / "nope")), models.plan_devices("cpu"))
     with pytest.raises(ModelNotFoundError, match="no GGUF file"):
         DialogueLM.load(DialogueOptions(model=str(tmp_path), gguf_file="x.gguf"), models.plan_devices("cpu"))
+
+
+def test_cached_persona_and_split_prefill_decode_the_same_tokens_as_generate(lm: DialogueLM) -> None:
+    history = [{"role": "user", "content": "Hi!"}, {"role": "assistant", "content": "Hello! How can I help?"}]
+    text = "Tell me one thing about the moon."
+    greedy = lm.with_options(temperature=0.0)
+    for on_emotion in (None, lambda result: None):  # plain prefill, and the two-step one that reads the emotion
+        for _ in range(2):  # the second reply starts from the cached persona
+            "".join(greedy.stream_reply(history, text, max_new_tokens=24, on_emotion=on_emotion))
+            ids = lm.build_prompt(lm.messages_for(history, text))
+            ref = lm.model.generate(
+                ids, max_new_tokens=24, do_sample=False, repetition_penalty=lm.options.repetition_penalty
+            )[0, ids.shape[1] :].tolist()
+            tokens = list(greedy.last_stats.token_ids)
+            assert tokens and tokens == ref[: len(tokens)]

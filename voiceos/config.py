@@ -101,6 +101,9 @@ class DialogueOptions:
 class TtsOptions:
     voice: str = "joe"  # a profile name in voices_dir, or a path to a profile YAML
     voices_dir: str | None = None  # default: the project's voices/ directory
+    # Speech starts after the reply's first clause (ending in , ; or :) once it is this long; 0 waits for the whole
+    # first sentence. Later chunks are whole sentences (better intonation).
+    first_clause_chars: int = _range(24, 0, 1000)
 
 
 @dataclass(frozen=True)

@@ -217,7 +217,8 @@ class Pipeline:
         user_text = clean_text(text, self.config.limits.max_text_chars)
         start = time.perf_counter()
         timings: dict[str, float] = {}
-        chunker = SentenceChunker()
+        first_clause = self.config.tts.first_clause_chars
+        chunker = SentenceChunker(first_clause=first_clause > 0, clause_min_chars=first_clause or 40)
         spans: list[SentenceSpan] = []
         audio_parts: list[np.ndarray] = []
         produced = 0

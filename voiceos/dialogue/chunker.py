@@ -60,14 +60,20 @@ class SentenceChunker:
 
     ``min_chars`` joins sentences shorter than that to the next one. With ``split_clauses`` a clause ending in
     ``,`` ``;`` or ``:`` becomes a chunk of its own once it is ``clause_min_chars`` long (earlier audio, less prosody).
+    With ``first_clause`` only the reply's first chunk may be such a clause: speech starts after the first clause
+    (the latency a listener notices) and the rest keeps whole-sentence intonation.
     """
 
-    def __init__(self, min_chars: int = 1, split_clauses: bool = False, clause_min_chars: int = 40) -> None:
+    def __init__(
+        self, min_chars: int = 1, split_clauses: bool = False, clause_min_chars: int = 40, first_clause: bool = False
+    ) -> None:
         self.min_chars = min_chars
         self.split_clauses = split_clauses
         self.clause_min_chars = clause_min_chars
+        self.first_clause = first_clause
         self._buffer = ""
         self._pending = ""  # cleaned sentences held back by min_chars
+        self._emitted = False  # a chunk has gone out since the last reset
 
     def push(self, delta: str) -> list[str]:
         self._buffer += delta
@@ -79,10 +85,16 @@ class SentenceChunker:
         rest = clean_for_speech(self._buffer)
         self._buffer = ""
         out.extend(self._emit(rest, final=True))
+        self._emitted = False
         return out
 
     def reset(self) -> None:
         self._buffer = self._pending = ""
+        self._emitted = False
+
+    @property
+    def _clauses_now(self) -> bool:
+        return self.split_clauses or (self.first_clause and not self._emitted)
 
     # -- internals -------------------------------------------------------------------------------------------------
     def _drain(self, final: bool) -> list[str]:
@@ -104,6 +116,7 @@ class SentenceChunker:
             self._pending = joined
             return []
         self._pending = ""
+        self._emitted = True
         return [joined]
 
     def _next_cut(self, text: str, final: bool) -> int:
@@ -121,7 +134,7 @@ class SentenceChunker:
             if not text[end].isspace():
                 continue  # 3.5, e.g. (first point), "Hello.World"
             if mark in ",;:":
-                if self.split_clauses and end - start >= self.clause_min_chars:
+                if self._clauses_now and end - start >= self.clause_min_chars:
                     return end
                 continue
             decision = self._ends_sentence(text, start, match.start(), mark, end, final)

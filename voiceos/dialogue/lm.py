@@ -75,6 +75,7 @@ class DialogueLM:
         self._name = name
         self._stop_ids = _stop_token_ids(model, tokenizer)
         self.dialogue_model = DialogueModel(model)
+        self._persona: dict[str, tuple[list[int], Any]] = {}  # system prompt -> its tokens and their KV cache
 
     def attach_emotion_head(self, head: EmotionHead, labels: tuple[str, ...] | list[str]) -> None:
         """Read the user's emotion off every reply's prefill from now on (see :class:`DialogueModel`)."""
@@ -192,6 +193,37 @@ class DialogueLM:
             )
         return PrefillResult(out.logits[:, -1, :].float(), out.hidden_states[-1], out.past_key_values)
 
+    def _persona_cache(self, messages: Messages, ids: list[int]) -> tuple[int, Any]:
+        """How many leading ``ids`` the cached system turn covers, and a private copy of its KV cache.
+
+        The persona (system prompt) opens every prompt and never changes between turns, so its keys and values are
+        computed once and copied per reply instead of being prefilled again.
+        """
+        from transformers import DynamicCache
+
+        fresh = DynamicCache(config=self.model.config)
+        if not messages or messages[0]["role"] != "system":
+            return 0, fresh
+        system = messages[0]["content"]
+        if system not in self._persona:
+            text = self.tokenizer.apply_chat_template([messages[0]], tokenize=False)
+            prefix = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            cache = DynamicCache(config=self.model.config)
+            with torch.inference_mode():
+                self.model(input_ids=torch.tensor([prefix], device=self.model.device), past_key_values=cache)
+            self._persona = {system: (list(prefix), cache)}  # one persona at a time
+        prefix, cache = self._persona[system]
+        if len(ids) <= len(prefix) or ids[: len(prefix)] != prefix:
+            return 0, fresh
+        return len(prefix), copy.deepcopy(cache)
+
+    def _prefill_fast(self, messages: Messages, input_ids: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        """:meth:`prefill`'s logits and cache, starting from the cached persona."""
+        ids = input_ids[0].tolist()
+        start, cache = self._persona_cache(messages, ids)
+        out = self.dialogue_model(torch.tensor([ids[start:]], device=self.model.device), cache=cache)
+        return out.logits, out.cache
+
     def _prefill_with_emotion(
         self, messages: Messages, input_ids: torch.Tensor, on_emotion: EmotionHook
     ) -> tuple[torch.Tensor, Any, torch.Tensor]:
@@ -200,10 +232,11 @@ class DialogueLM:
         full = input_ids[0].tolist()
         if full[: len(user_ids)] != user_ids:  # a template that does not end the user turn the same way
             log.warning("chat template: the user turn is not a prefix of the prompt; no emotion for this turn")
-            result = self.prefill(input_ids)
-            return result.logits, result.cache, input_ids
+            return *self._prefill_fast(messages, input_ids), input_ids
         device = self.model.device
-        first = self.dialogue_model(torch.tensor([user_ids], device=device), user_span=span)
+        start, cache = self._persona_cache(messages, user_ids)
+        user_span = (max(0, span[0] - start), max(1, span[1] - start))
+        first = self.dialogue_model(torch.tensor([user_ids[start:]], device=device), cache=cache, user_span=user_span)
         assert first.emotion_logits is not None
         note = on_emotion(self.dialogue_model.emotion(first.emotion_logits))
         if note:
@@ -258,9 +291,7 @@ class DialogueLM:
                 logits, cache, input_ids = self._prefill_with_emotion(messages, input_ids, on_emotion)
                 stats.prompt_tokens = int(input_ids.shape[1])
             else:
-                result = self.prefill(input_ids)
-                logits, cache = result.logits, result.cache
-                del result  # the hidden states are not needed here
+                logits, cache = self._prefill_fast(messages, input_ids)
             stats.prefill_s = time.perf_counter() - start
             seen = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)  # for repetition_penalty
             seen[input_ids[0][input_ids[0] < seen.numel()]] = True
