@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,7 @@ class GenerationStats:
     ttft_s: float = 0.0  # from the first next() to the first picked token
     total_s: float = 0.0
     stop_reason: str = ""  # eos, max_tokens, cancelled or error; empty while streaming
-    token_ids: tuple[int, ...] = ()  # the tokens whose text was yielded
+    token_ids: tuple[int, ...] = field(default=(), repr=False)  # the reply's tokens: kept out of logs (privacy)
 
     @property
     def tokens_per_s(self) -> float:
@@ -382,7 +382,7 @@ class _IncrementalDetokenizer:
             self.ids.pop()
             text = self._decode()
         if not text.startswith(self.emitted):
-            log.warning("detokenizer: the final text does not extend what was streamed; %r dropped", text)
+            log.warning("detokenizer: the final text does not extend what was streamed; %d chars dropped", len(text))
             return ""
         delta, self.emitted = text[len(self.emitted) :], text
         return delta
