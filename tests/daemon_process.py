@@ -115,11 +115,12 @@ class DaemonProcess:
 
 
 @contextlib.contextmanager
-def running_daemon(pulse_server, xdg_cache_home: Path, log_dir: Path):
-    """The daemon on the test sound server, listening, with its events followed; stopped on exit."""
+def running_daemon(pulse_server, xdg_cache_home: Path, log_dir: Path, config: Path | None = None):
+    """The daemon on the test sound server (with ``config``, else the defaults), listening, with its events
+    followed; stopped on exit."""
     env = dict(pulse_server.env, XDG_CACHE_HOME=str(xdg_cache_home))
     env.pop("VOICEOS_CONFIG", None)
-    proc = DaemonProcess(env, log_dir)
+    proc = DaemonProcess(env, log_dir, config)
     try:
         proc.wait_until("listening")
         proc.events = EventLog(proc.socket)

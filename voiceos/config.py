@@ -48,7 +48,7 @@ class AudioOptions:
     output_sample_rate: int = _range(0, 0, 192000)  # 0 = play at the voice's own rate
     input_sample_rate: int = _range(0, 0, 192000)  # 0 = capture at the microphone's own rate
     barge_in: bool = True  # the user speaking over the assistant stops it
-    reconnect_max_s: float = _range(10.0, 0.5, 600.0)  # longest wait between tries to reopen lost devices
+    reconnect_max_s: float = _range(3.0, 0.5, 600.0)  # longest wait between tries to reopen lost devices
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,10 @@ Devices, as PortAudio (ALSA) sees them once :meth:`PulseServer.activate` has run
 - ``vmic``: the virtual microphone, a remap of ``micsink.monitor`` (16 kHz mono); audio sent with
   :meth:`PulseServer.speak_into_mic` comes out of it.
 
+Faults, for tests: :meth:`PulseServer.kill` (the server crashes), :meth:`PulseServer.remove_microphone` /
+:meth:`PulseServer.add_microphone` (vmic unplugged and plugged back in) and
+:meth:`PulseServer.end_recording_streams` (the server ends a client's recording streams).
+
 The test process keeps its HOME: libpulse only writes a cookie there, and PULSE_COOKIE/PULSE_CLIENTCONFIG point
 that into the server's directory instead.
 """
@@ -15,9 +19,11 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -31,12 +37,13 @@ SPEAKER_RATE = 48000
 MIC_RATE = 16000
 BINARIES = ("pulseaudio", "pactl", "pacat", "parec")
 CLIENT_ENV_KEYS = ("XDG_RUNTIME_DIR", "PULSE_SERVER", "ALSA_CONFIG_PATH", "PULSE_COOKIE", "PULSE_CLIENTCONFIG")
+MIC_MODULE = ("module-remap-source", "master=micsink.monitor", "source_name=vmic")
 
 PA_SCRIPT = """\
 load-module module-native-protocol-unix auth-anonymous=1 socket={socket}
 load-module module-null-sink sink_name=spk rate={speaker_rate} channels=1
 load-module module-null-sink sink_name=micsink rate={mic_rate} channels=1
-load-module module-remap-source master=micsink.monitor source_name=vmic
+load-module {mic_module}
 set-default-sink spk
 set-default-source vmic
 """
@@ -95,7 +102,9 @@ class PulseServer:
             self.socket = self.root / "pulse.sock"
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "pa.pa").write_text(
-            PA_SCRIPT.format(socket=self.socket, speaker_rate=SPEAKER_RATE, mic_rate=MIC_RATE)
+            PA_SCRIPT.format(
+                socket=self.socket, speaker_rate=SPEAKER_RATE, mic_rate=MIC_RATE, mic_module=" ".join(MIC_MODULE)
+            )
         )
         (self.root / "asoundrc").write_text(ASOUNDRC)
         (self.root / "client.conf").write_text("autospawn = no\n")
@@ -184,6 +193,47 @@ class PulseServer:
 
     def pactl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["pactl", *args], env=self.env, capture_output=True, text=True, timeout=10, check=check)
+
+    # -- faults -------------------------------------------------------------------------------------------------
+
+    def remove_microphone(self) -> None:
+        """Unplug ``vmic``: unload its module. The server moves the streams recording from it to another source;
+        here the only ones left are the sinks' monitors (``spk.monitor``: what the speaker plays)."""
+        modules = self.pactl("list", "short", "modules").stdout.splitlines()
+        index = next((line.split()[0] for line in modules if "source_name=vmic" in line), None)
+        if index is None:
+            raise RuntimeError("the virtual microphone vmic is not loaded")
+        self.pactl("unload-module", index)
+
+    def add_microphone(self) -> None:
+        """Plug ``vmic`` back in. Streams that asked for it, or for the default source, move back to it."""
+        self.pactl("load-module", *MIC_MODULE)
+        self.pactl("set-default-source", "vmic")
+        # As in start(): the idle null sink behind vmic has run ahead; resync it, or vmic's streams stall for ~2 s.
+        self.pactl("suspend-sink", "micsink", "1")
+        self.pactl("suspend-sink", "micsink", "0")
+
+    def end_recording_streams(self, pid: int) -> list[int]:
+        """End every recording stream of process ``pid`` on the server side, as the server does when the device
+        it records from is gone and it has nowhere to move the stream to. Returns the streams' indices.
+
+        pactl has no command for it; the server's command-line protocol (loaded on first use) has.
+        """
+        outputs = json.loads(self.pactl("--format=json", "list", "source-outputs").stdout or "[]")
+        ours = [o["index"] for o in outputs if str(o.get("properties", {}).get("application.process.id")) == str(pid)]
+        cli = self.root / "cli.sock"
+        if not cli.exists():
+            self.pactl("load-module", "module-cli-protocol-unix", f"socket={cli}")
+        for index in ours:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(10)
+                sock.connect(str(cli))
+                sock.sendall(f"kill-source-output {index}\n".encode())  # never "exit": it stops the server
+                sock.shutdown(socket.SHUT_WR)
+                reply = b"".join(iter(lambda s=sock: s.recv(4096), b"")).decode(errors="replace").strip()
+            if reply:
+                raise RuntimeError(f"kill-source-output {index}: {reply}")
+        return ours
 
     # -- the test process ---------------------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from voiceos.audio.echo import EchoGate, PlaybackReference
 from voiceos.audio.files import resample
 from voiceos.audio.microphone import Microphone, rescan_devices
 from voiceos.audio.playback import ChunkPlayer, resolve_device
+from voiceos.config import Config, VadOptions
 from voiceos.daemon.bus import EventBus
 from voiceos.emotion.labels import EmotionResult
 from voiceos.errors import AudioDeviceError, AudioInputError, VoiceosError
@@ -87,7 +89,9 @@ class Assistant:
         self.microphone: Microphone | None = None
         self.player: ChunkPlayer | None = None
         self.audio_error = ""
+        self.audio_lost = 0  # times the open microphone stopped (device removed, sound server gone)
         self.audio_ready = asyncio.Event()
+        self.extra_status: dict[str, Callable[[], Any]] = {}  # more status() sections (the config reloader's)
         self._models = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="voiceos-models")
         self._turn: _Turn | None = None
         self._turn_task: asyncio.Task | None = None
@@ -121,6 +125,7 @@ class Assistant:
                 "input": self.microphone.name if self.microphone else None,
                 "output": self._output_name(),
                 "error": self.audio_error or None,
+                "lost": self.audio_lost,
             },
             "models": {
                 "asr": p.config.asr.model,
@@ -133,7 +138,26 @@ class Assistant:
             "history_messages": len(p.history),
             "barge_in": self.config.audio.barge_in,
             "echo": self.echo.mode,  # aec, gate (livekit missing) or off
+            **{name: section() for name, section in self.extra_status.items()},
         }
+
+    # -- configuration -------------------------------------------------------------------------------------------
+    @property
+    def vad_options(self) -> VadOptions:
+        """The endpointer's options in effect."""
+        return self._vad.options
+
+    def use_config(self, config: Config, *, new_vad: bool = False, new_echo: bool = False) -> None:
+        """Run on ``config`` from now on (a reload: voiceos.daemon.reload decides what may change live).
+
+        Call it on the event loop, which feeds the endpointer and the echo stage: a new endpointer drops an
+        utterance being spoken at that moment, and a new echo stage learns the echo path again.
+        """
+        self.config = self.pipeline.config = config
+        if new_vad:
+            self._vad = VadSegmenter(config.vad)
+        if new_echo:
+            self.echo = EchoGate(self.reference, config.echo)
 
     def _output_name(self) -> str | None:
         if self.player is None:
@@ -163,13 +187,15 @@ class Assistant:
             self.audio_ready.set()
             self.set_state("speaking" if self._turn and self._turn.speaking else "listening")
             lost = await self._listen(stop)
+            microphone = self.microphone.name if self.microphone is not None else "?"
             self.audio_ready.clear()
             self._close_audio()
             if lost:
-                self.audio_error = "audio device or sound server lost"
-                log.warning("audio stopped (device or sound server lost); reopening")
+                self.audio_lost += 1
+                self.audio_error = f"microphone {microphone} stopped (device removed or sound server gone)"
+                log.warning("audio stopped: %s; reopening", self.audio_error)
                 self.interrupt_turn("audio lost")
-                self.set_state("no_audio", "audio device lost; reconnecting")
+                self.set_state("no_audio", f"{self.audio_error}; reconnecting")
                 rescan_devices()
 
     def _open_audio(self) -> None:

@@ -3,6 +3,10 @@
 Start-up order matters to systemd (``Type=notify``): READY=1 is sent only once the models are loaded and the
 microphone and speaker are open. While no audio device can be opened the daemon keeps retrying with backoff, says
 so in STATUS= and extends the start timeout rather than letting systemd kill and reload it.
+
+A config or model file that cannot be used is permanent: the daemon says why (stderr, STATUS=) and exits with
+EX_CONFIG (78), which the unit's RestartPreventExitStatus= keeps systemd from restarting. SIGHUP re-reads the config
+(voiceos.daemon.reload).
 """
 
 from __future__ import annotations
@@ -20,12 +24,16 @@ from voiceos.config import Config
 from voiceos.daemon.assistant import Assistant
 from voiceos.daemon.bus import EventBus
 from voiceos.daemon.control import ControlServer, control_socket_path
+from voiceos.daemon.reload import Reloader
 from voiceos.daemon.sdnotify import Notifier, run_watchdog, watchdog_interval
+from voiceos.errors import ConfigError, ModelLoadError, ModelNotFoundError
 from voiceos.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
 STALL_HOOK_ENV = "VOICEOS_TEST_STALL_AFTER_S"  # tests only: block the event loop this long after READY
+EX_CONFIG = 78  # sysexits.h: a config or model file is unusable; restarting cannot help
+PERMANENT_ERRORS = (ConfigError, ModelNotFoundError, ModelLoadError)
 
 
 def run(config: Config, socket_path: str | None = None) -> int:
@@ -46,14 +54,20 @@ async def _main(config: Config, socket_path: str | None) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    reloader = Reloader(config, notifier)
+    loop.add_signal_handler(signal.SIGHUP, reloader.request)  # SIGHUP's default action would end the process
 
     notifier.status("loading models")
     start = time.perf_counter()
-    pipeline = await loop.run_in_executor(None, Pipeline.load, config)
+    try:
+        pipeline = await loop.run_in_executor(None, Pipeline.load, config)
+    except PERMANENT_ERRORS as err:
+        return _cannot_start(notifier, err)
     log.info("models loaded in %.1f s", time.perf_counter() - start)
 
     bus = EventBus()
     assistant = Assistant(pipeline, bus, notifier=notifier)
+    assistant.extra_status["config"] = reloader.status
     server = ControlServer(assistant, socket_path or control_socket_path())
     await server.start()
     log.info("control socket: %s", server.path)
@@ -68,6 +82,7 @@ async def _main(config: Config, socket_path: str | None) -> int:
         if stop.is_set():
             return 0
         notifier.ready()
+        reloader.attach(assistant)
         interval = watchdog_interval()
         if interval:
             watchdog_task = loop.create_task(run_watchdog(notifier, interval), name="watchdog")
@@ -90,6 +105,14 @@ async def _main(config: Config, socket_path: str | None) -> int:
         await server.close()
         await assistant.close()
         log.info("stopped")
+
+
+def _cannot_start(notifier: Notifier, err: Exception) -> int:
+    """A broken config or model file: one line on stderr (the journal) and in STATUS=, then EX_CONFIG."""
+    message = " ".join(str(err).split())
+    notifier.status(f"failed: {message}")
+    print(f"voiceos: error: {message}", file=sys.stderr, flush=True)
+    return EX_CONFIG
 
 
 def _stall_forever() -> None:

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,12 @@ class Notifier:
 
     def stopping(self, status: str | None = None) -> bool:
         return self.send(STOPPING=1, **({"STATUS": _one_line(status)} if status else {}))
+
+    def reloading(self, status: str | None = None) -> bool:
+        """RELOADING=1 with MONOTONIC_USEC (CLOCK_MONOTONIC now, in µs), which Type=notify-reload (systemd >= 253)
+        requires and older versions ignore. READY=1 ends the reload."""
+        now_usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        return self.send(RELOADING=1, MONOTONIC_USEC=now_usec, **({"STATUS": _one_line(status)} if status else {}))
 
     def extend_timeout(self, seconds: float) -> bool:
         """Ask for ``seconds`` more before the start (or stop) timeout fires, e.g. while waiting for a device."""
