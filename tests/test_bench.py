@@ -26,7 +26,7 @@ def test_sound_edges_are_found_to_the_20_ms_window():
 def test_bench_measures_end_of_speech_to_first_reply_sound(xdg_cache_home):
     env = {"XDG_CACHE_HOME": str(xdg_cache_home)}
     proc = subprocess.run(
-        [sys.executable, "-m", "voiceos", "bench", "--utterances", "2"],
+        [sys.executable, "-m", "voiceos", "bench", "--utterances", "2"],  # and the sequential baseline, LM speed
         capture_output=True,
         text=True,
         timeout=600,
@@ -42,3 +42,10 @@ def test_bench_measures_end_of_speech_to_first_reply_sound(xdg_cache_home):
         stages = turn["endpointing"] + turn["asr"] + turn["tts_first_audio"] + turn["output_buffering"]
         assert abs(stages - turn["end_to_first_audio_ms"]) < 1.0  # the breakdown adds up to what was measured
         assert turn["endpointing"] > 0 and turn["output_buffering"] > 0
+    sequential = result["sequential"]
+    assert sequential["utterances"] == 2 and sequential["end_to_first_audio_ms_p50"] > 0
+    assert result["sequential_over_streaming_p50"] == round(
+        sequential["end_to_first_audio_ms_p50"] / result["end_to_first_audio_ms_p50"], 2
+    )
+    assert result["lm"]["tokens_per_s"] > 0 and result["lm"]["first_token_ms"] > 0
+    assert "llama_cpp_tokens_per_s" in result["lm"]  # null unless llama-cpp-python is installed

@@ -149,3 +149,28 @@ def test_emotion_disabled_leaves_the_voice_neutral(test_config, device_plan, tra
     quiet.attach_emotion_head()
     turn = quiet.reply("My dog died yesterday and I miss him so much.", remember=False)
     assert turn.user_emotion == {"label": "neutral", "scores": {}} and turn.reply_emotion == "neutral"
+
+
+def test_sequential_baseline_speaks_the_same_reply_all_at_once(test_config, pipeline):
+    text = "Tell me two short facts about cats."
+    streamed_chunks: list[int] = []
+    streamed = pipeline.reply(text, on_audio=lambda c: streamed_chunks.append(len(c)), remember=False)
+    sequential = Pipeline(
+        dataclasses.replace(test_config, runtime=dataclasses.replace(test_config.runtime, sequential=True)),
+        pipeline.plan,
+        lm=pipeline.lm,
+        tts=pipeline.tts,
+        voice=pipeline.voice,
+    )
+    lm_done: list[float] = []
+    delivered: list[int] = []
+
+    def on_audio(chunk) -> None:
+        if not delivered:
+            lm_done.append(pipeline.lm.last_stats.total_s)
+        delivered.append(len(chunk))
+
+    result = sequential.reply(text, on_audio=on_audio, remember=False)
+    assert result.reply == streamed.reply and result.sentences == streamed.sentences
+    assert sum(delivered) == len(result.audio) > 0 and streamed_chunks
+    assert lm_done[0] > 0  # the LM had finished (its stats were final) before the first audio went out

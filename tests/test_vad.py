@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from voiceos.audio.files import resample
 from voiceos.config import VadOptions
-from voiceos.vad import SpeechDiscarded, SpeechEnded, SpeechStarted, VadSegmenter, segment
+from voiceos.vad import SpeechDiscarded, SpeechEnded, SpeechPaused, SpeechStarted, VadSegmenter, segment
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speech" / "librivox_cmusphinx"
 TRACK = DATA / "librivox_single_track.wav"
@@ -179,12 +179,12 @@ def test_a_short_blip_is_discarded_after_it_was_announced() -> None:
     assert [type(e) for e in events] == [SpeechStarted, SpeechDiscarded]
     assert events[1].start_s <= events[0].time_s < events[1].end_s
     kept = run(samples, dataclasses.replace(VadOptions(), min_speech_ms=0))
-    assert [type(e) for e in kept] == [SpeechStarted, SpeechEnded]
+    assert [type(e) for e in kept] == [SpeechStarted, SpeechPaused, SpeechEnded]
 
 
 def test_events_come_in_start_end_pairs_in_time_order() -> None:
     events = run(load(TRACK), dataclasses.replace(VadOptions(), hangover_ms=300, aggressiveness=3))
-    kinds = [type(e) for e in events]
+    kinds = [type(e) for e in events if not isinstance(e, SpeechPaused)]  # pauses may come between (speculation)
     assert kinds == [SpeechStarted, SpeechEnded] * 5
     times = [t for e in events for t in ((e.time_s,) if isinstance(e, SpeechStarted) else ())]
     assert times == sorted(times)
@@ -238,3 +238,27 @@ def test_non_mono_and_unsupported_dtypes_are_refused() -> None:
         seg.feed(np.zeros((160, 2), np.float32))
     with pytest.raises(TypeError, match="int32"):
         seg.feed(np.zeros(160, np.int32))
+
+
+def test_pause_event_carries_exactly_the_samples_the_end_event_will() -> None:
+    samples, _, _ = _first_librivox()
+    options = dataclasses.replace(VadOptions(), speculate_ms=120)
+    events = run(samples, options)
+    paused = [e for e in events if isinstance(e, SpeechPaused)]
+    final = ended(events)
+    assert paused and final
+    last_pause = [p for p in paused if p.utterance.end_s == final[-1].end_s]
+    assert last_pause, "the turn's final pause was announced before it ended"
+    assert np.array_equal(last_pause[-1].utterance.samples, final[-1].samples)
+    assert events.index(last_pause[-1]) < events.index(next(e for e in events if isinstance(e, SpeechEnded)))
+
+
+def test_no_pause_events_when_speculation_is_off() -> None:
+    samples, _, _ = _first_librivox()
+    events = run(samples, dataclasses.replace(VadOptions(), speculate_ms=0))
+    assert ended(events) and not any(isinstance(e, SpeechPaused) for e in events)
+
+
+def _first_librivox() -> tuple[np.ndarray, float, float]:
+    path, start, end = librivox_files()[0]
+    return load(path), start, end

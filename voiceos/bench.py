@@ -105,6 +105,25 @@ class _Events:
                 self.cond.wait(0.5)
 
 
+SEQUENTIAL = {"runtime": {"sequential": True}, "tts": {"first_clause_chars": 0}}  # the no-overlap baseline
+
+
+def variant_config(config_path: str | None, overrides: dict[str, dict[str, Any]], directory: Path) -> str:
+    """A copy of the config (the default file when None) with ``overrides`` merged in, written under ``directory``."""
+    import yaml
+
+    from voiceos.config import config_from_dict, default_config_path
+
+    source = Path(config_path) if config_path else default_config_path()
+    data = (yaml.safe_load(source.read_text(encoding="utf-8")) or {}) if source else {}
+    for section, values in overrides.items():
+        data.setdefault(section, {}).update(values)
+    config_from_dict(data, source=str(source))  # refuse a broken variant here, not in the daemon
+    path = directory / "variant.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return str(path)
+
+
 def run_bench(config_path: str | None, utterances: int = 5, speech_dir: Path | None = None) -> dict[str, Any]:
     from voiceos.audio.virtual import PulseServer, PulseUnavailable, Recorder
     from voiceos.daemon.client import ControlClient
@@ -211,7 +230,20 @@ def _analyse(marks, mic, mic_audio, speaker, speaker_audio, clock_offset: float)
     return result
 
 
-def main(config_path: str | None, utterances: int, speech_dir: str | None) -> int:
-    result = run_bench(config_path, utterances, Path(speech_dir) if speech_dir else None)
+def main(config_path: str | None, utterances: int, speech_dir: str | None, baseline: bool = True) -> int:
+    """The streaming pipeline; then (``baseline``) the plain sequential one and the LM's decoding speed."""
+    from voiceos.bench_lm import lm_throughput
+    from voiceos.config import load_config
+
+    speech = Path(speech_dir) if speech_dir else None
+    result = run_bench(config_path, utterances, speech)
+    if baseline:
+        with tempfile.TemporaryDirectory(prefix="voiceos-bench-config-") as tmp:
+            sequential = run_bench(variant_config(config_path, SEQUENTIAL, Path(tmp)), utterances, speech)
+        result["sequential"] = {k: v for k, v in sequential.items() if k != "machine"}
+        for q in ("p50", "p90"):
+            ours, plain = result[f"end_to_first_audio_ms_{q}"], sequential[f"end_to_first_audio_ms_{q}"]
+            result[f"sequential_over_streaming_{q}"] = round(plain / ours, 2) if ours else None
+        result["lm"] = lm_throughput(load_config(config_path))
     print(json.dumps(result, indent=2))
     return 0 if result["utterances"] else 1

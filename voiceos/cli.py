@@ -80,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="measure end of speech -> first reply sound on virtual audio devices")
     bench.add_argument("--utterances", type=int, default=5, help="how many recordings to speak (default 5)")
     bench.add_argument("--speech", metavar="DIR", help="a folder with manifest.csv (default: the shared LibriVox set)")
+    bench.add_argument(
+        "--no-baseline",
+        dest="baseline",
+        action="store_false",
+        help="skip the sequential-pipeline run and the LM decoding speed (faster)",
+    )
 
     emotion = sub.add_parser("emotion", help="classify the emotion of text lines read on stdin (one JSON line each)")
     emotion.add_argument("--jsonl", action="store_true", help='input lines are {"text": ..., "context": [...]} objects')
@@ -251,7 +257,7 @@ def cmd_bench(args: argparse.Namespace, config: Config) -> int:
 
     if args.utterances < 1:
         raise VoiceosError("--utterances must be at least 1")
-    return bench_main(args.config or os.environ.get("VOICEOS_CONFIG"), args.utterances, args.speech)
+    return bench_main(args.config or os.environ.get("VOICEOS_CONFIG"), args.utterances, args.speech, args.baseline)
 
 
 def cmd_emotion(args: argparse.Namespace, config: Config) -> int:

@@ -39,6 +39,9 @@ class RuntimeOptions:
 
     device: str = _choice("auto", "cpu", "cuda", default="auto")
     threads: int = _range(0, 0, 256)  # 0 = let each library decide
+    # A plain sequential pipeline (the LM writes the whole reply, then it is synthesized, then played), for
+    # `voiceos bench` to measure the streaming pipeline against; never faster.
+    sequential: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class VadOptions:
     aggressiveness: int = _range(2, 0, 3)
     pre_roll_ms: int = _range(300, 0, 5000)
     hangover_ms: int = _range(500, 0, 10000)
+    speculate_ms: int = _range(120, 0, 10000)  # silence after which end-of-turn work starts early; 0 = off
     start_ms: int = _range(90, 0, 2000)
     min_speech_ms: int = _range(250, 0, 60000)
     max_utterance_s: float = _range(30.0, 1.0, 600.0)

@@ -224,6 +224,8 @@ class Pipeline:
         produced = 0
         reply_emotion = "neutral"
         user_emotion: dict = {"label": "neutral", "scores": {}}
+        sequential = self.config.runtime.sequential  # the no-overlap baseline `voiceos bench` compares against
+        written: list[str] = []
 
         def on_emotion(result: EmotionResult) -> str | None:
             nonlocal reply_emotion, user_emotion
@@ -249,9 +251,15 @@ class Pipeline:
                     timings["tts_first_audio"] = _ms_since(start)
                 audio_parts.append(chunk)
                 produced += len(chunk)
-                if on_audio is not None:
+                if on_audio is not None and not sequential:
                     on_audio(chunk)
             spans.append(SentenceSpan(sentence, first, produced))
+
+        def finished(sentence: str) -> None:
+            if sequential:
+                written.append(sentence)  # spoken once the LM has written the whole reply
+            else:
+                speak(sentence)
 
         dialogue = self.config.dialogue
         deltas = self.lm.stream_reply(
@@ -270,19 +278,24 @@ class Pipeline:
                 if on_delta is not None:
                     on_delta(delta)
                 for sentence in chunker.push(delta):
-                    speak(sentence)
+                    finished(sentence)
                     if cancelled():
                         break
         finally:
             deltas.close()  # stops decoding at once when we left early
         timings["lm_total"] = _ms_since(start)
         tail = [] if cancelled() else chunker.flush()
-        if self.lm.last_stats.stop_reason == "max_tokens" and spans:
+        if self.lm.last_stats.stop_reason == "max_tokens" and (spans or written):
             # The reply ran into dialogue.max_new_tokens mid-sentence: end on the last whole sentence.
             log.info("dropping %d unfinished chunk(s) cut off by max_new_tokens", len(tail))
             tail = []
+        if sequential:
+            tail = written + tail
         for sentence in tail:
             speak(sentence)
+        if sequential and on_audio is not None and not cancelled():
+            for chunk in audio_parts:
+                on_audio(chunk)
         timings["total"] = _ms_since(start)
 
         sentences = [span.text for span in spans]

@@ -76,6 +76,14 @@ class SpeechEnded:
 
 
 @dataclass(frozen=True)
+class SpeechPaused:
+    """Silence has lasted ``speculate_ms`` inside an utterance: if the turn ends at this pause, ``utterance`` is
+    exactly what :class:`SpeechEnded` will carry (same samples), so work on it may start now and be kept then."""
+
+    utterance: Utterance
+
+
+@dataclass(frozen=True)
 class SpeechDiscarded:
     """A started utterance turned out too short (a click, a cough): undo what ``SpeechStarted`` began."""
 
@@ -114,6 +122,7 @@ class VadSegmenter:
         self._window = 2 * self._need
         self._pre_roll = math.ceil(o.pre_roll_ms / o.frame_ms)
         self._hangover = math.ceil(o.hangover_ms / o.frame_ms)
+        self._speculate = math.ceil(o.speculate_ms / o.frame_ms) if o.speculate_ms else 0  # 0: never
         self._min_voiced = math.ceil(o.min_speech_ms / o.frame_ms)
         self._max_frames = max(self._window + 1, int(o.max_utterance_s * 1000 // o.frame_ms))
         self._warmup = math.ceil(WARMUP_MS / o.frame_ms)
@@ -180,6 +189,10 @@ class VadSegmenter:
             if self._silence_run >= self._hangover:
                 self._close(events, forced=False)
                 return
+            if self._silence_run == self._speculate and self._voiced >= self._min_voiced:
+                keep = self._last_voiced - self._utt_start + 1
+                start_s, end_s = self._time(self._utt_start), self._time(self._last_voiced + 1)
+                events.append(SpeechPaused(Utterance(start_s, end_s, np.concatenate(self._utt[:keep]))))
         if len(self._utt) >= self._max_frames:
             pausing = self._silence_run > 0
             self._close(events, forced=True)  # at the last voiced frame
