@@ -71,6 +71,18 @@ def test_run_with_an_unusable_model_exits_78_with_one_line(case: str, tmp_path: 
     assert last.startswith("voiceos: error: ") and fragment in last, proc.stderr[-3000:]
 
 
+def test_run_with_an_invalid_config_file_exits_78_but_other_commands_exit_1(tmp_path: Path, no_sound_env) -> None:
+    import subprocess
+
+    config = tmp_path / "config.yaml"
+    config.write_text("vad:\n  hangover_ms: lots\n")
+    for command, status in (("run", EX_CONFIG), ("doctor", 1)):
+        cmd = [sys.executable, "-m", "voiceos", "--config", str(config), command]
+        proc = subprocess.run(cmd, env=no_sound_env, capture_output=True, text=True, timeout=120, check=False)
+        assert proc.returncode == status, (command, proc.stderr[-2000:])
+        assert proc.stderr.strip().splitlines()[-1].startswith("voiceos: error: ") and "vad.hangover_ms" in proc.stderr
+
+
 # -- the same under systemd: failed, not restarting ---------------------------------------------------------------
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from voiceos import __version__
 from voiceos.config import Config, load_config
-from voiceos.errors import VoiceosError
+from voiceos.errors import ConfigError, VoiceosError
 
 log = logging.getLogger("voiceos")
 
@@ -110,6 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config) if args.command != "forget" else Config()  # forgetting needs no config
         return COMMANDS[args.command](args, config)
+    except ConfigError as err:
+        print(f"voiceos: error: {err}", file=sys.stderr)
+        return 78 if args.command == "run" else 1  # EX_CONFIG: the unit does not restart a broken config
     except VoiceosError as err:
         print(f"voiceos: error: {err}", file=sys.stderr)
         return 1
