@@ -47,9 +47,7 @@ def classifier(lm):
         pytest.param(
             "I can't believe you did that, I'm furious",
             "anger",
-            marks=pytest.mark.xfail(
-                strict=True, reason="the shipped head (3k-example subsample) says sadness; anger is 2nd"
-            ),
+            marks=pytest.mark.xfail(strict=True, reason="the shipped head says surprise (0.52); anger is 2nd (0.30)"),
         ),
         ("My dog died yesterday", "sadness"),
     ],

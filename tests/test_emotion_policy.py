@@ -36,6 +36,9 @@ def test_unsure_detection_counts_as_neutral():
 
 def test_neutral_and_empty_note_add_nothing_to_the_context():
     assert reply_style(_result("neutral", 0.99), EmotionOptions()).note is None
+    assert reply_style(_result("surprise", 0.99), EmotionOptions()) == reply_style(
+        _result("neutral", 0.9), EmotionOptions()
+    )
     assert reply_style(_result("joy", 0.99), EmotionOptions(context_note="")).note is None
 
 

@@ -2,9 +2,12 @@
 
 The policy is configuration (``emotion:`` in config.yaml): each detected user emotion maps to an emotion table of the
 voice profile (sadness -> gentle, anger -> calm, joy -> joyful, fear -> reassuring ...). A detection below
-``min_confidence`` counts as neutral, so an unsure head does not colour the voice. For a confident, non-neutral
-detection, ``context_note`` (with ``{feeling}`` filled in) is added to the LM's context after the user's turn, so the
-words fit the voice.
+``min_confidence`` counts as neutral, so an unsure head does not colour the voice. For a confident detection that
+the policy answers with a non-neutral voice, ``context_note`` (with ``{feeling}`` filled in) is added to the LM's
+context after the user's turn, so the words fit the voice; mapping an emotion to ``neutral`` means "do not react".
+
+``surprise`` is neutral by default: GoEmotions-Ekman files curiosity and confusion under surprise, so nearly every
+question a user asks reads as surprise, and a voice assistant should not sound excited about each one.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ class EmotionPolicy:
     joy: str = "joyful"
     neutral: str = "neutral"
     sadness: str = "gentle"
-    surprise: str = "joyful"
+    surprise: str = "neutral"  # mostly questions (curiosity), see the module docstring
 
     def voice_for(self, label: str) -> str:
         return str(getattr(self, label, self.neutral))
@@ -65,6 +68,7 @@ class ReplyStyle:
 
 def reply_style(result: EmotionResult, options: EmotionOptions) -> ReplyStyle:
     label = result.label if result.confidence >= options.min_confidence else "neutral"
-    if label == "neutral" or not options.context_note.strip():
-        return ReplyStyle(options.policy.voice_for(label), None)
-    return ReplyStyle(options.policy.voice_for(label), options.context_note.format(feeling=FEELINGS[label]))
+    voice = options.policy.voice_for(label)
+    if label == "neutral" or voice == "neutral" or not options.context_note.strip():
+        return ReplyStyle(voice, None)
+    return ReplyStyle(voice, options.context_note.format(feeling=FEELINGS[label]))
