@@ -215,6 +215,7 @@ def _analyse(marks, mic, mic_audio, speaker, speaker_audio, clock_offset: float)
                 "first_sentence": round(t.get("first_sentence", 0.0), 1),
                 "tts_first_audio": round(t.get("tts_first_audio", 0.0), 1),
                 "output_buffering": round(e2e - endpointing - model_ms, 1),
+                "asr_speculative": bool(t.get("asr_speculative", 0.0)),  # transcribed during the end-of-turn silence
             }
         )
     result: dict[str, Any] = {"utterances": len(per_turn)}
@@ -225,6 +226,7 @@ def _analyse(marks, mic, mic_audio, speaker, speaker_audio, clock_offset: float)
         values = [turn[stage] for turn in per_turn]
         result[f"{stage}_ms_p50"] = _percentile(values, 50)
         result[f"{stage}_ms_p90"] = _percentile(values, 90)
+    result["asr_speculative_share"] = round(sum(t["asr_speculative"] for t in per_turn) / max(1, len(per_turn)), 2)
     result["turns"] = per_turn
     result["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
     return result
