@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from voiceos.config import config_from_dict
@@ -39,7 +41,9 @@ def test_neutral_and_empty_note_add_nothing_to_the_context():
     assert reply_style(_result("surprise", 0.99), EmotionOptions()) == reply_style(
         _result("neutral", 0.9), EmotionOptions()
     )
-    assert reply_style(_result("joy", 0.99), EmotionOptions(context_note="")).note is None
+    assert reply_style(_result("sadness", 0.99), EmotionOptions(context_note="")).note is None
+    assert reply_style(_result("joy", 0.99), EmotionOptions()).note is None  # not in note_for by default
+    assert reply_style(_result("joy", 0.99), EmotionOptions(note_for="joy")).note is not None
 
 
 def test_policy_is_configurable_from_yaml():
@@ -55,8 +59,9 @@ def test_policy_is_configurable_from_yaml():
         ({"emotion": {"min_confidence": 2}}, "'emotion.min_confidence' must be between"),
         ({"emotion": {"context_note": "The user is {mood}."}}, "placeholder {feeling}"),
         ({"emotion": {"enabled": "yes"}}, "'emotion.enabled' must be true or false"),
+        ({"emotion": {"note_for": "sadness boredom"}}, "note_for names unknown emotions ['boredom']"),
     ],
 )
 def test_bad_emotion_config_is_one_clear_error(data, message):
-    with pytest.raises(ConfigError, match=message.replace("{", r"\{").replace("}", r"\}").replace(".", r"\.")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         config_from_dict(data)
