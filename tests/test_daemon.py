@@ -81,6 +81,7 @@ def test_a_spoken_question_gets_a_spoken_reply_on_the_speaker(daemon, pulse_serv
     timings = daemon.events.wait_for("timings", mark)["timings_ms"]
     for key in ("endpointing", "asr", "lm_first_token", "tts_first_audio", "total"):
         assert timings[key] > 0, timings
+    assert timings["asr_speculative"] == 1.0  # transcribed during the end-of-turn silence (vad.speculate_ms)
 
 
 def test_two_turns_in_a_row_both_get_answers_and_are_remembered(daemon, pulse_server):

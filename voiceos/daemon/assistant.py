@@ -51,7 +51,7 @@ from voiceos.events import (
 )
 from voiceos.pipeline import Pipeline, TurnResult
 from voiceos.privacy import TranscriptLog
-from voiceos.vad import SpeechDiscarded, SpeechEnded, SpeechStarted, VadSegmenter
+from voiceos.vad import SpeechDiscarded, SpeechEnded, SpeechPaused, SpeechStarted, Utterance, VadSegmenter
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,7 @@ class Assistant:
         self._turn: _Turn | None = None
         self._turn_task: asyncio.Task | None = None
         self._carry_over = ""  # user text of a turn cut before it spoke: the user was not done talking
+        self._speculation: tuple[tuple[float, float], concurrent.futures.Future] | None = None  # ASR during a pause
         self._vad = VadSegmenter(self.config.vad)
         # One reference and gate for the daemon's life: what the canceller learns carries over from reply to reply.
         self.reference = PlaybackReference(self._output_rate())
@@ -254,12 +255,30 @@ class Assistant:
             if isinstance(event, SpeechStarted):
                 self.bus.publish(SpeechStartedEvent(stream_s=event.time_s))
                 self._user_started_speaking()
+            elif isinstance(event, SpeechPaused):
+                self._speculate(event.utterance)
             elif isinstance(event, SpeechEnded):
                 utt = event.utterance
                 self.bus.publish(SpeechEndedEvent(stream_s=utt.end_s, seconds=utt.duration_s, forced=event.forced))
-                self._start_turn(self._run_audio_turn(utt.samples))
+                self._start_turn(self._run_audio_turn(utt.samples, self._speculation_for(utt)))
             elif isinstance(event, SpeechDiscarded):
                 log.debug("discarded a %.2f s blip", event.end_s - event.start_s)
+
+    def _speculate(self, utterance: Utterance) -> None:
+        """The user paused: transcribe what they said so far now, in case the pause turns out to end the turn."""
+        if self._speculation is not None:
+            self._speculation[1].cancel()  # superseded: drop it if it has not started yet
+        future = self._models.submit(self.pipeline.transcriber.transcribe, utterance.samples)
+        self._speculation = ((utterance.start_s, utterance.end_s), future)
+
+    def _speculation_for(self, utterance: Utterance) -> concurrent.futures.Future | None:
+        """The speculative transcription of exactly this utterance's samples, if one was started."""
+        speculation, self._speculation = self._speculation, None
+        if speculation is not None and speculation[0] == (utterance.start_s, utterance.end_s):
+            return speculation[1]
+        if speculation is not None:
+            speculation[1].cancel()
+        return None
 
     def _user_started_speaking(self) -> None:
         turn = self._turn
@@ -297,9 +316,14 @@ class Assistant:
         log.info("turn interrupted (%s)", reason)
         return True
 
-    async def _run_audio_turn(self, samples: np.ndarray) -> dict | None:
+    async def _run_audio_turn(
+        self, samples: np.ndarray, speculative: concurrent.futures.Future | None = None
+    ) -> dict | None:
         """Transcribe an utterance and answer it. The turn exists from the end of speech on, so that the user
-        speaking again during ASR or thinking cancels it and their words carry over to the next utterance."""
+        speaking again during ASR or thinking cancels it and their words carry over to the next utterance.
+
+        ``speculative`` is a transcription of the same samples started when the pause began (same input, same
+        transcript); ``asr`` then counts only what is left of it after the end of the turn."""
         loop = asyncio.get_running_loop()
         turn = _Turn("", "microphone", done=loop.create_future())
         previous, self._turn = self._turn, turn
@@ -308,7 +332,11 @@ class Assistant:
         self.set_state("thinking")
         try:
             start = time.perf_counter()
-            transcript = await loop.run_in_executor(self._models, self.pipeline.transcriber.transcribe, samples)
+            used_speculation = speculative is not None and not speculative.cancelled()
+            if used_speculation:
+                transcript = await asyncio.wrap_future(speculative)
+            else:
+                transcript = await loop.run_in_executor(self._models, self.pipeline.transcriber.transcribe, samples)
             asr_ms = (time.perf_counter() - start) * 1000
             text = transcript.text.strip()
             if self._carry_over:
@@ -319,7 +347,11 @@ class Assistant:
             if not text:
                 log.info("nothing intelligible in %.2f s of speech", len(samples) / SAMPLE_RATE)
                 return None
-            timings = {"endpointing": float(self.config.vad.hangover_ms), "asr": asr_ms}
+            timings = {
+                "endpointing": float(self.config.vad.hangover_ms),
+                "asr": asr_ms,
+                "asr_speculative": float(used_speculation),  # 1: transcribed during the end-of-turn silence
+            }
             return await self.respond(text, "microphone", extra_timings=timings, turn=turn)
         finally:
             if not turn.done.done():
