@@ -179,6 +179,18 @@ def test_a_late_producer_is_counted_as_an_underrun(pulse_server) -> None:
         assert player.played_seconds == pytest.approx(0.2, abs=1e-3)
 
 
+def test_running_dry_after_finish_is_the_end_not_an_underrun(pulse_server) -> None:
+    """The daemon never drains: finish() says the last chunk is written, so only gaps before it are counted."""
+    with ChunkPlayer(RATE, resolve_device("vspk", "output")) as player:
+        player.write(tone(500, 0.1))
+        player.finish()
+        time.sleep(0.3)
+        assert player.underruns == 0
+        player.write(tone(500, 0.1))  # the next reply counts gaps again
+        time.sleep(0.3)
+        assert player.underruns == 1
+
+
 def test_stop_cuts_playback_and_drops_the_queue(pulse_server) -> None:
     device = resolve_device("vspk", "output")
     with ChunkPlayer(RATE, device) as player:

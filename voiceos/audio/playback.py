@@ -126,7 +126,8 @@ class ChunkPlayer:
     """Gapless streaming playback of chunks queued by a producer thread.
 
     ``write`` only appends to a queue; the PortAudio callback copies from it without locks or waits and plays
-    silence when the queue is empty (counted in :attr:`underruns` when it happens mid-reply). ``stop`` cuts the
+    silence when the queue is empty (counted in :attr:`underruns` when it happens mid-reply, that is before
+    :meth:`finish` or :meth:`drain`). ``stop`` cuts the
     sound at once and drops what is queued; the player can be written to again afterwards. ``close`` (or leaving
     the ``with`` block) stops and releases the device.
 
@@ -160,9 +161,11 @@ class ChunkPlayer:
         self._played_before = 0  # samples heard before the last stop()
         self._flowing = False
         self._draining = False
+        self._ending = False  # finish() was called: the producer has no more audio for now
         self._closed = False
         self.underruns = 0  # the queue ran dry mid-reply (the producer was late)
         self.xruns = 0  # PortAudio reported an output underflow (the callback itself was late)
+        self.xruns_in_reply = 0  # of those, the ones while a reply was playing (audible); the rest were silence
         self._on_played = on_played
         self.tap_errors = 0  # exceptions raised by on_played
         self._lock = threading.Lock()
@@ -193,6 +196,8 @@ class ChunkPlayer:
     def _callback(self, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         if status.output_underflow:
             self.xruns += 1
+            if self._flowing:
+                self.xruns_in_reply += 1
         out = outdata[:, 0]
         filled = 0
         chunk, pos = self._current, self._pos
@@ -210,7 +215,7 @@ class ChunkPlayer:
         self._current, self._pos = chunk, pos
         if filled < frames:
             out[filled:] = 0.0
-            if self._flowing and not self._draining:
+            if self._flowing and not self._draining and not self._ending:
                 self.underruns += 1
         self._flowing = filled == frames
         dac = time_info.outputBufferDacTime or time_info.currentTime + self._latency
@@ -245,9 +250,15 @@ class ChunkPlayer:
                     f"over its {self._max_queued / self.sample_rate:.0f} s limit"
                 )
             self._written += data.size  # before the append, so the callback never consumes more than written
+            self._ending = False
             self._queue.append(data)
             if not self._stream.active:
                 self._restart()
+
+    def finish(self) -> None:
+        """The producer has written its last chunk for now: the queue running dry next is the end of the reply,
+        not an underrun. The next :meth:`write` counts gaps again."""
+        self._ending = True
 
     @property
     def latency(self) -> float:

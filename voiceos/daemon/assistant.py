@@ -59,6 +59,17 @@ SAMPLE_RATE = 16000
 ECHO_FRAME = SAMPLE_RATE // 100  # the echo stage works in 10 ms steps
 
 
+def _device_counters(mic: Microphone | None, player: ChunkPlayer | None) -> dict[str, int]:
+    """Audio faults counted by the open streams (PortAudio callbacks only increment integers)."""
+    return {
+        "input_overflows": mic.overflows if mic else 0,  # PortAudio: the callback was late, input lost
+        "input_dropped_blocks": mic.dropped_blocks if mic else 0,  # the event loop fell behind the microphone
+        "output_underflows": player.xruns if player else 0,  # PortAudio: the callback was late, silence played
+        "output_underflows_in_reply": player.xruns_in_reply if player else 0,  # of those, while a reply played
+        "output_underruns": player.underruns if player else 0,  # the reply's audio ran dry mid-reply (TTS late)
+    }
+
+
 @dataclass
 class _Turn:
     """A turn in progress: what cancels it, and what it has played."""
@@ -104,6 +115,7 @@ class Assistant:
         self._mic_pending = np.zeros(0, dtype=np.float32)
         self._last_adc = 0.0
         self.transcripts = TranscriptLog() if self.config.privacy.save_transcripts else None
+        self._audio_totals = _device_counters(None, None)  # of streams closed so far (reopened after a loss)
 
     # -- state ---------------------------------------------------------------------------------------------------
     def set_state(self, state: str, detail: str = "") -> None:
@@ -140,7 +152,13 @@ class Assistant:
             "barge_in": self.config.audio.barge_in,
             "echo": self.echo.mode,  # aec, gate (livekit missing) or off
             **{name: section() for name, section in self.extra_status.items()},
+            "audio_faults": self.audio_faults(),
         }
+
+    def audio_faults(self) -> dict[str, int]:
+        """Overflows, underflows, dropped blocks and mid-reply gaps since start, over every stream opened."""
+        current = _device_counters(self.microphone, self.player)
+        return {key: total + current[key] for key, total in self._audio_totals.items()}
 
     # -- configuration -------------------------------------------------------------------------------------------
     @property
@@ -211,6 +229,7 @@ class Assistant:
         return self.config.audio.output_sample_rate or self.pipeline.tts.sample_rate
 
     def _close_audio(self) -> None:
+        self._audio_totals = self.audio_faults()
         if self.microphone is not None:
             self.microphone.close()
         if self.player is not None:
@@ -226,18 +245,31 @@ class Assistant:
         self._vad.reset()
         self._mic_pending = np.zeros(0, dtype=np.float32)
         frames = mic.frames()
+        # The next frame is a task that a timeout leaves running: cancelling it (as wait_for does) raises inside
+        # the generator and ends it, and a pause in the audio shorter than a stall would leave the daemon deaf.
+        pending: asyncio.Future | None = None
         try:
             while not stop.is_set():
-                try:
-                    samples, adc_time = await asyncio.wait_for(anext(frames), timeout=0.5)
-                except (asyncio.TimeoutError, StopAsyncIteration):
+                if pending is None:
+                    pending = asyncio.ensure_future(anext(frames))
+                done, _ = await asyncio.wait({pending}, timeout=0.5)
+                if not done:
                     if mic.stalled():
                         return True
                     continue
+                frame, pending = pending, None
+                try:
+                    samples, adc_time = frame.result()
+                except StopAsyncIteration:  # the microphone was closed
+                    return True
                 self._on_mic_audio(samples, adc_time)
                 if mic.stalled():
                     return True
         finally:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await pending
             await frames.aclose()
         return False
 
@@ -423,14 +455,18 @@ class Assistant:
         def on_user_emotion(result: EmotionResult) -> None:
             self.bus.publish_threadsafe(UserEmotionEvent(result.label, result.as_json()["scores"]))
 
-        return self.pipeline.reply(
-            turn.user_text,
-            on_audio=on_audio,
-            remember=False,
-            cancel=turn.cancel,
-            on_delta=on_delta,
-            on_user_emotion=on_user_emotion,
-        )
+        try:
+            return self.pipeline.reply(
+                turn.user_text,
+                on_audio=on_audio,
+                remember=False,
+                cancel=turn.cancel,
+                on_delta=on_delta,
+                on_user_emotion=on_user_emotion,
+            )
+        finally:
+            if self.player is not None:
+                self.player.finish()  # the queue running dry after the last sentence is the end, not a gap
 
     def _speaking_started(self) -> None:
         if self._turn is not None and not self._turn.cancel.is_set():
