@@ -174,3 +174,14 @@ def test_sequential_baseline_speaks_the_same_reply_all_at_once(test_config, pipe
     assert result.reply == streamed.reply and result.sentences == streamed.sentences
     assert sum(delivered) == len(result.audio) > 0 and streamed_chunks
     assert lm_done[0] > 0  # the LM had finished (its stats were final) before the first audio went out
+
+
+def test_history_stays_bounded_by_what_could_fit_the_prompt(test_config, device_plan):
+    from voiceos.pipeline import CHARS_PER_TOKEN_MAX
+
+    memory = Pipeline(test_config, device_plan)
+    for i in range(2000):
+        memory.remember(f"question number {i} " * 5, f"answer number {i} " * 10)
+    budget = test_config.dialogue.max_prompt_tokens * CHARS_PER_TOKEN_MAX
+    assert sum(len(m["content"]) for m in memory.history) <= budget
+    assert memory.history[-1]["content"].startswith("answer number 1999") and len(memory.history) % 2 == 0

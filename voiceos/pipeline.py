@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 AudioSink = Callable[[np.ndarray], None]
 STAGES = ("asr", "lm", "tts")
+CHARS_PER_TOKEN_MAX = 8  # generous: English BPE tokens average ~4 characters
 
 
 @dataclass(frozen=True)
@@ -327,8 +328,16 @@ class Pipeline:
         )
 
     def remember(self, user_text: str, reply: str) -> None:
-        """Add a finished exchange to the history (what the assistant really said, after an interruption)."""
+        """Add a finished exchange to the history (what the assistant really said, after an interruption).
+
+        Exchanges that could never fit the prompt again (a token is at least one character, so beyond
+        ``max_prompt_tokens`` characters of history) are dropped, oldest first: the memory stays bounded over weeks
+        and the prompt fitting never has to walk a long list.
+        """
         self.history.extend(({"role": "user", "content": user_text}, {"role": "assistant", "content": reply}))
+        budget = self.config.dialogue.max_prompt_tokens * CHARS_PER_TOKEN_MAX
+        while len(self.history) > 2 and sum(len(m["content"]) for m in self.history) > budget:
+            del self.history[:2]
 
     # -- audio in ------------------------------------------------------------------------------------------------
     def read_speech(self, path: str | Path) -> np.ndarray:
