@@ -116,6 +116,8 @@ class Microphone:
     def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         if status.input_overflow:
             self.overflows += 1
+        # Stamped here, not when the loop gets the block: a busy event loop must not look like a lost device.
+        self.last_block_at = time.monotonic()
         block = indata[:, 0].copy()
         adc = time_info.inputBufferAdcTime or time_info.currentTime  # the stream clock the player's DAC times use
         with contextlib.suppress(RuntimeError):  # RuntimeError: the loop is closed, we are shutting down
@@ -123,7 +125,6 @@ class Microphone:
 
     # -- the event loop --------------------------------------------------------------------------------------------
     def _deliver(self, block: np.ndarray, adc_time: float) -> None:
-        self.last_block_at = time.monotonic()
         if self._queue.full():
             self._queue.get_nowait()
             self.dropped_blocks += 1
