@@ -32,6 +32,18 @@ def pulse_server(tmp_path_factory: pytest.TempPathFactory):
         server.stop()
 
 
+@pytest.fixture
+def short_tmp_dir():
+    """A short directory under /tmp, for unix sockets (AF_UNIX paths are limited to 107 bytes)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    directory = Path(tempfile.mkdtemp(prefix="vo-", dir="/tmp"))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # no_sound_env: the environment of a `voiceos` subprocess on a machine without audio
 # ---------------------------------------------------------------------------------------------------------------
@@ -145,3 +157,13 @@ def systemd_user_manager():
         yield manager
     finally:
         manager.stop()
+
+
+@pytest.fixture
+def daemon_manager(systemd_user_manager):
+    """The session's user manager; the voiceos unit is stopped and its failure state reset after each test."""
+    from voiceos.daemon.service import UNIT_NAME
+
+    yield systemd_user_manager
+    systemd_user_manager.systemctl("stop", UNIT_NAME, check=False, timeout=60)
+    systemd_user_manager.systemctl("reset-failed", UNIT_NAME, check=False)

@@ -12,48 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from voiceos.daemon.client import ControlClient
+from voiceos.daemon.client import ControlClient, EventFollower
 
-
-class EventLog:
-    """Follows the daemon's ``events`` stream on a thread; tests wait for events by name and predicate."""
-
-    def __init__(self, socket_path: str) -> None:
-        self.events: list[dict[str, Any]] = []
-        self._cond = threading.Condition()
-        self._client = ControlClient(socket_path, timeout=None)
-        self._thread = threading.Thread(target=self._follow, daemon=True)
-        self._thread.start()
-
-    def _follow(self) -> None:
-        try:
-            for event in self._client.iter_events():
-                with self._cond:
-                    self.events.append(event)
-                    self._cond.notify_all()
-        except Exception:  # the daemon went away
-            pass
-
-    def mark(self) -> int:
-        with self._cond:
-            return len(self.events)
-
-    def since(self, mark: int, name: str | None = None) -> list[dict[str, Any]]:
-        with self._cond:
-            return [e for e in self.events[mark:] if name is None or e["event"] == name]
-
-    def wait_for(self, name: str, mark: int = 0, timeout: float = 120.0, where=lambda e: True) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for event in self.events[mark:]:
-                    if event["event"] == name and where(event):
-                        return event
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    names = [e["event"] for e in self.events[mark:]]
-                    raise AssertionError(f"no {name!r} event within {timeout} s; saw {names}")
-                self._cond.wait(left)
+EventLog = EventFollower  # tests wait for events by name and predicate (voiceos.daemon.client)
 
 
 class DaemonProcess:

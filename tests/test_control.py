@@ -11,10 +11,8 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import socket
 import stat
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -136,16 +134,8 @@ def hung_up(raw: Raw) -> bool:
 
 
 @pytest.fixture
-def sock_dir():
-    """A short directory under /tmp (AF_UNIX paths are limited to 107 bytes)."""
-    directory = Path(tempfile.mkdtemp(prefix="vo-", dir="/tmp"))
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
-
-
-@pytest.fixture
-def server(sock_dir):
-    srv = ServerThread(sock_dir / "run" / "control.sock")
+def server(short_tmp_dir):
+    srv = ServerThread(short_tmp_dir / "run" / "control.sock")
     yield srv
     srv.stop()
 
@@ -462,8 +452,8 @@ def test_slow_event_subscriber_does_not_block_publisher_or_other_clients(server)
     stalled.close()
 
 
-def test_closing_the_server_ends_event_streams(sock_dir):
-    srv = ServerThread(sock_dir / "control.sock")
+def test_closing_the_server_ends_event_streams(short_tmp_dir):
+    srv = ServerThread(short_tmp_dir / "control.sock")
     events = ControlClient(srv.path, timeout=5).iter_events()
     received: list[dict] = []
     reader = threading.Thread(target=lambda: received.extend(events))
@@ -480,8 +470,8 @@ def test_closing_the_server_ends_event_streams(sock_dir):
 # -- socket files -------------------------------------------------------------------------------------------------
 
 
-def test_socket_dir_is_0700_and_socket_is_0600_and_removed_on_close(sock_dir):
-    directory = sock_dir / "run"
+def test_socket_dir_is_0700_and_socket_is_0600_and_removed_on_close(short_tmp_dir):
+    directory = short_tmp_dir / "run"
     directory.mkdir(mode=0o755)
     os.chmod(directory, 0o755)
     srv = ServerThread(directory / "control.sock")
@@ -492,8 +482,8 @@ def test_socket_dir_is_0700_and_socket_is_0600_and_removed_on_close(sock_dir):
     assert not srv.path.exists()
 
 
-def test_stale_socket_file_is_replaced(sock_dir):
-    path = sock_dir / "control.sock"
+def test_stale_socket_file_is_replaced(short_tmp_dir):
+    path = short_tmp_dir / "control.sock"
     dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     dead.bind(str(path))  # a socket file nobody listens on, as a crashed daemon leaves it
     dead.close()
@@ -515,17 +505,17 @@ def test_second_server_on_a_live_socket_is_refused(server):
         assert client.request("ping")["pong"] is True
 
 
-def test_regular_file_in_place_of_the_socket_is_refused(sock_dir):
-    path = sock_dir / "control.sock"
+def test_regular_file_in_place_of_the_socket_is_refused(short_tmp_dir):
+    path = short_tmp_dir / "control.sock"
     path.write_text("not a socket")
     with pytest.raises(VoiceosError, match="not a socket"):
         asyncio.run(ControlServer(FakeHandler(), path).start())
     assert path.read_text() == "not a socket"
 
 
-def test_socket_dir_owned_by_another_user_is_refused(sock_dir):
+def test_socket_dir_owned_by_another_user_is_refused(short_tmp_dir):
     if os.getuid() == 0:
-        directory = sock_dir / "theirs"
+        directory = short_tmp_dir / "theirs"
         directory.mkdir(mode=0o755)
         os.chown(directory, 65534, 65534)
     else:
@@ -535,8 +525,8 @@ def test_socket_dir_owned_by_another_user_is_refused(sock_dir):
     assert not (directory / "control.sock").exists()
 
 
-def test_client_raises_daemon_unavailable_when_no_server(sock_dir):
-    path = sock_dir / "nothing" / "control.sock"
+def test_client_raises_daemon_unavailable_when_no_server(short_tmp_dir):
+    path = short_tmp_dir / "nothing" / "control.sock"
     with pytest.raises(DaemonUnavailable, match="no voiceos daemon is running"):
         ControlClient(path, timeout=1).request("ping")
     with pytest.raises(DaemonUnavailable):
@@ -556,8 +546,8 @@ def test_peer_credentials_name_this_process():
         right.close()
 
 
-def test_peer_of_the_daemons_own_uid_is_served(sock_dir):
-    srv = ServerThread(sock_dir / "control.sock", allowed_uid=os.getuid())
+def test_peer_of_the_daemons_own_uid_is_served(short_tmp_dir):
+    srv = ServerThread(short_tmp_dir / "control.sock", allowed_uid=os.getuid())
     try:
         with ControlClient(srv.path, timeout=5) as client:
             assert client.request("status") == {"state": "listening"}
@@ -566,9 +556,9 @@ def test_peer_of_the_daemons_own_uid_is_served(sock_dir):
         srv.stop()
 
 
-def test_peer_of_another_uid_is_refused_with_one_line_and_a_warning(sock_dir, caplog):
+def test_peer_of_another_uid_is_refused_with_one_line_and_a_warning(short_tmp_dir, caplog):
     other_uid = os.getuid() + 1
-    srv = ServerThread(sock_dir / "control.sock", allowed_uid=other_uid)
+    srv = ServerThread(short_tmp_dir / "control.sock", allowed_uid=other_uid)
     try:
         with caplog.at_level(logging.WARNING, logger="voiceos.daemon.control"):
             raw = Raw(srv.path)
@@ -630,11 +620,11 @@ def exchange_as(uid: int, path: Path, request: bytes) -> tuple[int, int, bytes]:
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="connecting as another user needs root")
-def test_another_real_user_is_refused_by_its_peer_credentials(sock_dir, caplog):
-    srv = ServerThread(sock_dir / "run" / "control.sock")
+def test_another_real_user_is_refused_by_its_peer_credentials(short_tmp_dir, caplog):
+    srv = ServerThread(short_tmp_dir / "run" / "control.sock")
     try:
         # Open the socket to everyone, as a careless chmod would: only the peer check stands in the way now.
-        os.chmod(sock_dir, 0o755)
+        os.chmod(short_tmp_dir, 0o755)
         os.chmod(srv.path.parent, 0o755)
         os.chmod(srv.path, 0o666)
         with caplog.at_level(logging.WARNING, logger="voiceos.daemon.control"):

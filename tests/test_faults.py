@@ -87,10 +87,8 @@ def test_run_with_an_invalid_config_file_exits_78_but_other_commands_exit_1(tmp_
 
 
 @pytest.fixture
-def manager(systemd_user_manager: UserManager):
-    yield systemd_user_manager
-    systemd_user_manager.systemctl("stop", UNIT, check=False, timeout=60)
-    systemd_user_manager.systemctl("reset-failed", UNIT, check=False)
+def manager(daemon_manager: UserManager):
+    return daemon_manager
 
 
 def _install(manager: UserManager, env: dict[str, str], **replace: str) -> Path:

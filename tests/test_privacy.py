@@ -10,11 +10,9 @@ import dataclasses
 import json
 import logging
 import os
-import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 from datetime import datetime
 from pathlib import Path
 
@@ -41,18 +39,10 @@ def mode(path: Path) -> int:
 
 
 @pytest.fixture
-def runtime_dir():
-    """A short $XDG_RUNTIME_DIR (AF_UNIX socket paths are limited to 107 bytes)."""
-    directory = Path(tempfile.mkdtemp(prefix="vo-", dir="/tmp"))
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
-
-
-@pytest.fixture
-def forget_env(tmp_path, runtime_dir) -> dict[str, str]:
+def forget_env(tmp_path, short_tmp_dir) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
-        XDG_RUNTIME_DIR=str(runtime_dir),
+        XDG_RUNTIME_DIR=str(short_tmp_dir),
         XDG_DATA_HOME=str(tmp_path / "data"),
         XDG_CACHE_HOME=str(tmp_path / "cache"),
         TMPDIR=str(tmp_path / "tmp"),
@@ -193,9 +183,9 @@ def test_forget_reports_a_daemon_that_refuses_it_in_one_line_and_still_erases_fi
 # -- the real daemon ----------------------------------------------------------------------------------------------
 
 
-def test_daemon_logs_no_transcripts_saves_them_when_asked_and_forget_erases_them(tmp_path, no_sound_env, runtime_dir):
+def test_daemon_logs_no_transcripts_saves_them_when_asked_and_forget_erases_them(tmp_path, no_sound_env, short_tmp_dir):
     (tmp_path / "tmp").mkdir()  # a TMPDIR of its own: forget also looks in $TMPDIR/voiceos (else /tmp/voiceos)
-    env = dict(no_sound_env, XDG_RUNTIME_DIR=str(runtime_dir), XDG_DATA_HOME=str(tmp_path / "data"))
+    env = dict(no_sound_env, XDG_RUNTIME_DIR=str(short_tmp_dir), XDG_DATA_HOME=str(tmp_path / "data"))
     env["TMPDIR"] = str(tmp_path / "tmp")
     config = tmp_path / "config.yaml"
     config.write_text("privacy:\n  save_transcripts: true\n")  # log_transcripts stays off (the default)

@@ -339,13 +339,6 @@ def _start(manager: UserManager, unit: str, log: Path, timeout: float = 30) -> N
     )
 
 
-@pytest.fixture
-def daemon_manager(systemd_user_manager: UserManager):
-    yield systemd_user_manager
-    systemd_user_manager.systemctl("stop", DAEMON_UNIT, check=False, timeout=60)
-    systemd_user_manager.systemctl("reset-failed", DAEMON_UNIT, check=False)
-
-
 @pytest.mark.audio
 def test_sound_server_is_reachable_from_inside_the_sandbox(daemon_manager: UserManager, pulse_server) -> None:
     """PortAudio, in the real unit's sandbox, lists the test server's devices (what the daemon will open)."""

@@ -16,7 +16,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ log = logging.getLogger(__name__)
 MIC_RATE, SPEAKER_RATE = 16000, 48000
 LOUD = 0.01  # RMS of a 20 ms window that counts as sound
 DEFAULT_SPEECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech" / "librivox_cmusphinx"
+BENCH_EVENT_TIMEOUT_S = 180.0
 STAGES = ("endpointing", "asr", "lm_first_token", "first_sentence", "tts_first_audio", "output_buffering")
 
 
@@ -58,51 +58,27 @@ def first_sound_start(samples: np.ndarray, rate: int, after_s: float) -> float |
     return (first + hits[0]) / 50 if hits.size else None
 
 
-def _utterances(speech_dir: Path, count: int) -> list[tuple[str, np.ndarray]]:
+def manifest_rows(speech_dir: Path) -> list[dict[str, str]]:
+    """The rows of ``speech_dir/manifest.csv`` (``path``, ``transcript``, ...); a clear error when there are none."""
     manifest = speech_dir / "manifest.csv"
     if not manifest.is_file():
         raise VoiceosError(f"no speech to play: {manifest} not found (give --speech DIR with a manifest.csv)")
     with manifest.open(newline="") as f:
         rows = list(csv.DictReader(f))
-    sentences = [r for r in rows if len(r["transcript"].split()) >= 5] or rows  # questions-length utterances
-    if not sentences:
+    if not rows:
         raise VoiceosError(f"no utterances listed in {manifest}")
+    return rows
+
+
+def _utterances(speech_dir: Path, count: int) -> list[tuple[str, np.ndarray]]:
+    rows = manifest_rows(speech_dir)
+    sentences = [r for r in rows if len(r["transcript"].split()) >= 5] or rows  # questions-length utterances
     picked = [sentences[i % len(sentences)] for i in range(count)]
     return [(r["path"], read_audio(speech_dir / r["path"], MIC_RATE)) for r in picked]
 
 
 def _percentile(values: list[float], q: float) -> float:
     return round(float(np.percentile(values, q)), 1) if values else float("nan")
-
-
-class _Events:
-    def __init__(self, socket_path: str) -> None:
-        from voiceos.daemon.client import ControlClient
-
-        self.items: list[dict[str, Any]] = []
-        self.cond = threading.Condition()
-        client = ControlClient(socket_path, timeout=None)
-        threading.Thread(target=self._follow, args=(client,), daemon=True).start()
-
-    def _follow(self, client) -> None:
-        try:
-            for event in client.iter_events():
-                with self.cond:
-                    self.items.append(event)
-                    self.cond.notify_all()
-        except Exception:
-            pass
-
-    def wait(self, name: str, mark: int, timeout: float = 180.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                for event in self.items[mark:]:
-                    if event["event"] == name:
-                        return event
-                if time.monotonic() > deadline:
-                    raise VoiceosError(f"bench: the daemon sent no {name} event in {timeout:.0f} s")
-                self.cond.wait(0.5)
 
 
 SEQUENTIAL = {"runtime": {"sequential": True}, "tts": {"first_clause_chars": 0}}  # the no-overlap baseline
@@ -126,7 +102,7 @@ def variant_config(config_path: str | None, overrides: dict[str, dict[str, Any]]
 
 def run_bench(config_path: str | None, utterances: int = 5, speech_dir: Path | None = None) -> dict[str, Any]:
     from voiceos.audio.virtual import PulseServer, PulseUnavailable, Recorder
-    from voiceos.daemon.client import ControlClient
+    from voiceos.daemon.client import ControlClient, EventFollower
 
     clips = _utterances(speech_dir or DEFAULT_SPEECH, utterances)
     root = Path(tempfile.mkdtemp(prefix="voiceos-bench-"))
@@ -146,19 +122,19 @@ def run_bench(config_path: str | None, utterances: int = 5, speech_dir: Path | N
     try:
         client = ControlClient(socket_path, timeout=30)
         _wait_listening(client, daemon, log_path)
-        events = _Events(socket_path)
+        events = EventFollower(socket_path)
         time.sleep(0.3)
         mic, speaker = Recorder(server.env, "vmic", MIC_RATE), Recorder(server.env, "spk.monitor", SPEAKER_RATE)
         time.sleep(0.5)
         marks = []
         for name, samples in clips:
             client.request("reset")
-            mark = len(events.items)
+            mark = events.mark()
             sent_at = time.monotonic()
             server.speak_into_mic(samples)
-            ended = events.wait("speech_ended", mark)
-            timings = events.wait("timings", mark)
-            events.wait("speaking_ended", mark)
+            ended = events.wait_for("speech_ended", mark, BENCH_EVENT_TIMEOUT_S)
+            timings = events.wait_for("timings", mark, BENCH_EVENT_TIMEOUT_S)
+            events.wait_for("speaking_ended", mark, BENCH_EVENT_TIMEOUT_S)
             _wait_listening(client, daemon, log_path)
             marks.append((name, sent_at, len(samples) / MIC_RATE, ended, timings))
             time.sleep(0.5)

@@ -9,7 +9,6 @@ control socket, the speaker monitor (was a reply heard?), the audio fault counte
 from __future__ import annotations
 
 import contextlib
-import csv
 import logging
 import os
 import re
@@ -28,7 +27,8 @@ import numpy as np
 import soundfile as sf
 
 from voiceos.audio.files import read_audio
-from voiceos.bench import DEFAULT_SPEECH
+from voiceos.bench import DEFAULT_SPEECH, manifest_rows
+from voiceos.daemon.client import ControlClient, EventFollower
 from voiceos.errors import VoiceosError
 
 log = logging.getLogger(__name__)
@@ -96,52 +96,12 @@ class SpeakerMonitor:
         self._thread.join(timeout=5)
 
 
-class EventFollower:
-    """The daemon's ``events`` stream on a thread; keeps the events a soak needs, with their arrival times."""
-
-    KEEP = frozenset({"speech_ended", "transcript", "speaking_ended", "state", "error"})
-
-    def __init__(self, socket_path: str) -> None:
-        from voiceos.daemon.client import ControlClient
-
-        self.events: list[dict[str, Any]] = []
-        self.cond = threading.Condition()
-        self._client = ControlClient(socket_path, timeout=None)
-        threading.Thread(target=self._follow, daemon=True).start()
-
-    def _follow(self) -> None:
-        try:
-            for event in self._client.iter_events():
-                if event["event"] in self.KEEP:
-                    with self.cond:
-                        self.events.append({**event, "arrived": time.monotonic()})
-                        self.cond.notify_all()
-        except Exception:  # the daemon went away
-            pass
-
-    def mark(self) -> int:
-        with self.cond:
-            return len(self.events)
-
-    def since(self, mark: int, name: str) -> list[dict[str, Any]]:
-        with self.cond:
-            return [e for e in self.events[mark:] if e["event"] == name]
-
-    def wait(self, seconds: float) -> None:
-        with self.cond:
-            self.cond.wait(seconds)
+SOAK_EVENTS = frozenset({"speech_ended", "transcript", "speaking_ended", "state", "error"})
 
 
 def load_clips(speech_dir: Path) -> list[tuple[str, np.ndarray]]:
     """Every recording a ``manifest.csv`` lists, as 16 kHz mono float32."""
-    manifest = speech_dir / "manifest.csv"
-    if not manifest.is_file():
-        raise VoiceosError(f"no speech to play: {manifest} not found")
-    with manifest.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        raise VoiceosError(f"no recordings listed in {manifest}")
-    return [(Path(r["path"]).name, read_audio(speech_dir / r["path"], MIC_RATE)) for r in rows]
+    return [(Path(r["path"]).name, read_audio(speech_dir / r["path"], MIC_RATE)) for r in manifest_rows(speech_dir)]
 
 
 class Soak:
@@ -149,7 +109,6 @@ class Soak:
 
     def __init__(self, root: Path, env: dict[str, str] | None, config_path: str | None) -> None:
         from voiceos.audio.virtual import PulseServer, PulseUnavailable
-        from voiceos.daemon.client import ControlClient
 
         self.root = root
         self.server = PulseServer(root)
@@ -188,7 +147,7 @@ class Soak:
     def start(self, load_timeout: float = 300.0) -> None:
         if not self.wait_listening(load_timeout):
             raise VoiceosError(f"soak: the daemon is not listening after {load_timeout:.0f} s:\n{self.log_tail()}")
-        self.events = EventFollower(self.socket)
+        self.events = EventFollower(self.socket, keep=SOAK_EVENTS)
         self.speaker = SpeakerMonitor(self.server.env)
         time.sleep(0.5)  # the subscription and the recorder are in place
 

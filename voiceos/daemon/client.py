@@ -156,3 +156,65 @@ def _result(reply: dict[str, Any]) -> dict[str, Any]:
     if not reply["ok"]:
         raise VoiceosError(str(reply.get("error") or "the voiceos daemon reported an unspecified error"))
     return reply.get("result") or {}
+
+
+class EventTimeout(VoiceosError):
+    """An awaited event did not come."""
+
+
+class EventFollower:
+    """Follows the daemon's ``events`` stream on a thread (for ``voiceos bench``, the soak and the tests).
+
+    Each kept event gets an ``arrived`` key (``time.monotonic()`` when it was read); ``keep`` limits which names are
+    kept (all by default).
+    """
+
+    def __init__(self, socket_path: str, keep: frozenset[str] | None = None) -> None:
+        import threading
+
+        self.events: list[dict[str, Any]] = []
+        self._keep = keep
+        self._cond = threading.Condition()
+        self._client = ControlClient(socket_path, timeout=None)
+        threading.Thread(target=self._follow, daemon=True).start()
+
+    def _follow(self) -> None:
+        import time
+
+        try:
+            for event in self._client.iter_events():
+                if self._keep is None or event["event"] in self._keep:
+                    with self._cond:
+                        self.events.append({**event, "arrived": time.monotonic()})
+                        self._cond.notify_all()
+        except Exception:  # the daemon went away
+            pass
+
+    def mark(self) -> int:
+        with self._cond:
+            return len(self.events)
+
+    def since(self, mark: int, name: str | None = None) -> list[dict[str, Any]]:
+        with self._cond:
+            return [e for e in self.events[mark:] if name is None or e["event"] == name]
+
+    def wait_for(self, name: str, mark: int = 0, timeout: float = 120.0, where=lambda e: True) -> dict[str, Any]:
+        """The first ``name`` event from ``mark`` on that ``where`` accepts; :class:`EventTimeout` after ``timeout``."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for event in self.events[mark:]:
+                    if event["event"] == name and where(event):
+                        return event
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    names = [e["event"] for e in self.events[mark:]]
+                    raise EventTimeout(f"the daemon sent no {name!r} event within {timeout:.0f} s; saw {names}")
+                self._cond.wait(left)
+
+    def wait(self, seconds: float) -> None:
+        """Until the next event, or ``seconds``."""
+        with self._cond:
+            self._cond.wait(seconds)

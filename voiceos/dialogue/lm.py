@@ -193,28 +193,29 @@ class DialogueLM:
             )
         return PrefillResult(out.logits[:, -1, :].float(), out.hidden_states[-1], out.past_key_values)
 
-    def _persona_cache(self, messages: Messages, ids: list[int]) -> tuple[int, Any]:
-        """How many leading ``ids`` the cached system turn covers, and a private copy of its KV cache.
-
-        The persona (system prompt) opens every prompt and never changes between turns, so its keys and values are
-        computed once and copied per reply instead of being prefilled again.
-        """
-        from transformers import DynamicCache
-
-        fresh = DynamicCache(config=self.model.config)
-        if not messages or messages[0]["role"] != "system":
-            return 0, fresh
-        system = messages[0]["content"]
+    def persona_prefix(self, system: str) -> tuple[list[int], Any]:
+        """The system turn's token ids and their KV cache, computed once per system prompt (do not modify the cache:
+        copy it). The persona opens every prompt and never changes between turns, so it is not prefilled again."""
         if system not in self._persona:
-            text = self.tokenizer.apply_chat_template([messages[0]], tokenize=False)
+            from transformers import DynamicCache
+
+            text = self.tokenizer.apply_chat_template([{"role": "system", "content": system}], tokenize=False)
             prefix = self.tokenizer(text, add_special_tokens=False)["input_ids"]
             cache = DynamicCache(config=self.model.config)
             with torch.inference_mode():
                 self.model(input_ids=torch.tensor([prefix], device=self.model.device), past_key_values=cache)
             self._persona = {system: (list(prefix), cache)}  # one persona at a time
-        prefix, cache = self._persona[system]
+        return self._persona[system]
+
+    def _persona_cache(self, messages: Messages, ids: list[int]) -> tuple[int, Any]:
+        """How many leading ``ids`` the cached system turn covers, and a private copy of its KV cache."""
+        from transformers import DynamicCache
+
+        if not messages or messages[0]["role"] != "system":
+            return 0, DynamicCache(config=self.model.config)
+        prefix, cache = self.persona_prefix(messages[0]["content"])
         if len(ids) <= len(prefix) or ids[: len(prefix)] != prefix:
-            return 0, fresh
+            return 0, DynamicCache(config=self.model.config)
         return len(prefix), copy.deepcopy(cache)
 
     def _prefill_fast(self, messages: Messages, input_ids: torch.Tensor) -> tuple[torch.Tensor, Any]:

@@ -91,30 +91,16 @@ class FeatureExtractor:
         self.lm = lm
         self.model = lm.model
         self.layer = resolve_layer(self.model, layer)
-        self._prefix_ids: list[int] | None = None
-        self._prefix_cache: Any = None
-        self._prefix_for: str | None = None
 
-    def _prefix(self, ids_list: list[list[int]]) -> list[int]:
-        """The system turn's tokens, when every prompt starts with them (else nothing is shared)."""
+    def _prefix(self, ids_list: list[list[int]]) -> tuple[list[int], Any]:
+        """The system turn's tokens and KV cache (the LM's own persona cache), when every prompt starts with them."""
         system = self.lm.options.system_prompt
-        if self._prefix_for != system:
-            tok = self.lm.tokenizer
-            text = tok.apply_chat_template([{"role": "system", "content": system}], tokenize=False)
-            self._prefix_ids = tok(text, add_special_tokens=False)["input_ids"] if system else []
-            self._prefix_cache, self._prefix_for = None, system
-            if self._prefix_ids:
-                from transformers import DynamicCache
-
-                cache = DynamicCache(config=self.model.config)
-                ids = torch.tensor([self._prefix_ids], device=self.model.device)
-                with torch.inference_mode():
-                    self.model.model(input_ids=ids, past_key_values=cache, use_cache=True)
-                self._prefix_cache = cache
-        prefix = self._prefix_ids or []
-        if prefix and all(ids[: len(prefix)] == prefix and len(ids) > len(prefix) for ids in ids_list):
-            return prefix
-        return []
+        if not system:
+            return [], None
+        prefix, cache = self.lm.persona_prefix(system)
+        if all(ids[: len(prefix)] == prefix and len(ids) > len(prefix) for ids in ids_list):
+            return prefix, cache
+        return [], None
 
     def _layer_states(self, **kwargs: Any) -> torch.Tensor:
         """``hidden_states[self.layer]`` of one forward pass, stopping after the layer that produces it."""
@@ -143,7 +129,7 @@ class FeatureExtractor:
 
     def hidden_batch(self, ids_list: list[list[int]]) -> tuple[list[torch.Tensor], int]:
         """The layer's hidden states (len_i - p, dim) of each prompt past the shared prefix, and the prefix length p."""
-        prefix = self._prefix(ids_list)
+        prefix, prefix_cache = self._prefix(ids_list)
         p = len(prefix)
         lengths = [len(ids) - p for ids in ids_list]
         width = max(lengths)
@@ -157,7 +143,7 @@ class FeatureExtractor:
         device = self.model.device
         kwargs: dict[str, Any] = {"input_ids": batch.to(device), "attention_mask": mask.to(device)}
         if p:
-            cache = copy.deepcopy(self._prefix_cache)
+            cache = copy.deepcopy(prefix_cache)
             cache.batch_repeat_interleave(len(ids_list))
             kwargs.update(past_key_values=cache, use_cache=True)
         hidden = self._layer_states(**kwargs)
