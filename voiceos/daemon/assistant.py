@@ -292,7 +292,10 @@ class Assistant:
             elif isinstance(event, SpeechEnded):
                 utt = event.utterance
                 self.bus.publish(SpeechEndedEvent(stream_s=utt.end_s, seconds=utt.duration_s, forced=event.forced))
-                self._start_turn(self._run_audio_turn(utt.samples, self._speculation_for(utt)))
+                # The turn exists from this moment on, so that speech starting again in this same batch of frames
+                # (a forced cut at max_utterance_s) finds it and carries its words over to the next utterance.
+                turn = self._begin_audio_turn()
+                self._start_turn(self._run_audio_turn(turn, utt.samples, self._speculation_for(utt)))
             elif isinstance(event, SpeechDiscarded):
                 log.debug("discarded a %.2f s blip", event.end_s - event.start_s)
 
@@ -321,9 +324,13 @@ class Assistant:
             self._interrupt(turn, "barge-in")
         elif turn.source == "microphone":
             # The end of turn came too early: the user goes on. Their words so far join the next utterance.
-            self._interrupt(turn, "the user is still talking")
-            if turn.user_text:
-                self._carry_over = turn.user_text
+            self._interrupt_unspoken(turn, "the user is still talking")
+
+    def _interrupt_unspoken(self, turn: _Turn, reason: str) -> None:
+        """Cancel a microphone turn that has not spoken yet; the user's words in it carry over to the next one.
+        (Words still being transcribed carry over when their transcript arrives, in ``_run_audio_turn``.)"""
+        if self._interrupt(turn, reason) and turn.user_text:
+            self._carry_over = f"{self._carry_over} {turn.user_text}".strip()
 
     # -- turns ---------------------------------------------------------------------------------------------------
     def _start_turn(self, coro) -> asyncio.Task:
@@ -348,8 +355,19 @@ class Assistant:
         log.info("turn interrupted (%s)", reason)
         return True
 
+    def _begin_audio_turn(self) -> _Turn:
+        """The turn of an utterance that just ended; a previous turn still thinking is cut, its words kept."""
+        turn = _Turn("", "microphone", done=asyncio.get_running_loop().create_future())
+        previous, self._turn = self._turn, turn
+        if previous is not None:
+            if previous.speaking or previous.source != "microphone":
+                self._interrupt(previous, "a new utterance")
+            else:
+                self._interrupt_unspoken(previous, "a new utterance")
+        return turn
+
     async def _run_audio_turn(
-        self, samples: np.ndarray, speculative: concurrent.futures.Future | None = None
+        self, turn: _Turn, samples: np.ndarray, speculative: concurrent.futures.Future | None = None
     ) -> dict | None:
         """Transcribe an utterance and answer it. The turn exists from the end of speech on, so that the user
         speaking again during ASR or thinking cancels it and their words carry over to the next utterance.
@@ -357,10 +375,6 @@ class Assistant:
         ``speculative`` is a transcription of the same samples started when the pause began (same input, same
         transcript); ``asr`` then counts only what is left of it after the end of the turn."""
         loop = asyncio.get_running_loop()
-        turn = _Turn("", "microphone", done=loop.create_future())
-        previous, self._turn = self._turn, turn
-        if previous is not None and previous is not turn:
-            self._interrupt(previous, "a new utterance")
         self.set_state("thinking")
         try:
             start = time.perf_counter()
