@@ -49,3 +49,7 @@ def test_bench_measures_end_of_speech_to_first_reply_sound(xdg_cache_home):
     )
     assert result["lm"]["tokens_per_s"] > 0 and result["lm"]["first_token_ms"] > 0
     assert "llama_cpp_tokens_per_s" in result["lm"]  # null unless llama-cpp-python is installed
+    reduced = result["lm"]["bfloat16"]  # the embedded LM runs float32 on this CPU: bfloat16 is measured beside it
+    assert reduced["tokens_per_s"] > 0 and reduced["over_configured"] > 0
+    same, total = map(int, reduced["same_greedy_replies"].split("/"))
+    assert total == 6 and 0 <= same <= total
