@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-from voiceos.bench import first_sound_start, last_sound_end
+from voiceos.bench import STAGES, first_sound_start, last_sound_end, summary
 
 RATE = 16000
 
@@ -23,10 +23,25 @@ def test_sound_edges_are_found_to_the_20_ms_window():
     assert last_sound_end(audio, RATE, 1.5, 3.0) is None
 
 
+def test_the_summary_shows_end_to_end_figures_the_ratio_and_decoding_speeds():
+    run = {"end_to_first_audio_ms_p50": 1500.4, "end_to_first_audio_ms_p90": 2100.0}
+    run |= {f"{stage}_ms_p50": 10.0 for stage in STAGES}
+    result = {"utterances": 3, **run, "sequential": dict(run), "sequential_over_streaming_p50": 2.5}
+    result["sequential_over_streaming_p90"] = 3.1
+    lm = {"model": "embedded:x", "device": "cpu", "dtype": "float32", "tokens_per_s": 15.2}
+    result["lm"] = lm | {"llama_cpp_tokens_per_s": 120.0, "llama_cpp_over_ours": 7.89}
+    result["lm"]["bfloat16"] = {"tokens_per_s": 30.1, "same_greedy_replies": "2/6"}
+    text = summary(result)
+    assert "p50 1500 ms, p90 2100 ms" in text and "2.5x at p50, 3.1x at p90" in text
+    assert "15.2 tok/s" in text and "llama.cpp on the same GGUF 120.0 tok/s (7.89x)" in text and "2/6" in text
+    assert "llama.cpp" not in summary({**result, "lm": lm | {"llama_cpp_tokens_per_s": None}})
+
+
 def test_bench_measures_end_of_speech_to_first_reply_sound(xdg_cache_home):
     env = {"XDG_CACHE_HOME": str(xdg_cache_home)}
     proc = subprocess.run(
-        [sys.executable, "-m", "voiceos", "bench", "--utterances", "2"],  # and the sequential baseline, LM speed
+        # and the sequential baseline, LM speed
+        [sys.executable, "-m", "voiceos", "bench", "--utterances", "2", "--json"],
         capture_output=True,
         text=True,
         timeout=600,

@@ -208,7 +208,9 @@ def _analyse(marks, mic, mic_audio, speaker, speaker_audio, clock_offset: float)
     return result
 
 
-def main(config_path: str | None, utterances: int, speech_dir: str | None, baseline: bool = True) -> int:
+def main(
+    config_path: str | None, utterances: int, speech_dir: str | None, baseline: bool = True, *, as_json: bool = False
+) -> int:
     """The streaming pipeline; then (``baseline``) the plain sequential one and the LM's decoding speed."""
     from voiceos.bench_lm import lm_throughput
     from voiceos.config import load_config
@@ -223,5 +225,31 @@ def main(config_path: str | None, utterances: int, speech_dir: str | None, basel
             ours, plain = result[f"end_to_first_audio_ms_{q}"], sequential[f"end_to_first_audio_ms_{q}"]
             result[f"sequential_over_streaming_{q}"] = round(plain / ours, 2) if ours else None
         result["lm"] = lm_throughput(load_config(config_path))
-    print(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2) if as_json else summary(result))
     return 0 if result["utterances"] else 1
+
+
+def summary(result: dict[str, Any]) -> str:
+    """The figures a person reads first, one per line (``--json`` has everything, per turn included)."""
+    lines = [f"utterances: {result['utterances']}"]
+    for name, run in (("streaming", result), ("sequential", result.get("sequential"))):
+        if run:
+            p50, p90 = run["end_to_first_audio_ms_p50"], run["end_to_first_audio_ms_p90"]
+            stages = "  ".join(f"{stage} {run[f'{stage}_ms_p50']:.0f}" for stage in STAGES)
+            lines.append(f"{name}: end of speech -> first reply audio p50 {p50:.0f} ms, p90 {p90:.0f} ms")
+            lines.append(f"  stage p50 (ms): {stages}")
+    if "sequential_over_streaming_p50" in result:
+        lines.append(
+            f"sequential / streaming: {result['sequential_over_streaming_p50']}x at p50, "
+            f"{result['sequential_over_streaming_p90']}x at p90"
+        )
+    lm = result.get("lm")
+    if lm:
+        line = f"LM {lm['model']} ({lm['device']}, {lm['dtype']}): {lm['tokens_per_s']} tok/s"
+        if lm.get("llama_cpp_tokens_per_s"):
+            line += f"; llama.cpp on the same GGUF {lm['llama_cpp_tokens_per_s']} tok/s ({lm['llama_cpp_over_ours']}x)"
+        if lm.get("bfloat16"):
+            bf = lm["bfloat16"]
+            line += f"; bfloat16 {bf['tokens_per_s']} tok/s, same greedy replies {bf['same_greedy_replies']}"
+        lines.append(line)
+    return "\n".join(lines)

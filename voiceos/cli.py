@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="skip the sequential-pipeline run and the LM decoding speed (faster)",
     )
+    bench.add_argument("--json", action="store_true", help="print the whole result as JSON (default: a summary)")
 
     emotion = sub.add_parser("emotion", help="classify the emotion of text lines read on stdin (one JSON line each)")
     emotion.add_argument("--jsonl", action="store_true", help='input lines are {"text": ..., "context": [...]} objects')
@@ -260,7 +261,9 @@ def cmd_bench(args: argparse.Namespace, config: Config) -> int:
 
     if args.utterances < 1:
         raise VoiceosError("--utterances must be at least 1")
-    return bench_main(args.config or os.environ.get("VOICEOS_CONFIG"), args.utterances, args.speech, args.baseline)
+    return bench_main(
+        args.config or os.environ.get("VOICEOS_CONFIG"), args.utterances, args.speech, args.baseline, as_json=args.json
+    )
 
 
 def cmd_emotion(args: argparse.Namespace, config: Config) -> int:
