@@ -133,3 +133,17 @@ def test_checkpoint_metrics_are_reproduced(classifier):
     accuracy = sum(res.label == r["label"] for res, r in zip(results, rows, strict=True)) / len(rows)
     claimed = (metrics["dev"]["goemotions"]["accuracy"] + metrics["dev"]["meld"]["accuracy"]) / 2
     assert accuracy == pytest.approx(claimed, abs=0.2)  # a small fixed subsample agrees with the claimed figures
+
+
+def test_evaluating_the_shipped_head_scores_the_classifiers_own_predictions(classifier, lm, tmp_path):
+    from voiceos.emotion.evaluate import dev_sets, evaluate_checkpoint
+    from voiceos.emotion.train import f1_scores
+
+    result = evaluate_checkpoint(lm, goemotions=21, meld=14, cache_dir=tmp_path, progress=False)
+    rows = dev_sets(DEFAULT_DATA_DIR, goemotions=21, meld=14)
+    for corpus, examples in (("goemotions", rows["goemotions_dev"]), ("meld", rows["meld_dev"])):
+        predicted = classifier.classify([ex.text for ex in examples], [ex.context for ex in examples])
+        expected = f1_scores([ex.label for ex in examples], [LABELS.index(res.label) for res in predicted])
+        assert result[corpus]["n"] == len(examples)
+        assert result[corpus]["macro_f1"] == pytest.approx(expected["macro_f1"], abs=0.1)  # a near tie may flip
+        assert result[corpus]["accuracy"] == pytest.approx(expected["accuracy"], abs=0.1)
