@@ -13,7 +13,6 @@ import csv
 import json
 import logging
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -101,67 +100,36 @@ def variant_config(config_path: str | None, overrides: dict[str, dict[str, Any]]
 
 
 def run_bench(config_path: str | None, utterances: int = 5, speech_dir: Path | None = None) -> dict[str, Any]:
-    from voiceos.audio.virtual import PulseServer, PulseUnavailable, Recorder
-    from voiceos.daemon.client import ControlClient, EventFollower
+    from voiceos.audio.virtual import Recorder
+    from voiceos.daemon.client import EventFollower
+    from voiceos.daemon.harness import VirtualAudioDaemon
 
     clips = _utterances(speech_dir or DEFAULT_SPEECH, utterances)
-    root = Path(tempfile.mkdtemp(prefix="voiceos-bench-"))
-    server = PulseServer(root)
-    try:
-        server.start()
-    except PulseUnavailable as err:
-        raise VoiceosError(str(err).splitlines()[0]) from None
-    env = {**server.env, "PYTHONUNBUFFERED": "1"}
-    env.pop("VOICEOS_CONFIG", None)
-    cmd = [sys.executable, "-m", "voiceos", *(["--config", config_path] if config_path else []), "run"]
-    log_path = root / "daemon.log"
-    socket_path = str(Path(server.root) / "voiceos" / "control.sock")
-    with open(log_path, "ab") as daemon_log:
-        daemon = subprocess.Popen(cmd, env=env, stdout=daemon_log, stderr=daemon_log)
+    rig = VirtualAudioDaemon(Path(tempfile.mkdtemp(prefix="voiceos-bench-")), config_path, client_timeout=30)
     clock_offset = time.time() - time.monotonic()  # event times are wall clock; recordings are monotonic
     try:
-        client = ControlClient(socket_path, timeout=30)
-        _wait_listening(client, daemon, log_path)
-        events = EventFollower(socket_path)
+        rig.require_listening(300.0, "bench")
+        events = EventFollower(rig.socket)
         time.sleep(0.3)
-        mic, speaker = Recorder(server.env, "vmic", MIC_RATE), Recorder(server.env, "spk.monitor", SPEAKER_RATE)
+        env = rig.server.env
+        mic, speaker = Recorder(env, "vmic", MIC_RATE), Recorder(env, "spk.monitor", SPEAKER_RATE)
         time.sleep(0.5)
         marks = []
         for name, samples in clips:
-            client.request("reset")
+            rig.client.request("reset")
             mark = events.mark()
             sent_at = time.monotonic()
-            server.speak_into_mic(samples)
+            rig.server.speak_into_mic(samples)
             ended = events.wait_for("speech_ended", mark, BENCH_EVENT_TIMEOUT_S)
             timings = events.wait_for("timings", mark, BENCH_EVENT_TIMEOUT_S)
             events.wait_for("speaking_ended", mark, BENCH_EVENT_TIMEOUT_S)
-            _wait_listening(client, daemon, log_path)
+            rig.require_listening(300.0, "bench")
             marks.append((name, sent_at, len(samples) / MIC_RATE, ended, timings))
             time.sleep(0.5)
         mic_audio, speaker_audio = mic.stop(), speaker.stop()
         return _analyse(marks, mic, mic_audio, speaker, speaker_audio, clock_offset)
     finally:
-        daemon.terminate()
-        try:
-            daemon.wait(10)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-        server.stop()
-
-
-def _wait_listening(client, daemon: subprocess.Popen, log_path: Path, timeout: float = 300.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if daemon.poll() is not None:
-            tail = log_path.read_text(errors="replace")[-1500:]
-            raise VoiceosError(f"bench: the daemon exited with status {daemon.returncode}:\n{tail}")
-        try:
-            if client.request("status")["state"] == "listening":
-                return
-        except VoiceosError:
-            pass
-        time.sleep(0.2)
-    raise VoiceosError(f"bench: the daemon was not listening after {timeout:.0f} s (log: {log_path})")
+        rig.stop(10.0)
 
 
 def _analyse(marks, mic, mic_audio, speaker, speaker_audio, clock_offset: float) -> dict[str, Any]:

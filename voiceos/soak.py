@@ -13,7 +13,6 @@ import logging
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,8 @@ import soundfile as sf
 
 from voiceos.audio.files import read_audio
 from voiceos.bench import DEFAULT_SPEECH, manifest_rows
-from voiceos.daemon.client import ControlClient, EventFollower
+from voiceos.daemon.client import EventFollower
+from voiceos.daemon.harness import VirtualAudioDaemon
 from voiceos.errors import VoiceosError
 
 log = logging.getLogger(__name__)
@@ -104,49 +104,16 @@ def load_clips(speech_dir: Path) -> list[tuple[str, np.ndarray]]:
     return [(Path(r["path"]).name, read_audio(speech_dir / r["path"], MIC_RATE)) for r in manifest_rows(speech_dir)]
 
 
-class Soak:
+class Soak(VirtualAudioDaemon):
     """One daemon on one private sound server, driven turn by turn; use :func:`run_soak`."""
 
     def __init__(self, root: Path, env: dict[str, str] | None, config_path: str | None) -> None:
-        from voiceos.audio.virtual import PulseServer, PulseUnavailable
-
-        self.root = root
-        self.server = PulseServer(root)
-        try:
-            self.server.start()
-        except PulseUnavailable as err:
-            raise VoiceosError(str(err).splitlines()[0]) from None
-        daemon_env = {**self.server.env, **(env or {}), **self.server.client_env, "PYTHONUNBUFFERED": "1"}
-        daemon_env.pop("VOICEOS_CONFIG", None)
-        cmd = [sys.executable, "-m", "voiceos", *(["--config", config_path] if config_path else []), "run"]
-        self.log_path = root / "daemon.log"
-        with open(self.log_path, "ab") as daemon_log:  # a session of its own: Ctrl+C on the soak does not stop it
-            self.daemon = subprocess.Popen(
-                cmd, env=daemon_env, stdout=daemon_log, stderr=daemon_log, start_new_session=True
-            )
-        self.pid = self.daemon.pid
-        self.socket = str(self.server.root / "voiceos" / "control.sock")
-        self.client = ControlClient(self.socket, timeout=60)
+        super().__init__(root, config_path, env)
         self.events: EventFollower | None = None
         self.speaker: SpeakerMonitor | None = None
 
-    def alive(self) -> bool:
-        return self.daemon.poll() is None
-
-    def wait_listening(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.alive():
-            try:
-                if self.client.request("status")["state"] == "listening":
-                    return True
-            except VoiceosError:
-                pass
-            time.sleep(0.2)
-        return False
-
     def start(self, load_timeout: float = 300.0) -> None:
-        if not self.wait_listening(load_timeout):
-            raise VoiceosError(f"soak: the daemon is not listening after {load_timeout:.0f} s:\n{self.log_tail()}")
+        self.require_listening(load_timeout, "soak")
         self.events = EventFollower(self.socket, keep=SOAK_EVENTS)
         self.speaker = SpeakerMonitor(self.server.env)
         time.sleep(0.5)  # the subscription and the recorder are in place
@@ -192,23 +159,10 @@ class Soak:
             turn["history_messages"] = self.client.request("status")["history_messages"]
         return turn
 
-    def log_tail(self, chars: int = 3000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:]
-
-    def stop(self) -> int | None:
-        """SIGTERM the daemon; its exit status (None if it had to be killed)."""
+    def stop(self, timeout: float = 15.0) -> int | None:
         if self.speaker is not None:
             self.speaker.stop()
-        status: int | None = self.daemon.poll()
-        if status is None:
-            self.daemon.send_signal(signal.SIGTERM)
-            try:
-                status = self.daemon.wait(15)
-            except subprocess.TimeoutExpired:
-                self.daemon.kill()
-                self.daemon.wait(5)
-        self.server.stop()
-        return status
+        return super().stop(timeout)
 
 
 def run_soak(
