@@ -14,8 +14,6 @@ from typing import Any
 
 from voiceos.daemon.client import ControlClient, EventFollower
 
-EventLog = EventFollower  # tests wait for events by name and predicate (voiceos.daemon.client)
-
 
 class DaemonProcess:
     """The daemon, with its control socket where ``voiceos`` clients look for it: $XDG_RUNTIME_DIR/voiceos/."""
@@ -84,7 +82,7 @@ def running_daemon(pulse_server, xdg_cache_home: Path, log_dir: Path, config: Pa
     proc = DaemonProcess(env, log_dir, config)
     try:
         proc.wait_until("listening")
-        proc.events = EventLog(proc.socket)
+        proc.events = EventFollower(proc.socket)
         time.sleep(0.2)  # the events subscription is in place
         yield proc
     finally:

@@ -86,11 +86,6 @@ def test_run_with_an_invalid_config_file_exits_78_but_other_commands_exit_1(tmp_
 # -- the same under systemd: failed, not restarting ---------------------------------------------------------------
 
 
-@pytest.fixture
-def manager(daemon_manager: UserManager):
-    return daemon_manager
-
-
 def _install(manager: UserManager, env: dict[str, str], **replace: str) -> Path:
     """The real unit (hardening included); its output appended to a file, which stands in for the journal."""
     log = manager.root / f"{UNIT}.log"
@@ -111,41 +106,42 @@ def _wait_until_settled(manager: UserManager, timeout: float) -> dict[str, str]:
         time.sleep(0.2)
 
 
-def test_unit_with_a_missing_model_fails_once_says_why_and_is_not_restarted(manager: UserManager) -> None:
-    missing = manager.root / "no-such-model"
-    config = _write_config(manager.root / "broken.yaml", {"dialogue": {"model": str(missing)}})
-    log = _install(manager, {"VOICEOS_CONFIG": str(config)})
-    result = manager.systemctl("start", UNIT, check=False, timeout=330)
+def test_unit_with_a_missing_model_fails_once_says_why_and_is_not_restarted(daemon_manager: UserManager) -> None:
+    missing = daemon_manager.root / "no-such-model"
+    config = _write_config(daemon_manager.root / "broken.yaml", {"dialogue": {"model": str(missing)}})
+    log = _install(daemon_manager, {"VOICEOS_CONFIG": str(config)})
+    result = daemon_manager.systemctl("start", UNIT, check=False, timeout=330)
     assert result.returncode != 0  # the start job fails: the daemon never sent READY=1
-    props = _wait_until_settled(manager, 60)
+    props = _wait_until_settled(daemon_manager, 60)
     assert (props["ActiveState"], props["Result"], props["ExecMainStatus"]) == ("failed", "exit-code", "78"), (
         props,
         log.read_text()[-3000:],
     )
     assert props["NRestarts"] == "0"
     time.sleep(5)  # RestartSec=2 twice over: a restart would have happened by now
-    again = manager.show(UNIT, "ActiveState", "NRestarts")
-    assert again == {"ActiveState": "failed", "NRestarts": "0"}, manager.journal(UNIT)
+    again = daemon_manager.show(UNIT, "ActiveState", "NRestarts")
+    assert again == {"ActiveState": "failed", "NRestarts": "0"}, daemon_manager.journal(UNIT)
     # The reason: in the unit's status text (systemctl status shows it) and as the last line of its output.
     reason = f"dialogue model directory {missing} does not exist"
     assert reason in props["StatusText"], props
     assert log.read_text().strip().splitlines()[-1] == f"voiceos: error: {reason}"
-    shown = manager.systemctl("status", UNIT, check=False).stdout
+    shown = daemon_manager.systemctl("status", UNIT, check=False).stdout
     assert "(code=exited, status=78" in shown and f'Status: "failed: {reason}"' in shown, shown
 
 
-def test_a_unit_that_keeps_failing_stops_at_the_start_limit(manager: UserManager) -> None:
+def test_a_unit_that_keeps_failing_stops_at_the_start_limit(daemon_manager: UserManager) -> None:
     """Any other failure is restarted (RestartSec=2), but StartLimitBurst=5 in 120 s ends the loop."""
-    _install(manager, {}, ExecStart=f"{quote_exec_arg(sys.executable)} -c 'raise SystemExit(1)'")
-    mark = manager.log_mark()
-    manager.systemctl("start", UNIT, check=False, timeout=60)
-    props = manager.wait_for(UNIT, 60, ActiveState="failed")  # while restarts are due it is activating/auto-restart
-    assert props["ActiveState"] == "failed", manager.journal(UNIT)
-    restarts = manager.show(UNIT, "NRestarts")["NRestarts"]
-    assert restarts == "5", manager.journal(UNIT)  # 5 restarts scheduled; the 6th start in 120 s is refused
-    assert f"{UNIT}: Start request repeated too quickly." in manager.log_since(mark)
+    _install(daemon_manager, {}, ExecStart=f"{quote_exec_arg(sys.executable)} -c 'raise SystemExit(1)'")
+    mark = daemon_manager.log_mark()
+    daemon_manager.systemctl("start", UNIT, check=False, timeout=60)
+    # while restarts are due it is activating/auto-restart
+    props = daemon_manager.wait_for(UNIT, 60, ActiveState="failed")
+    assert props["ActiveState"] == "failed", daemon_manager.journal(UNIT)
+    restarts = daemon_manager.show(UNIT, "NRestarts")["NRestarts"]
+    assert restarts == "5", daemon_manager.journal(UNIT)  # 5 restarts scheduled; the 6th start in 120 s is refused
+    assert f"{UNIT}: Start request repeated too quickly." in daemon_manager.log_since(mark)
     time.sleep(5)
-    assert manager.show(UNIT, "ActiveState", "NRestarts") == {"ActiveState": "failed", "NRestarts": restarts}
+    assert daemon_manager.show(UNIT, "ActiveState", "NRestarts") == {"ActiveState": "failed", "NRestarts": restarts}
 
 
 # -- the microphone unplugged and plugged back in ------------------------------------------------------------------

@@ -116,7 +116,7 @@ def test_sighup_applies_live_changes_and_keeps_the_conversation(daemon, config_f
     assert ended["forced"] and ended["seconds"] <= 1.2, ended
     spoken = daemon.events.wait_for("speaking_ended", mark, timeout=120)
     daemon.wait_until("listening", timeout=120)
-    # The pieces cut before the reply could speak carried over: the answered turn holds the whole sentence.
+    # The pieces cut before the reply could speak carried over: the answered turn holds words of several pieces.
     answered = [
         e for e in daemon.events.since(mark) if e["event"] == "transcript" and e["arrived"] <= spoken["arrived"]
     ]

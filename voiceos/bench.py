@@ -33,7 +33,8 @@ BENCH_EVENT_TIMEOUT_S = 180.0
 STAGES = ("endpointing", "asr", "lm_first_token", "first_sentence", "tts_first_audio", "output_buffering")
 
 
-def _loud_windows(samples: np.ndarray, rate: int) -> np.ndarray:
+def loud_windows(samples: np.ndarray, rate: int) -> np.ndarray:
+    """Whether each whole 20 ms window of ``samples`` is louder than :data:`LOUD` (RMS)."""
     hop = rate // 50
     n = len(samples) // hop
     if n == 0:
@@ -44,14 +45,14 @@ def _loud_windows(samples: np.ndarray, rate: int) -> np.ndarray:
 
 def last_sound_end(samples: np.ndarray, rate: int, start_s: float, end_s: float) -> float | None:
     """Seconds into ``samples`` where the last loud window between start_s and end_s ends."""
-    loud = _loud_windows(samples, rate)
+    loud = loud_windows(samples, rate)
     first, last = int(start_s * 50), min(len(loud), int(end_s * 50) + 1)
     hits = np.flatnonzero(loud[first:last])
     return (first + hits[-1] + 1) / 50 if hits.size else None
 
 
 def first_sound_start(samples: np.ndarray, rate: int, after_s: float) -> float | None:
-    loud = _loud_windows(samples, rate)
+    loud = loud_windows(samples, rate)
     first = int(after_s * 50)
     hits = np.flatnonzero(loud[first:])
     return (first + hits[0]) / 50 if hits.size else None

@@ -330,9 +330,9 @@ class Pipeline:
     def remember(self, user_text: str, reply: str) -> None:
         """Add a finished exchange to the history (what the assistant really said, after an interruption).
 
-        Exchanges that could never fit the prompt again (a token is at least one character, so beyond
-        ``max_prompt_tokens`` characters of history) are dropped, oldest first: the memory stays bounded over weeks
-        and the prompt fitting never has to walk a long list.
+        Exchanges that could never fit the prompt again (beyond ``max_prompt_tokens`` x ``CHARS_PER_TOKEN_MAX``
+        characters of history, a generous bound) are dropped, oldest first: the memory stays bounded over weeks and
+        the prompt fitting never has to walk a long list.
         """
         self.history.extend(({"role": "user", "content": user_text}, {"role": "assistant", "content": reply}))
         budget = self.config.dialogue.max_prompt_tokens * CHARS_PER_TOKEN_MAX

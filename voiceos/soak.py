@@ -26,16 +26,14 @@ import numpy as np
 import soundfile as sf
 
 from voiceos.audio.files import read_audio
-from voiceos.bench import DEFAULT_SPEECH, manifest_rows
+from voiceos.bench import DEFAULT_SPEECH, MIC_RATE, loud_windows, manifest_rows
 from voiceos.daemon.client import EventFollower
 from voiceos.daemon.harness import VirtualAudioDaemon
 from voiceos.errors import VoiceosError
 
 log = logging.getLogger(__name__)
 
-MIC_RATE = 16000
 MONITOR_RATE = 8000  # the speaker monitor only needs loudness
-LOUD = 0.01  # RMS of a 20 ms window that counts as sound (as in voiceos.bench)
 HEARD_S = 0.3  # a reply counts as heard with at least this much sound on the speaker
 RSS_WINDOW = 5  # turns: one idle RSS sample swings by ~10% as the allocator keeps or returns a reply's peak
 LOG_PROBLEM = re.compile(r" (ERROR|CRITICAL) |^Traceback ")
@@ -82,8 +80,8 @@ class SpeakerMonitor:
             pending += chunk
             n = len(pending) // window
             if n:
-                samples = np.frombuffer(pending[: n * window], dtype="<f4").reshape(n, -1)
-                self.loud_windows += int(np.sum(np.sqrt(np.mean(samples**2, axis=1)) > LOUD))
+                samples = np.frombuffer(pending[: n * window], dtype="<f4")
+                self.loud_windows += int(loud_windows(samples, MONITOR_RATE).sum())
                 pending = pending[n * window :]
 
     @property

@@ -324,12 +324,13 @@ class Assistant:
             self._interrupt(turn, "barge-in")
         elif turn.source == "microphone":
             # The end of turn came too early: the user goes on. Their words so far join the next utterance.
-            self._interrupt_unspoken(turn, "the user is still talking")
+            self._cut_turn(turn, "the user is still talking")
 
-    def _interrupt_unspoken(self, turn: _Turn, reason: str) -> None:
-        """Cancel a microphone turn that has not spoken yet; the user's words in it carry over to the next one.
+    def _cut_turn(self, turn: _Turn, reason: str) -> None:
+        """Cancel ``turn``; a microphone turn that had not spoken yet hands the user's words to the next utterance.
         (Words still being transcribed carry over when their transcript arrives, in ``_run_audio_turn``.)"""
-        if self._interrupt(turn, reason) and turn.user_text:
+        unspoken = turn.source == "microphone" and not turn.speaking
+        if self._interrupt(turn, reason) and unspoken and turn.user_text:
             self._carry_over = f"{self._carry_over} {turn.user_text}".strip()
 
     # -- turns ---------------------------------------------------------------------------------------------------
@@ -360,10 +361,7 @@ class Assistant:
         turn = _Turn("", "microphone", done=asyncio.get_running_loop().create_future())
         previous, self._turn = self._turn, turn
         if previous is not None:
-            if previous.speaking or previous.source != "microphone":
-                self._interrupt(previous, "a new utterance")
-            else:
-                self._interrupt_unspoken(previous, "a new utterance")
+            self._cut_turn(previous, "a new utterance")
         return turn
 
     async def _run_audio_turn(

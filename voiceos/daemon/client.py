@@ -6,6 +6,8 @@ import itertools
 import json
 import os
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -170,8 +172,6 @@ class EventFollower:
     """
 
     def __init__(self, socket_path: str, keep: frozenset[str] | None = None) -> None:
-        import threading
-
         self.events: list[dict[str, Any]] = []
         self._keep = keep
         self._cond = threading.Condition()
@@ -179,8 +179,6 @@ class EventFollower:
         threading.Thread(target=self._follow, daemon=True).start()
 
     def _follow(self) -> None:
-        import time
-
         try:
             for event in self._client.iter_events():
                 if self._keep is None or event["event"] in self._keep:
@@ -200,8 +198,6 @@ class EventFollower:
 
     def wait_for(self, name: str, mark: int = 0, timeout: float = 120.0, where=lambda e: True) -> dict[str, Any]:
         """The first ``name`` event from ``mark`` on that ``where`` accepts; :class:`EventTimeout` after ``timeout``."""
-        import time
-
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
