@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from daemon_process import DaemonProcess, running_daemon
 
@@ -36,10 +37,30 @@ def test_the_assistants_own_voice_coming_back_starts_no_turn(echoing_daemon):
     mark = daemon.events.mark()
     for prompt in ("Tell me something nice about autumn.", "What is your favourite season?"):
         data = daemon.client.request("say", text=prompt)
-        assert data["audio"]["played"] and not data["interrupted"], data
+        assert data["audio"]["played"] and not data["interrupted"], (data, daemon.log_tail(2000))
     time.sleep(1.0)  # the echo's tail
     assert daemon.events.since(mark, "speech_ended") == []
     assert [e["source"] for e in daemon.events.since(mark, "transcript")] == ["say", "say"]
+
+
+def loudest(samples: np.ndarray, seconds: float) -> np.ndarray:
+    """The loudest stretch of ``seconds`` (in 10 ms steps): voice, not the pause around it."""
+    n, hop = int(seconds * SAMPLE_RATE), SAMPLE_RATE // 100
+    energy = np.convolve(samples**2, np.ones(n), mode="valid")[::hop]
+    start = int(np.argmax(energy)) * hop
+    return samples[start : start + n]
+
+
+def test_a_short_sound_over_the_reply_does_not_interrupt_it(echoing_daemon, pulse_server):
+    daemon = echoing_daemon
+    mark = daemon.events.mark()
+    speaker, result = daemon.say_at_length(mark, settle_s=3.0)  # the canceller has learnt the echo path
+    burst = loudest(read_audio(LIBRIVOX / "sense_and_sensibility_01_austen_64kb-0880.wav", SAMPLE_RATE), 0.2)
+    pulse_server.speak_into_mic(burst)
+    daemon.events.wait_for("speech_started", mark, timeout=10)  # heard as voice over the echo: it would have cut
+    speaker.join(120)  # the reply at once before audio.barge_in_min_ms
+    assert result["audio"]["played"] and not result["interrupted"], (result, daemon.log_tail(2000))
+    assert daemon.events.since(mark, "speech_ended") == [], "0.2 s over the reply became a turn"
 
 
 def test_the_user_still_barges_in_over_the_echo(echoing_daemon, pulse_server):

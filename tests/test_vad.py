@@ -182,6 +182,23 @@ def test_a_short_blip_is_discarded_after_it_was_announced() -> None:
     assert [type(e) for e in kept] == [SpeechStarted, SpeechPaused, SpeechEnded]
 
 
+def test_voiced_time_grows_while_speech_goes_on_and_is_carried_by_the_utterance() -> None:
+    samples = load(TRACK)
+    options = dataclasses.replace(VadOptions(), hangover_ms=300, speculate_ms=0)
+    seg = VadSegmenter(options)
+    seen, utterances = [], []
+    for pos in range(0, len(samples), 480):  # 30 ms at a time, as the microphone delivers it
+        events = seg.feed(samples[pos : pos + 480])
+        utterances += ended(events)
+        seen.append(seg.voiced_s)
+    utterances += ended(seg.flush())
+    assert seen[0] == 0.0 and max(seen) > 1.0  # grows inside an utterance, 0 between them
+    assert 0.0 in seen[len(seen) // 2 :]
+    for utt in utterances:
+        assert options.min_speech_ms / 1000 <= utt.voiced_s <= utt.duration_s + 1e-9
+    assert ended(run(samples, options)) == utterances  # times compare; voiced_s is there either way
+
+
 def test_events_come_in_start_end_pairs_in_time_order() -> None:
     events = run(load(TRACK), dataclasses.replace(VadOptions(), hangover_ms=300, aggressiveness=3))
     kinds = [type(e) for e in events if not isinstance(e, SpeechPaused)]  # pauses may come between (speculation)

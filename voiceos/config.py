@@ -51,6 +51,7 @@ class AudioOptions:
     output_sample_rate: int = _range(0, 0, 192000)  # 0 = play at the voice's own rate
     input_sample_rate: int = _range(0, 0, 192000)  # 0 = capture at the microphone's own rate
     barge_in: bool = True  # the user speaking over the assistant stops it
+    barge_in_min_ms: int = _range(400, 0, 5000)  # voiced speech over a reply needed to stop it (shorter: ignored)
     reconnect_max_s: float = _range(3.0, 0.5, 600.0)  # longest wait between tries to reopen lost devices
 
 

@@ -58,6 +58,7 @@ class Utterance:
     start_s: float
     end_s: float
     samples: np.ndarray = field(repr=False, compare=False)
+    voiced_s: float = field(default=0.0, compare=False)  # how much of it the VAD called voice
 
     @property
     def duration_s(self) -> float:
@@ -192,7 +193,8 @@ class VadSegmenter:
             if self._silence_run == self._speculate and self._voiced >= self._min_voiced:
                 keep = self._last_voiced - self._utt_start + 1
                 start_s, end_s = self._time(self._utt_start), self._time(self._last_voiced + 1)
-                events.append(SpeechPaused(Utterance(start_s, end_s, np.concatenate(self._utt[:keep]))))
+                utt = Utterance(start_s, end_s, np.concatenate(self._utt[:keep]), self._voiced_time())
+                events.append(SpeechPaused(utt))
         if len(self._utt) >= self._max_frames:
             pausing = self._silence_run > 0
             self._close(events, forced=True)  # at the last voiced frame
@@ -226,7 +228,7 @@ class VadSegmenter:
             events.append(SpeechDiscarded(start_s, max(start_s, end_s)))
         else:
             samples = np.concatenate(self._utt[:keep])
-            events.append(SpeechEnded(Utterance(start_s, end_s, samples), forced=forced))
+            events.append(SpeechEnded(Utterance(start_s, end_s, samples, self._voiced_time()), forced=forced))
         for frame in self._utt[max(keep, 0) :]:
             self._history.append(frame)
         self._utt = []
@@ -234,6 +236,14 @@ class VadSegmenter:
         self._voiced = 0
         self._silence_run = 0
         self._ring.clear()
+
+    @property
+    def voiced_s(self) -> float:
+        """Voice heard so far in the open utterance (0 when none is open)."""
+        return self._voiced_time() if self._triggered else 0.0
+
+    def _voiced_time(self) -> float:
+        return self._voiced * self.options.frame_ms / 1000
 
     def _time(self, frame_index: int) -> float:
         return frame_index * self._frame_len / self.options.sample_rate

@@ -363,6 +363,17 @@ class EchoGate:
         self._rng = np.random.default_rng(0)
         self.echo_frames = 0  # 10 ms frames replaced as echo
         self.user_frames = 0  # 10 ms frames heard as the user while the reference played
+        self._last_user: tuple[float, float, float] | None = None  # (mic, output, reference) energies
+
+    def describe_last_user(self) -> str:
+        """The levels behind the latest frame taken for the user over playback (for the barge-in log line)."""
+        if self._last_user is None:
+            return "nothing was playing" if self.mode != "off" else "echo handling off"
+        m, x, r = (10 * math.log10(max(e, 1e-12)) for e in self._last_user)
+        return (
+            f"microphone {m:.0f} dB, after the canceller {x:.0f} dB, played {r:.0f} dB, "
+            f"echo coupling {self.coupling.db:.0f} dB (raw {self.raw_coupling.db:.0f} dB)"
+        )
 
     def process(self, mic: np.ndarray, time_s: float | None = None) -> GateResult:
         """Judge ``mic`` (16 kHz, a multiple of 10 ms) captured from ``time_s`` (stream time of its first sample).
@@ -427,6 +438,7 @@ class EchoGate:
             if heard:
                 user = True
                 self.user_frames += 1
+                self._last_user = (m, x, r)
                 continue
             self.echo_frames += 1
             if aec:  # reduced by the canceller, so not a user (whose voice it leaves alone)

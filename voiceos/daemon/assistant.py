@@ -35,6 +35,7 @@ from voiceos.audio.microphone import Microphone, rescan_devices
 from voiceos.audio.playback import ChunkPlayer, resolve_device
 from voiceos.config import Config, VadOptions
 from voiceos.daemon.bus import EventBus
+from voiceos.daemon.interruption import MinSpeechInterruption
 from voiceos.emotion.labels import EmotionResult
 from voiceos.errors import AudioDeviceError, AudioInputError, VoiceosError
 from voiceos.events import (
@@ -80,6 +81,7 @@ class _Turn:
     played_at_start: float = 0.0  # the player's played_seconds when this turn's audio began
     speaking: bool = False
     interrupted: bool = False
+    interrupted_by: str | None = None  # why: barge-in, a new turn, the interrupt command, ...
     timings_ms: dict[str, float] = field(default_factory=dict)
     done: asyncio.Future | None = None
 
@@ -109,6 +111,7 @@ class Assistant:
         self._carry_over = ""  # user text of a turn cut before it spoke: the user was not done talking
         self._speculation: tuple[tuple[float, float], concurrent.futures.Future] | None = None  # ASR during a pause
         self._vad = VadSegmenter(self.config.vad)
+        self._barge_in: MinSpeechInterruption[_Turn] = MinSpeechInterruption(self.config.audio.barge_in_min_ms)
         # One reference and gate for the daemon's life: what the canceller learns carries over from reply to reply.
         self.reference = PlaybackReference(self._output_rate())
         self.echo = EchoGate(self.reference, self.config.echo)
@@ -175,6 +178,7 @@ class Assistant:
         self.config = self.pipeline.config = config
         if new_vad:
             self._vad = VadSegmenter(config.vad)
+        self._barge_in = MinSpeechInterruption(config.audio.barge_in_min_ms)
         if new_echo:
             self.echo = EchoGate(self.reference, config.echo)
 
@@ -291,13 +295,21 @@ class Assistant:
                 self._speculate(event.utterance)
             elif isinstance(event, SpeechEnded):
                 utt = event.utterance
+                if self._barge_in.ended(utt.voiced_s):
+                    log.info("ignored %.2f s of voice over the reply: too short to interrupt it", utt.voiced_s)
+                    continue
                 self.bus.publish(SpeechEndedEvent(stream_s=utt.end_s, seconds=utt.duration_s, forced=event.forced))
                 # The turn exists from this moment on, so that speech starting again in this same batch of frames
                 # (a forced cut at max_utterance_s) finds it and carries its words over to the next utterance.
                 turn = self._begin_audio_turn()
                 self._start_turn(self._run_audio_turn(turn, utt.samples, self._speculation_for(utt)))
             elif isinstance(event, SpeechDiscarded):
+                self._barge_in.ended(0.0)
                 log.debug("discarded a %.2f s blip", event.end_s - event.start_s)
+        interrupted = self._barge_in.due(self._vad.voiced_s)
+        if interrupted is not None and interrupted.speaking and not interrupted.cancel.is_set():
+            log.info("barge-in: the user speaks over the assistant (%s)", self.echo.describe_last_user())
+            self._interrupt(interrupted, "barge-in")
 
     def _speculate(self, utterance: Utterance) -> None:
         """The user paused: transcribe what they said so far now, in case the pause turns out to end the turn."""
@@ -320,8 +332,7 @@ class Assistant:
         if turn is None or turn.cancel.is_set() or not self.config.audio.barge_in:
             return
         if turn.speaking:
-            log.info("barge-in: the user speaks over the assistant")
-            self._interrupt(turn, "barge-in")
+            self._barge_in.started_over(turn)  # interrupts once the user has said enough: see _on_mic_audio
         elif turn.source == "microphone":
             # The end of turn came too early: the user goes on. Their words so far join the next utterance.
             self._cut_turn(turn, "the user is still talking")
@@ -347,7 +358,7 @@ class Assistant:
         if turn.cancel.is_set():
             return False
         turn.cancel.set()
-        turn.interrupted = True
+        turn.interrupted, turn.interrupted_by = True, reason
         if turn.speaking:
             self.interruptions += 1
             if self.player is not None:
@@ -517,6 +528,7 @@ class Assistant:
         data = result.as_json()
         data["timings_ms"] = {k: round(v, 1) for k, v in timings.items()}
         data["interrupted"] = turn.interrupted
+        data["interrupted_by"] = turn.interrupted_by
         data["spoken_text"] = heard
         data["audio"]["played"] = turn.speaking
         return data

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 # Dotted keys (or section prefixes ending in ".") that a running daemon applies; anything else needs a restart.
 LIVE_KEYS = (
     "audio.barge_in",
+    "audio.barge_in_min_ms",
     "audio.reconnect_max_s",
     "echo.",
     "vad.aggressiveness",
@@ -220,7 +221,11 @@ def live_values(assistant: Any) -> dict[str, Any]:
     return {
         "vad": dataclasses.asdict(assistant.vad_options),
         "echo": dataclasses.asdict(assistant.echo.options),
-        "audio": {"barge_in": config.audio.barge_in, "reconnect_max_s": config.audio.reconnect_max_s},
+        "audio": {
+            "barge_in": config.audio.barge_in,
+            "barge_in_min_ms": config.audio.barge_in_min_ms,
+            "reconnect_max_s": config.audio.reconnect_max_s,
+        },
         "dialogue": {name: getattr(lm.options, name) for name in decoding} if lm is not None else {},
         "emotion": {"min_confidence": config.emotion.min_confidence, **dataclasses.asdict(config.emotion.policy)},
         "voice": assistant.pipeline.voice.name if assistant.pipeline.voice is not None else None,
