@@ -147,3 +147,45 @@ def test_evaluating_the_shipped_head_scores_the_classifiers_own_predictions(clas
         assert result[corpus]["n"] == len(examples)
         assert result[corpus]["macro_f1"] == pytest.approx(expected["macro_f1"], abs=0.1)  # a near tie may flip
         assert result[corpus]["accuracy"] == pytest.approx(expected["accuracy"], abs=0.1)
+
+
+@pytest.mark.parametrize("hidden_units", [0, 32])
+def test_training_writes_a_checkpoint_that_loads_and_is_reproduced_from_the_feature_cache(lm, tmp_path, hidden_units):
+    """`voiceos train` end to end on a small stratified subsample of both corpora (the real LM computes features)."""
+    from voiceos.emotion.classifier import EmotionClassifier, load_head
+    from voiceos.emotion.train import TrainOptions, train
+
+    options = TrainOptions(
+        out_dir=str(tmp_path / "first"),
+        cache_dir=str(tmp_path / "cache"),
+        goemotions_train=140,
+        meld_train=70,
+        goemotions_dev=70,
+        meld_dev=35,
+        layer=14,
+        epochs=6,
+        patience=3,
+        hidden_units=hidden_units,
+        command="python -m voiceos.emotion.train ...",
+    )
+    first = train(options, lm, progress=False)
+    files = {p.name for p in (tmp_path / "first").iterdir()}
+    assert {"head.safetensors", "head.json", "labels.json", "metrics.json", "MODEL_CARD.md"} <= files
+    asked = {"goemotions_train": 140, "meld_train": 70, "goemotions_dev": 70, "meld_dev": 35}
+    assert all(abs(first["sizes"][k] - n) <= 2 for k, n in asked.items()), first["sizes"]  # stratified: rounded
+    assert 1 <= first["best_epoch"] <= first["epochs_run"] <= 6 and "baseline" in first
+    assert (tmp_path / "first" / "MODEL_CARD.md").read_text().count("python -m voiceos.emotion.train ...") == 1
+    cached = sorted((tmp_path / "cache" / "emotion-features").glob("*.npy"))
+    assert len(cached) == 4  # one file per set: the LM ran once per example
+
+    second = train(TrainOptions(**{**options.__dict__, "out_dir": str(tmp_path / "second")}), lm, progress=False)
+    assert sorted((tmp_path / "cache" / "emotion-features").glob("*.npy")) == cached
+    assert second["dev"] == first["dev"] and second["best_epoch"] == first["best_epoch"]  # fixed seeds
+
+    head, labels = load_head(tmp_path / "first")
+    assert labels == LABELS and head.hidden_units == hidden_units and head.layer == 14
+    again, _ = load_head(tmp_path / "second")
+    for (name, a), (_, b) in zip(head.state_dict().items(), again.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    results = EmotionClassifier(head, labels, lm).classify(["I am so happy today!", "That is awful."])
+    assert all(abs(sum(r.scores.values()) - 1) < 1e-3 for r in results)

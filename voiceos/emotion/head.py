@@ -1,4 +1,5 @@
-"""The emotion head: LayerNorm + Linear over pooled hidden-state features of one LM layer; saved as safetensors."""
+"""The emotion head over pooled hidden-state features of one LM layer: LayerNorm + Linear, or with ``hidden_units``
+one GELU layer before the output; saved as safetensors."""
 
 from __future__ import annotations
 
@@ -14,17 +15,29 @@ CONFIG = "head.json"
 
 class EmotionHead(nn.Module):
     def __init__(
-        self, in_dim: int, n_labels: int, *, pooling: str = "mean+last", layer: int = -1, dropout: float = 0.1
+        self,
+        in_dim: int,
+        n_labels: int,
+        *,
+        pooling: str = "mean+last",
+        layer: int = -1,
+        dropout: float = 0.1,
+        hidden_units: int = 0,
     ) -> None:
         super().__init__()
         self.in_dim, self.n_labels, self.pooling = in_dim, n_labels, pooling
         self.layer = layer  # the LM's hidden_states index the features are pooled from (-1: the final output)
+        self.hidden_units = hidden_units  # 0: linear
         self.norm = nn.LayerNorm(in_dim)
         self.drop = nn.Dropout(dropout)
-        self.out = nn.Linear(in_dim, n_labels)
+        self.hidden = (
+            nn.Sequential(nn.Linear(in_dim, hidden_units), nn.GELU(), nn.Dropout(dropout)) if hidden_units else None
+        )
+        self.out = nn.Linear(hidden_units or in_dim, n_labels)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.out(self.drop(self.norm(features)))
+        x = self.drop(self.norm(features))
+        return self.out(self.hidden(x) if self.hidden is not None else x)
 
     def save(self, directory: str | Path) -> None:
         from safetensors.torch import save_file
@@ -33,6 +46,8 @@ class EmotionHead(nn.Module):
         directory.mkdir(parents=True, exist_ok=True)
         save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, str(directory / WEIGHTS))
         config = {"in_dim": self.in_dim, "n_labels": self.n_labels, "pooling": self.pooling, "layer": self.layer}
+        if self.hidden_units:
+            config["hidden_units"] = self.hidden_units
         (directory / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
     @classmethod
@@ -42,7 +57,8 @@ class EmotionHead(nn.Module):
         directory = Path(directory)
         config = json.loads((directory / CONFIG).read_text(encoding="utf-8"))
         pooling, layer = config.get("pooling", "mean+last"), config.get("layer", -1)
-        head = cls(config["in_dim"], config["n_labels"], pooling=pooling, layer=layer)
+        hidden_units = config.get("hidden_units", 0)
+        head = cls(config["in_dim"], config["n_labels"], pooling=pooling, layer=layer, hidden_units=hidden_units)
         head.load_state_dict(load_file(str(directory / WEIGHTS)))
         return head.eval()
 

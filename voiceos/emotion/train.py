@@ -45,6 +45,7 @@ class TrainOptions:
     meld_dev: int | None = None
     context_turns: int = 2  # MELD: preceding utterances given as earlier chat turns
     pooling: str = "mean+last"  # mean | last | mean+last
+    hidden_units: int = 0  # 0: LayerNorm + Linear; else one GELU layer of this width before the output
     layer: int = -1  # hidden_states index the features come from (-1: the final output)
     epochs: int = 200
     patience: int = 25
@@ -99,7 +100,9 @@ def fit_head(
     from tqdm import tqdm
 
     _set_seeds(options.seed)
-    head = EmotionHead(train_x.shape[1], len(LABELS), pooling=pooling, layer=options.layer)
+    head = EmotionHead(
+        train_x.shape[1], len(LABELS), pooling=pooling, layer=options.layer, hidden_units=options.hidden_units
+    )
     counts = torch.bincount(train_y, minlength=len(LABELS)).float()
     weights = counts.sum() / (len(LABELS) * counts.clamp(min=1))
     loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
@@ -240,10 +243,12 @@ def _check_rows(head: EmotionHead, sets: dict[str, list[Example]], feats: dict[s
 
 def _model_card(metrics: dict[str, Any], options: TrainOptions) -> str:
     dev, sizes = metrics["dev"], metrics["sizes"]
+    units = options.hidden_units
+    head_kind = f"LayerNorm + Linear({units}) + GELU + Linear" if units else "LayerNorm + Linear"
     lines = [
         "# voiceos emotion head",
         "",
-        f"LayerNorm + Linear over the frozen dialogue LM's ({metrics['model']}) hidden states (hidden_states index",
+        f"{head_kind} over the frozen dialogue LM's ({metrics['model']}) hidden states (hidden_states index",
         f"{metrics['layer']}) of the user's turn, pooled as `{metrics['pooling']}` (mean over the user's tokens, and",
         "the turn's last token), computed from the same chat prompt the dialogue prefills (system prompt + history +",
         "user turn), so a reply's own prefill yields the emotion.",
