@@ -47,7 +47,7 @@ def classifier(lm):
         pytest.param(
             "I can't believe you did that, I'm furious",
             "anger",
-            marks=pytest.mark.xfail(strict=True, reason="the shipped head says surprise (0.52); anger is 2nd (0.30)"),
+            marks=pytest.mark.xfail(strict=True, reason="the shipped head says surprise (0.39); anger is 3rd (0.19)"),
         ),
         ("My dog died yesterday", "sadness"),
     ],
