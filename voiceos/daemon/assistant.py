@@ -209,7 +209,12 @@ class Assistant:
             self.audio_error = ""
             self.audio_ready.set()
             self.set_state("speaking" if self._turn and self._turn.speaking else "listening")
-            lost = await self._listen(stop)
+            try:
+                lost = await self._listen(stop)
+            except Exception:  # a bug must not leave the daemon deaf while it still answers on the socket
+                log.exception("the audio loop failed; reopening the devices")
+                lost = True
+                await asyncio.sleep(0.5)  # no busy loop if it fails again at once
             microphone = self.microphone.name if self.microphone is not None else "?"
             self.audio_ready.clear()
             self._close_audio()
@@ -307,7 +312,8 @@ class Assistant:
                 self._barge_in.ended(0.0)
                 log.debug("discarded a %.2f s blip", event.end_s - event.start_s)
         interrupted = self._barge_in.due(self._vad.voiced_s)
-        if interrupted is not None and interrupted.speaking and not interrupted.cancel.is_set():
+        # Only the reply still in progress: one that ended on its own meanwhile has nothing left to cut.
+        if interrupted is not None and interrupted is self._turn and not interrupted.cancel.is_set():
             log.info("barge-in: the user speaks over the assistant (%s)", self.echo.describe_last_user())
             self._interrupt(interrupted, "barge-in")
 
