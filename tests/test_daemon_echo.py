@@ -65,6 +65,8 @@ def test_a_short_sound_over_the_reply_does_not_interrupt_it(echoing_daemon, puls
     started = daemon.events.wait_for("speech_started", mark, timeout=10)  # heard as voice over the echo
     speaker.join(120)
     assert result["audio"]["played"], result
+    # The events stream may lag behind the say reply: wait for this reply's end, so the next test's mark follows it.
+    daemon.events.wait_for("speaking_ended", mark, timeout=30)
     events = daemon.events.since(mark)
     of_the_sound = []
     for event in events[events.index(started) + 1 :]:
