@@ -175,10 +175,12 @@ class Assistant:
         Call it on the event loop, which feeds the endpointer and the echo stage: a new endpointer drops an
         utterance being spoken at that moment, and a new echo stage learns the echo path again.
         """
+        min_changed = config.audio.barge_in_min_ms != self.config.audio.barge_in_min_ms
         self.config = self.pipeline.config = config
         if new_vad:
             self._vad = VadSegmenter(config.vad)
-        self._barge_in = MinSpeechInterruption(config.audio.barge_in_min_ms)
+        if new_vad or min_changed:  # else speech over the reply at this moment keeps its place in the policy
+            self._barge_in = MinSpeechInterruption(config.audio.barge_in_min_ms)
         if new_echo:
             self.echo = EchoGate(self.reference, config.echo)
 
@@ -302,6 +304,9 @@ class Assistant:
                 utt = event.utterance
                 if self._barge_in.ended(utt.voiced_s):
                     log.info("ignored %.2f s of voice over the reply: too short to interrupt it", utt.voiced_s)
+                    unused = self._speculation_for(utt)  # its transcription would queue behind the reply
+                    if unused is not None:
+                        unused.cancel()
                     continue
                 self.bus.publish(SpeechEndedEvent(stream_s=utt.end_s, seconds=utt.duration_s, forced=event.forced))
                 # The turn exists from this moment on, so that speech starting again in this same batch of frames
