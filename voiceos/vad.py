@@ -92,7 +92,7 @@ class SpeechDiscarded:
     end_s: float
 
 
-VadEvent = SpeechStarted | SpeechEnded | SpeechDiscarded
+VadEvent = SpeechStarted | SpeechPaused | SpeechEnded | SpeechDiscarded
 
 
 def _as_float_and_pcm(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -3,8 +3,8 @@
 Threads and where work runs:
 
 - PortAudio threads only copy audio (``Microphone`` callback in, ``ChunkPlayer`` callback out).
-- The event loop resamples, runs the echo gate and the VAD (microseconds per frame), publishes events and decides
-  about turns and interruptions.
+- The event loop runs the audio loop (:mod:`voiceos.daemon.audio_loop`: resampling, echo gate, VAD; microseconds
+  per frame), publishes events and decides here, on the VAD's events, about turns and interruptions.
 - One model thread (a single-worker executor) runs ASR, the LM and TTS, so the models never fight for the two
   cores; synthesized audio goes straight from there into the player's queue, sentence by sentence.
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import logging
 import threading
 import time
@@ -29,11 +28,9 @@ from typing import Any
 import numpy as np
 
 from voiceos import __version__
-from voiceos.audio.echo import EchoGate, PlaybackReference
 from voiceos.audio.files import resample
-from voiceos.audio.microphone import Microphone, rescan_devices
-from voiceos.audio.playback import ChunkPlayer, resolve_device
 from voiceos.config import Config, VadOptions
+from voiceos.daemon.audio_loop import SAMPLE_RATE, AudioLoop
 from voiceos.daemon.bus import EventBus
 from voiceos.daemon.interruption import MinSpeechInterruption
 from voiceos.emotion.labels import EmotionResult
@@ -52,23 +49,9 @@ from voiceos.events import (
 )
 from voiceos.pipeline import Pipeline, TurnResult
 from voiceos.privacy import TranscriptLog
-from voiceos.vad import SpeechDiscarded, SpeechEnded, SpeechPaused, SpeechStarted, Utterance, VadSegmenter
+from voiceos.vad import SpeechDiscarded, SpeechEnded, SpeechPaused, SpeechStarted, Utterance, VadEvent
 
 log = logging.getLogger(__name__)
-
-SAMPLE_RATE = 16000
-ECHO_FRAME = SAMPLE_RATE // 100  # the echo stage works in 10 ms steps
-
-
-def _device_counters(mic: Microphone | None, player: ChunkPlayer | None) -> dict[str, int]:
-    """Audio faults counted by the open streams (PortAudio callbacks only increment integers)."""
-    return {
-        "input_overflows": mic.overflows if mic else 0,  # PortAudio: the callback was late, input lost
-        "input_dropped_blocks": mic.dropped_blocks if mic else 0,  # the event loop fell behind the microphone
-        "output_underflows": player.xruns if player else 0,  # PortAudio: the callback was late, silence played
-        "output_underflows_in_reply": player.xruns_in_reply if player else 0,  # of those, while a reply played
-        "output_underruns": player.underruns if player else 0,  # the reply's audio ran dry mid-reply (TTS late)
-    }
 
 
 @dataclass
@@ -99,26 +82,16 @@ class Assistant:
         self.started_at = time.monotonic()
         self.turns = 0
         self.interruptions = 0
-        self.microphone: Microphone | None = None
-        self.player: ChunkPlayer | None = None
-        self.audio_error = ""
-        self.audio_lost = 0  # times the open microphone stopped (device removed, sound server gone)
-        self.audio_ready = asyncio.Event()
         self.extra_status: dict[str, Callable[[], Any]] = {}  # more status() sections (the config reloader's)
         self._models = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="voiceos-models")
         self._turn: _Turn | None = None
         self._turn_task: asyncio.Task | None = None
         self._carry_over = ""  # user text of a turn cut before it spoke: the user was not done talking
         self._speculation: tuple[tuple[float, float], concurrent.futures.Future] | None = None  # ASR during a pause
-        self._vad = VadSegmenter(self.config.vad)
         self._barge_in: MinSpeechInterruption[_Turn] = MinSpeechInterruption(self.config.audio.barge_in_min_ms)
-        # One reference and gate for the daemon's life: what the canceller learns carries over from reply to reply.
-        self.reference = PlaybackReference(self._output_rate())
-        self.echo = EchoGate(self.reference, self.config.echo)
-        self._mic_pending = np.zeros(0, dtype=np.float32)
-        self._last_adc = 0.0
+        output_rate = self.config.audio.output_sample_rate or pipeline.tts.sample_rate
+        self.audio = AudioLoop(self.config, output_rate, self)
         self.transcripts = TranscriptLog() if self.config.privacy.save_transcripts else None
-        self._audio_totals = _device_counters(None, None)  # of streams closed so far (reopened after a loss)
 
     # -- state ---------------------------------------------------------------------------------------------------
     def set_state(self, state: str, detail: str = "") -> None:
@@ -138,10 +111,10 @@ class Assistant:
             "version": __version__,
             "uptime_s": round(time.monotonic() - self.started_at, 1),
             "devices": {
-                "input": self.microphone.name if self.microphone else None,
-                "output": self._output_name(),
-                "error": self.audio_error or None,
-                "lost": self.audio_lost,
+                "input": self.audio.microphone.name if self.audio.microphone else None,
+                "output": self.audio.output_name(),
+                "error": self.audio.error or None,
+                "lost": self.audio.lost,
             },
             "models": {
                 "asr": p.config.asr.model,
@@ -153,21 +126,16 @@ class Assistant:
             "interruptions": self.interruptions,
             "history_messages": len(p.history),
             "barge_in": self.config.audio.barge_in,
-            "echo": self.echo.mode,  # aec, gate (livekit missing) or off
+            "echo": self.audio.echo.mode,  # aec, gate (livekit missing) or off
             **{name: section() for name, section in self.extra_status.items()},
-            "audio_faults": self.audio_faults(),
+            "audio_faults": self.audio.faults(),
         }
-
-    def audio_faults(self) -> dict[str, int]:
-        """Overflows, underflows, dropped blocks and mid-reply gaps since start, over every stream opened."""
-        current = _device_counters(self.microphone, self.player)
-        return {key: total + current[key] for key, total in self._audio_totals.items()}
 
     # -- configuration -------------------------------------------------------------------------------------------
     @property
     def vad_options(self) -> VadOptions:
         """The endpointer's options in effect."""
-        return self._vad.options
+        return self.audio.vad.options
 
     def use_config(self, config: Config, *, new_vad: bool = False, new_echo: bool = False) -> None:
         """Run on ``config`` from now on (a reload: voiceos.daemon.reload decides what may change live).
@@ -177,124 +145,22 @@ class Assistant:
         """
         min_changed = config.audio.barge_in_min_ms != self.config.audio.barge_in_min_ms
         self.config = self.pipeline.config = config
-        if new_vad:
-            self._vad = VadSegmenter(config.vad)
+        self.audio.use_config(config, new_vad=new_vad, new_echo=new_echo)
         if new_vad or min_changed:  # else speech over the reply at this moment keeps its place in the policy
             self._barge_in = MinSpeechInterruption(config.audio.barge_in_min_ms)
-        if new_echo:
-            self.echo = EchoGate(self.reference, config.echo)
 
-    def _output_name(self) -> str | None:
-        if self.player is None:
-            return None
-        from voiceos.audio.microphone import device_name
-
-        return device_name(self.player.device, "output")
-
-    # -- audio ---------------------------------------------------------------------------------------------------
-    async def run_audio(self, stop: asyncio.Event) -> None:
-        """Open the devices and listen until ``stop``; a lost device or sound server is reopened with backoff."""
-        delay = 0.5
-        while not stop.is_set():
-            try:
-                self._open_audio()
-            except AudioDeviceError as err:
-                self.audio_error = str(err)
-                self.set_state("no_audio", f"{err}; retrying in {delay:.1f} s")
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
-                delay = min(delay * 2, self.config.audio.reconnect_max_s)
-                self._close_audio()
-                rescan_devices()
-                continue
-            delay = 0.5
-            self.audio_error = ""
-            self.audio_ready.set()
+    # -- what the audio loop hears -------------------------------------------------------------------------------
+    def on_audio_state(self, state: str, detail: str = "") -> None:
+        if state == "open":
             self.set_state("speaking" if self._turn and self._turn.speaking else "listening")
-            try:
-                lost = await self._listen(stop)
-            except Exception:  # a bug must not leave the daemon deaf while it still answers on the socket
-                log.exception("the audio loop failed; reopening the devices")
-                lost = True
-                await asyncio.sleep(0.5)  # no busy loop if it fails again at once
-            microphone = self.microphone.name if self.microphone is not None else "?"
-            self.audio_ready.clear()
-            self._close_audio()
-            if lost:
-                self.audio_lost += 1
-                self.audio_error = f"microphone {microphone} stopped (device removed or sound server gone)"
-                log.warning("audio stopped: %s; reopening", self.audio_error)
-                self.interrupt_turn("audio lost")
-                self.set_state("no_audio", f"{self.audio_error}; reconnecting")
-                rescan_devices()
-
-    def _open_audio(self) -> None:
-        audio = self.config.audio
-        out_index = resolve_device(audio.output_device, "output")
-        in_index = resolve_device(audio.input_device, "input")
-        self.player = ChunkPlayer(self._output_rate(), out_index, max_queued_s=600.0, on_played=self.reference.write)
-        self.microphone = Microphone(in_index, sample_rate=audio.input_sample_rate)
-        log.info("listening on %s, speaking on %s", self.microphone.name, self._output_name())
-
-    def _output_rate(self) -> int:
-        return self.config.audio.output_sample_rate or self.pipeline.tts.sample_rate
-
-    def _close_audio(self) -> None:
-        self._audio_totals = self.audio_faults()
-        if self.microphone is not None:
-            self.microphone.close()
-        if self.player is not None:
-            with contextlib.suppress(Exception):
-                self.player.close()
-        self.microphone = None
-        self.player = None
-
-    async def _listen(self, stop: asyncio.Event) -> bool:
-        """Feed microphone frames to the VAD until stop (False) or the stream stalls (True)."""
-        mic = self.microphone
-        assert mic is not None
-        self._vad.reset()
-        self._mic_pending = np.zeros(0, dtype=np.float32)
-        frames = mic.frames()
-        # The next frame is a task that a timeout leaves running: cancelling it (as wait_for does) raises inside
-        # the generator and ends it, and a pause in the audio shorter than a stall would leave the daemon deaf.
-        pending: asyncio.Future | None = None
-        try:
-            while not stop.is_set():
-                if pending is None:
-                    pending = asyncio.ensure_future(anext(frames))
-                done, _ = await asyncio.wait({pending}, timeout=0.5)
-                if not done:
-                    if mic.stalled():
-                        return True
-                    continue
-                frame, pending = pending, None
-                try:
-                    samples, adc_time = frame.result()
-                except StopAsyncIteration:  # the microphone was closed
-                    return True
-                self._on_mic_audio(samples, adc_time)
-                if mic.stalled():
-                    return True
-        finally:
-            if pending is not None:
-                pending.cancel()
-                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                    await pending
-            await frames.aclose()
-        return False
-
-    def _on_mic_audio(self, samples: np.ndarray, adc_time: float) -> None:
-        """Echo stage (10 ms multiples, stamped with their capture time), then the VAD."""
-        start_time = adc_time - len(self._mic_pending) / SAMPLE_RATE
-        pending = np.concatenate([self._mic_pending, samples]) if self._mic_pending.size else samples
-        usable = len(pending) // ECHO_FRAME * ECHO_FRAME
-        self._mic_pending = pending[usable:]
-        if not usable:
             return
-        self._last_adc = start_time + usable / SAMPLE_RATE
-        gated = self.echo.process(pending[:usable], start_time)
-        for event in self._vad.feed(gated.audio):
+        if state == "lost":
+            self.interrupt_turn("audio lost")
+        self.set_state("no_audio", detail)
+
+    def on_speech(self, events: list[VadEvent], voiced_s: float) -> None:
+        """Turns start and end here; speech over the reply interrupts it once the barge-in policy says so."""
+        for event in events:
             if isinstance(event, SpeechStarted):
                 self.bus.publish(SpeechStartedEvent(stream_s=event.time_s))
                 self._user_started_speaking()
@@ -316,10 +182,10 @@ class Assistant:
             elif isinstance(event, SpeechDiscarded):
                 self._barge_in.ended(0.0)
                 log.debug("discarded a %.2f s blip", event.end_s - event.start_s)
-        interrupted = self._barge_in.due(self._vad.voiced_s)
+        interrupted = self._barge_in.due(voiced_s)
         # Only the reply still in progress: one that ended on its own meanwhile has nothing left to cut.
         if interrupted is not None and interrupted is self._turn and not interrupted.cancel.is_set():
-            log.info("barge-in: the user speaks over the assistant (%s)", self.echo.describe_last_user())
+            log.info("barge-in: the user speaks over the assistant (%s)", self.audio.echo.describe_last_user())
             self._interrupt(interrupted, "barge-in")
 
     def _speculate(self, utterance: Utterance) -> None:
@@ -372,9 +238,7 @@ class Assistant:
         turn.interrupted, turn.interrupted_by = True, reason
         if turn.speaking:
             self.interruptions += 1
-            if self.player is not None:
-                self.player.stop()
-                self.reference.cut(self._last_adc)  # what was still queued was never heard: no echo will come
+            self.audio.stop_playback()
         log.info("turn interrupted (%s)", reason)
         return True
 
@@ -425,7 +289,7 @@ class Assistant:
             if self._turn is turn:
                 self._turn = None
                 if self.state == "thinking":
-                    self.set_state("listening" if self.microphone else "no_audio")
+                    self.set_state("listening" if self.audio.microphone else "no_audio")
 
     async def _wait_for_idle(self, keep: _Turn | None = None) -> None:
         """A new turn waits for the previous one (cancelled by now) to wind down: one turn at a time."""
@@ -463,23 +327,24 @@ class Assistant:
             if self._turn is turn:
                 self._turn = None
                 if self.state in ("thinking", "speaking"):
-                    self.set_state("listening" if self.microphone else "no_audio")
+                    self.set_state("listening" if self.audio.microphone else "no_audio")
 
     def _reply_in_model_thread(self, turn: _Turn, loop: asyncio.AbstractEventLoop) -> TurnResult:
-        player = self.player
+        player = self.audio.player
         out_rate = player.sample_rate if player is not None else self.pipeline.tts.sample_rate
 
         def on_audio(chunk: np.ndarray) -> None:
-            if turn.cancel.is_set() or self.player is None:
+            player = self.audio.player
+            if turn.cancel.is_set() or player is None:
                 return
             if not turn.speaking:
                 turn.speaking = True
-                turn.played_at_start = self.player.played_seconds
+                turn.played_at_start = player.played_seconds
                 loop.call_soon_threadsafe(self._speaking_started)
             if out_rate != self.pipeline.tts.sample_rate:
                 chunk = resample(chunk, self.pipeline.tts.sample_rate, out_rate)
             try:
-                self.player.write(chunk)
+                player.write(chunk)
             except (RuntimeError, AudioDeviceError) as err:  # the device went away mid-reply
                 log.warning("playback failed: %s", err)
 
@@ -499,8 +364,8 @@ class Assistant:
                 on_user_emotion=on_user_emotion,
             )
         finally:
-            if self.player is not None:
-                self.player.finish()  # the queue running dry after the last sentence is the end, not a gap
+            if self.audio.player is not None:
+                self.audio.player.finish()  # the queue running dry after the last sentence is the end, not a gap
 
     def _speaking_started(self) -> None:
         if self._turn is not None and not self._turn.cancel.is_set():
@@ -508,19 +373,20 @@ class Assistant:
             self.bus.publish(SpeakingStarted())
 
     async def _wait_until_heard(self, turn: _Turn, result: TurnResult) -> None:
-        player = self.player
+        player = self.audio.player
         if player is None:
             return
         total = result.audio_seconds
         deadline = time.monotonic() + total + player.latency + 10.0
-        while not turn.cancel.is_set() and self.player is player and time.monotonic() < deadline:
+        while not turn.cancel.is_set() and self.audio.player is player and time.monotonic() < deadline:
             if player.played_seconds - turn.played_at_start >= total - 0.01:
                 return
             await asyncio.sleep(0.02)
 
     def _finish_turn(self, turn: _Turn, result: TurnResult) -> dict:
         if turn.interrupted and turn.speaking:
-            played = (self.player.played_seconds if self.player else turn.played_at_start) - turn.played_at_start
+            player = self.audio.player
+            played = (player.played_seconds if player else turn.played_at_start) - turn.played_at_start
             heard = result.heard_text(int(played * result.sample_rate))
         elif turn.interrupted:
             heard = ""
@@ -575,5 +441,5 @@ class Assistant:
 
     async def close(self) -> None:
         self.interrupt_turn("shutdown")
-        self._close_audio()
+        self.audio.close()
         self._models.shutdown(wait=False, cancel_futures=True)

@@ -72,13 +72,13 @@ async def _main(config: Config, socket_path: str | None) -> int:
     await server.start()
     log.info("control socket: %s", server.path)
 
-    audio_task = loop.create_task(assistant.run_audio(stop), name="audio")
+    audio_task = loop.create_task(assistant.audio.run(stop), name="audio")
     watchdog_task: asyncio.Task | None = None
     try:
-        while not assistant.audio_ready.is_set() and not stop.is_set():
+        while not assistant.audio.ready.is_set() and not stop.is_set():
             notifier.extend_timeout(30)
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(assistant.audio_ready.wait(), 10)
+                await asyncio.wait_for(assistant.audio.ready.wait(), 10)
         if stop.is_set():
             return 0
         notifier.ready()

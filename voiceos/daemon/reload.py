@@ -220,7 +220,7 @@ def live_values(assistant: Any) -> dict[str, Any]:
     decoding = ("system_prompt", "max_new_tokens", "max_prompt_tokens", "temperature", "top_p", "top_k", "seed")
     return {
         "vad": dataclasses.asdict(assistant.vad_options),
-        "echo": dataclasses.asdict(assistant.echo.options),
+        "echo": dataclasses.asdict(assistant.audio.echo.options),
         "audio": {
             "barge_in": config.audio.barge_in,
             "barge_in_min_ms": config.audio.barge_in_min_ms,

@@ -1,0 +1,197 @@
+"""The daemon's ears and mouth: the microphone and speaker streams, and every microphone frame's path up to the
+endpointer's events (echo stage -> VAD).
+
+:class:`AudioLoop` opens both devices, feeds the frames it hears through the echo gate and the VAD on the event loop
+(microseconds per frame) and hands the resulting events to a :class:`SpeechListener` (the assistant), which decides
+about turns and interruptions. A device that cannot be opened is retried with backoff; a stream that stalls (device
+removed, sound server gone) or a loop that fails is closed and reopened, so the daemon never goes deaf silently.
+The echo reference and gate live as long as the loop: what the canceller learns carries over from reply to reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Protocol
+
+import numpy as np
+
+from voiceos.audio.echo import EchoGate, PlaybackReference
+from voiceos.audio.microphone import Microphone, device_name, rescan_devices
+from voiceos.audio.playback import ChunkPlayer, resolve_device
+from voiceos.config import Config
+from voiceos.errors import AudioDeviceError
+from voiceos.vad import VadEvent, VadSegmenter
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+ECHO_FRAME = SAMPLE_RATE // 100  # the echo stage works in 10 ms steps
+
+
+class SpeechListener(Protocol):
+    """What the audio loop tells the assistant."""
+
+    def on_speech(self, events: list[VadEvent], voiced_s: float) -> None:
+        """The VAD's events for one block of microphone audio (often none), and its count of voice so far."""
+
+    def on_audio_state(self, state: str, detail: str = "") -> None:
+        """``open`` (both devices in use), ``no_audio`` (a device cannot be opened; retrying) or ``lost``."""
+
+
+def device_counters(mic: Microphone | None, player: ChunkPlayer | None) -> dict[str, int]:
+    """Audio faults counted by the open streams (PortAudio callbacks only increment integers)."""
+    return {
+        "input_overflows": mic.overflows if mic else 0,  # PortAudio: the callback was late, input lost
+        "input_dropped_blocks": mic.dropped_blocks if mic else 0,  # the event loop fell behind the microphone
+        "output_underflows": player.xruns if player else 0,  # PortAudio: the callback was late, silence played
+        "output_underflows_in_reply": player.xruns_in_reply if player else 0,  # of those, while a reply played
+        "output_underruns": player.underruns if player else 0,  # the reply's audio ran dry mid-reply (TTS late)
+    }
+
+
+class AudioLoop:
+    def __init__(self, config: Config, output_rate: int, listener: SpeechListener) -> None:
+        self.config = config
+        self.output_rate = output_rate
+        self.listener = listener
+        self.microphone: Microphone | None = None
+        self.player: ChunkPlayer | None = None
+        self.error = ""
+        self.lost = 0  # times the open microphone stopped (device removed, sound server gone)
+        self.ready = asyncio.Event()  # set while both devices are open
+        self.vad = VadSegmenter(config.vad)
+        self.reference = PlaybackReference(output_rate)
+        self.echo = EchoGate(self.reference, config.echo)
+        self.last_adc = 0.0  # capture time of the end of the last microphone audio processed
+        self._pending = np.zeros(0, dtype=np.float32)  # microphone samples short of a 10 ms echo frame
+        self._totals = device_counters(None, None)  # of streams closed so far (reopened after a loss)
+
+    # -- configuration -------------------------------------------------------------------------------------------
+    def use_config(self, config: Config, *, new_vad: bool = False, new_echo: bool = False) -> None:
+        """A reload (on the event loop): a new endpointer drops an utterance being spoken at that moment, and a new
+        echo stage learns the echo path again."""
+        self.config = config
+        if new_vad:
+            self.vad = VadSegmenter(config.vad)
+        if new_echo:
+            self.echo = EchoGate(self.reference, config.echo)
+
+    # -- state ---------------------------------------------------------------------------------------------------
+    def output_name(self) -> str | None:
+        return device_name(self.player.device, "output") if self.player is not None else None
+
+    def faults(self) -> dict[str, int]:
+        """Overflows, underflows, dropped blocks and mid-reply gaps since start, over every stream opened."""
+        current = device_counters(self.microphone, self.player)
+        return {key: total + current[key] for key, total in self._totals.items()}
+
+    def stop_playback(self) -> None:
+        """Cut the reply being played at once; what was still queued was never heard, so no echo of it will come."""
+        if self.player is not None:
+            self.player.stop()
+            self.reference.cut(self.last_adc)
+
+    # -- the loop ------------------------------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Open the devices and listen until ``stop``; a lost device or sound server is reopened with backoff."""
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                self._open()
+            except AudioDeviceError as err:
+                self.error = str(err)
+                self.listener.on_audio_state("no_audio", f"{err}; retrying in {delay:.1f} s")
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                delay = min(delay * 2, self.config.audio.reconnect_max_s)
+                self.close()
+                rescan_devices()
+                continue
+            delay = 0.5
+            self.error = ""
+            self.ready.set()
+            self.listener.on_audio_state("open")
+            try:
+                lost = await self._listen(stop)
+            except Exception:  # a bug must not leave the daemon deaf while it still answers on the socket
+                log.exception("the audio loop failed; reopening the devices")
+                lost = True
+                await asyncio.sleep(0.5)  # no busy loop if it fails again at once
+            microphone = self.microphone.name if self.microphone is not None else "?"
+            self.ready.clear()
+            self.close()
+            if lost:
+                self.lost += 1
+                self.error = f"microphone {microphone} stopped (device removed or sound server gone)"
+                log.warning("audio stopped: %s; reopening", self.error)
+                self.listener.on_audio_state("lost", f"{self.error}; reconnecting")
+                rescan_devices()
+
+    def _open(self) -> None:
+        audio = self.config.audio
+        out_index = resolve_device(audio.output_device, "output")
+        in_index = resolve_device(audio.input_device, "input")
+        self.player = ChunkPlayer(self.output_rate, out_index, max_queued_s=600.0, on_played=self.reference.write)
+        self.microphone = Microphone(in_index, sample_rate=audio.input_sample_rate)
+        log.info("listening on %s, speaking on %s", self.microphone.name, self.output_name())
+
+    def close(self) -> None:
+        self._totals = self.faults()
+        if self.microphone is not None:
+            self.microphone.close()
+        if self.player is not None:
+            with contextlib.suppress(Exception):
+                self.player.close()
+        self.microphone = None
+        self.player = None
+
+    async def _listen(self, stop: asyncio.Event) -> bool:
+        """Feed microphone frames to the VAD until stop (False) or the stream stalls (True)."""
+        mic = self.microphone
+        assert mic is not None
+        self.vad.reset()
+        self._pending = np.zeros(0, dtype=np.float32)
+        frames = mic.frames()
+        # The next frame is a task that a timeout leaves running: cancelling it (as wait_for does) raises inside
+        # the generator and ends it, and a pause in the audio shorter than a stall would leave the daemon deaf.
+        pending: asyncio.Future | None = None
+        try:
+            while not stop.is_set():
+                if pending is None:
+                    pending = asyncio.ensure_future(anext(frames))
+                done, _ = await asyncio.wait({pending}, timeout=0.5)
+                if not done:
+                    if mic.stalled():
+                        return True
+                    continue
+                frame, pending = pending, None
+                try:
+                    samples, adc_time = frame.result()
+                except StopAsyncIteration:  # the microphone was closed
+                    return True
+                self.hear(samples, adc_time)
+                if mic.stalled():
+                    return True
+        finally:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await pending
+            await frames.aclose()
+        return False
+
+    def hear(self, samples: np.ndarray, adc_time: float) -> None:
+        """One block of 16 kHz microphone audio captured at ``adc_time``: echo stage in 10 ms multiples (stamped
+        with their capture time), then the VAD, whose events go to the listener."""
+        start_time = adc_time - len(self._pending) / SAMPLE_RATE
+        pending = np.concatenate([self._pending, samples]) if self._pending.size else samples
+        usable = len(pending) // ECHO_FRAME * ECHO_FRAME
+        self._pending = pending[usable:]
+        if not usable:
+            return
+        self.last_adc = start_time + usable / SAMPLE_RATE
+        gated = self.echo.process(pending[:usable], start_time)
+        events = self.vad.feed(gated.audio)
+        self.listener.on_speech(events, self.vad.voiced_s)
