@@ -59,7 +59,7 @@ def test_speech_heard_in_uneven_blocks_reaches_the_listener_as_one_utterance_wit
     utterance = next(e for e in listener.events if isinstance(e, SpeechEnded)).utterance
     assert 0.8 * len(speech) / 16000 <= utterance.duration_s <= len(speech) / 16000 + 0.6
     # every sample went through in order: the utterance is a slice of the input (echo off leaves audio unchanged)
-    start = int(round(utterance.start_s * 16000))
+    start = round(utterance.start_s * 16000)
     np.testing.assert_array_equal(utterance.samples, audio[start : start + len(utterance.samples)])
     assert max(listener.voiced) >= 0.5 * len(speech) / 16000
     assert loop.last_adc == pytest.approx(len(audio) // 160 * 160 / 16000)  # the end of what the echo stage took

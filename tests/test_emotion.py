@@ -137,7 +137,7 @@ def test_checkpoint_metrics_are_reproduced(classifier):
 
 def test_evaluating_the_shipped_head_scores_the_classifiers_own_predictions(classifier, lm, tmp_path):
     from voiceos.emotion.evaluate import dev_sets, evaluate_checkpoint
-    from voiceos.emotion.train import f1_scores
+    from voiceos.emotion.fitting import f1_scores
 
     result = evaluate_checkpoint(lm, goemotions=21, meld=14, cache_dir=tmp_path, progress=False)
     rows = dev_sets(DEFAULT_DATA_DIR, goemotions=21, meld=14)

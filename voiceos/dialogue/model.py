@@ -2,8 +2,8 @@
 
 One forward pass yields both outputs. A reply's prefill runs in two steps over one KV cache:
 
-1. the prompt up to the end of the user's turn -> the hidden states the emotion head reads (mean over the user's
-   tokens + the turn's last token, at the head's layer) and the cache;
+1. the prompt up to the end of the user's turn -> the hidden states the emotion head reads (at the head's layer;
+   its LoRA branch, if any, runs over them: :mod:`voiceos.emotion.branch`) and the cache;
 2. what follows (an optional note saying how the user seems to feel, then the assistant's turn opener) -> the logits of
    the reply's first token.
 
@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from voiceos.emotion.features import pool, resolve_layer
-from voiceos.emotion.head import EmotionHead, select
+from voiceos.emotion.features import resolve_layer
+from voiceos.emotion.head import EmotionHead
 from voiceos.emotion.labels import EmotionResult
 
 
@@ -35,7 +35,7 @@ class DialogueModel(nn.Module):
     def __init__(self, lm: nn.Module, head: EmotionHead | None = None, labels: Sequence[str] = ()) -> None:
         super().__init__()
         self.lm = lm
-        self.emotion_head = head.eval() if head is not None else None
+        self.emotion_head = head.eval().bind(lm) if head is not None else None
         self.labels = tuple(labels)
         self.layer = resolve_layer(lm, head.layer) if head is not None else -1
 
@@ -67,10 +67,11 @@ class DialogueModel(nn.Module):
             emotion_logits = None
             if wants_emotion:
                 assert self.emotion_head is not None and user_span is not None
-                hidden = out.hidden_states[self.layer][0]
-                features = pool(hidden, user_span, hidden.shape[0]).unsqueeze(0)
-                head_input = select(features, self.emotion_head.pooling, self.hidden_size)
-                emotion_logits = self.emotion_head(head_input.to(next(self.emotion_head.parameters()).device))[0]
+                head = self.emotion_head
+                hidden = out.hidden_states[self.layer]  # (1, seq, dim)
+                lengths = torch.tensor([hidden.shape[1]])
+                features = head.pool(hidden, lengths, torch.tensor([user_span]))
+                emotion_logits = head(features.to(head.out.weight.device))[0]
         return DialogueOutput(out.logits[:, -1, :].float(), out.past_key_values, emotion_logits)
 
     def emotion(self, emotion_logits: torch.Tensor) -> EmotionResult:

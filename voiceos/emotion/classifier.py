@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from voiceos.emotion.features import FeatureExtractor
-from voiceos.emotion.head import EmotionHead, select
+from voiceos.emotion.features import FeatureExtractor, TokenStates
+from voiceos.emotion.head import EmotionHead
 from voiceos.emotion.labels import EmotionResult
 from voiceos.errors import ModelLoadError
 
@@ -42,7 +42,7 @@ def load_head(checkpoint_dir: str | Path | None) -> tuple[EmotionHead, tuple[str
 
 class EmotionClassifier:
     def __init__(self, head: EmotionHead, labels: Sequence[str], lm: Any) -> None:
-        self.head = head.eval()
+        self.head = head.eval().bind(lm.model)
         self.labels = tuple(labels)
         self.lm = lm
         self.hidden = int(lm.model.config.hidden_size)
@@ -54,9 +54,7 @@ class EmotionClassifier:
     def load(cls, checkpoint_dir: str | Path | None, lm: Any) -> EmotionClassifier:
         return cls(*load_head(checkpoint_dir), lm)
 
-    def _results(self, features: torch.Tensor) -> list[EmotionResult]:
-        with torch.no_grad():
-            probs = self.head(select(features.float(), self.head.pooling, self.hidden)).softmax(dim=-1)
+    def _results(self, probs: torch.Tensor) -> list[EmotionResult]:
         return [
             EmotionResult(
                 self.labels[int(p.argmax())], {name: float(v) for name, v in zip(self.labels, p, strict=True)}
@@ -71,5 +69,18 @@ class EmotionClassifier:
         contexts = contexts if contexts is not None else [()] * len(texts)
         if len(contexts) != len(texts):
             raise ValueError("texts and contexts differ in length")
-        feats = self._extractor.features(list(zip(texts, contexts, strict=True)), batch_size=batch_size)
-        return self._results(torch.from_numpy(feats))
+        states = self._extractor.token_states(list(zip(texts, contexts, strict=True)), batch_size=batch_size)
+        return self._results(head_probabilities(self.head, states, batch_size=batch_size))
+
+
+def head_probabilities(head: EmotionHead, states: TokenStates, *, batch_size: int = 64) -> torch.Tensor:
+    """(n, labels) probabilities of a bound head over cached token states, in batches of similar length."""
+    order = torch.argsort(states.lengths()).tolist()
+    probs = torch.zeros(len(states), head.n_labels)
+    with torch.inference_mode():
+        for i in range(0, len(order), batch_size):
+            idx = order[i : i + batch_size]
+            x, lengths, spans = states.batch(idx)
+            features = head.pool(x, lengths, spans)
+            probs[idx] = head(features.to(head.out.weight.device)).float().softmax(dim=-1).cpu()
+    return probs

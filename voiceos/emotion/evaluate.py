@@ -17,10 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from voiceos.emotion.classifier import head_probabilities
 from voiceos.emotion.data import DEFAULT_DATA_DIR, read_goemotions, read_meld, stratified_subsample
-from voiceos.emotion.features import FeatureExtractor, cached_features
+from voiceos.emotion.features import FeatureExtractor, cached_features, cached_token_states
+from voiceos.emotion.fitting import evaluate, f1_scores
 from voiceos.emotion.head import EmotionHead, select
-from voiceos.emotion.train import DEFAULT_CHECKPOINT, evaluate
+from voiceos.emotion.train import DEFAULT_CHECKPOINT
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +52,19 @@ def evaluate_checkpoint(
     """GoEmotions-Ekman and MELD dev scores of the head in ``checkpoint`` on ``lm``'s features."""
     from voiceos import models
 
-    head = EmotionHead.load(checkpoint)
+    head = EmotionHead.load(checkpoint).bind(lm.model)
     cache = cache_dir or models.cache_dir(lm.options.cache_dir)
     extractor = FeatureExtractor(lm, head.layer)
     hidden = int(lm.model.config.hidden_size)
     result: dict[str, Any] = {"checkpoint": str(checkpoint), "model": lm.name, "layer": head.layer}
     for name, rows in dev_sets(Path(data_dir), goemotions=goemotions, meld=meld).items():
-        feats = torch.from_numpy(cached_features(extractor, rows, cache, tag=name, progress=progress))
         gold = np.array([ex.label for ex in rows])
-        result[name.removesuffix("_dev")] = evaluate(head, select(feats, head.pooling, hidden), gold)
+        if head.branch_layers:  # the branch reads every token's state
+            states = cached_token_states(extractor, rows, cache, tag=name, progress=progress)
+            result[name.removesuffix("_dev")] = f1_scores(gold, head_probabilities(head, states).argmax(-1).numpy())
+        else:
+            feats = torch.from_numpy(cached_features(extractor, rows, cache, tag=name, progress=progress))
+            result[name.removesuffix("_dev")] = evaluate(head, select(feats, head.pooling, hidden), gold)
     result["targets"] = {"goemotions_macro_f1": 0.58, "meld_weighted_f1": 0.58}
     return result
 

@@ -11,6 +11,9 @@ two vectors are pooled and concatenated:
 ``layer`` indexes transformers' ``hidden_states`` tuple (0 = embeddings, ``num_hidden_layers`` = the final, normed
 output). Middle layers carry more of what the user feels than the last one, which is shaped for the next token.
 
+A head with a branch (:mod:`voiceos.emotion.branch`) reads the layer's states of every token instead, and pools
+after its own layers: :meth:`FeatureExtractor.token_states` gives them, :func:`cached_token_states` caches them.
+
 The frozen LM runs once per example: features are cached as ``.npy`` under ``<cache_dir>/emotion-features/``, keyed
 by the model name, the system prompt, the layer, a hash of the examples and the feature version. Examples are batched
 with right padding (causal attention: the real tokens never see the padding, and their positions are unchanged), the
@@ -24,7 +27,8 @@ import copy
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -149,25 +153,74 @@ class FeatureExtractor:
         hidden = self._layer_states(**kwargs)
         return [hidden[row, : lengths[row]] for row in range(len(ids_list))], p
 
-    def features(
-        self, items: Sequence[tuple[str, Sequence[str]]], *, batch_size: int = 32, progress: bool = False
-    ) -> np.ndarray:
-        """(n, 2 * hidden) float32 features of ``(text, context)`` pairs (sorted by length internally)."""
+    def _each_example(
+        self, items: Sequence[tuple[str, Sequence[str]]], batch_size: int, progress: str
+    ) -> Iterator[tuple[int, torch.Tensor, tuple[int, int]]]:
+        """``(index, states past the shared prefix, user text span in them)`` of every item, run in batches of
+        similar length (``progress``: a progress bar's label, or "" for none)."""
         prompts = [prompt_and_span(self.lm, text, context) for text, context in items]
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i][0]))
-        dim = 2 * int(self.model.config.hidden_size)
-        out = np.zeros((len(prompts), dim), dtype=np.float32)
         batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
         if progress:
             from tqdm import tqdm
 
-            batches = tqdm(batches, desc="features", unit="batch")
+            batches = tqdm(batches, desc=progress, unit="batch")
         for idx in batches:
             hiddens, p = self.hidden_batch([prompts[i][0] for i in idx])
             for i, hidden in zip(idx, hiddens, strict=True):
-                ids, (start, end) = prompts[i]
-                out[i] = pool(hidden, (start - p, end - p), len(ids) - p).cpu().numpy()
+                start, end = prompts[i][1]
+                yield i, hidden, (start - p, end - p)
+
+    def token_states(
+        self,
+        items: Sequence[tuple[str, Sequence[str]]],
+        *,
+        batch_size: int = 32,
+        progress: bool = False,
+        dtype: torch.dtype = torch.float32,
+    ) -> TokenStates:
+        """The layer's states of every token of each ``(text, context)`` pair past the shared system prompt
+        (``dtype``: float16 halves a cache of them)."""
+        per_example: list[torch.Tensor] = [torch.empty(0)] * len(items)
+        spans = torch.zeros((len(items), 2), dtype=torch.long)
+        for i, hidden, span in self._each_example(items, batch_size, "token states" if progress else ""):
+            per_example[i] = hidden.to(dtype).cpu()
+            spans[i] = torch.tensor(span)
+        lengths = torch.tensor([0] + [len(h) for h in per_example])
+        return TokenStates(torch.cat(per_example), torch.cumsum(lengths, 0), spans)
+
+    def features(
+        self, items: Sequence[tuple[str, Sequence[str]]], *, batch_size: int = 32, progress: bool = False
+    ) -> np.ndarray:
+        """(n, 2 * hidden) float32 features of ``(text, context)`` pairs (sorted by length internally)."""
+        out = np.zeros((len(items), 2 * int(self.model.config.hidden_size)), dtype=np.float32)
+        for i, hidden, span in self._each_example(items, batch_size, "features" if progress else ""):
+            out[i] = pool(hidden, span, len(hidden)).cpu().numpy()
         return out
+
+
+@dataclass(frozen=True)
+class TokenStates:
+    """The layer's hidden states of the tokens past the shared system prompt, for many examples, back to back:
+    example ``i`` is ``states[offsets[i]:offsets[i + 1]]`` and its user text is ``spans[i]`` within that."""
+
+    states: torch.Tensor  # (total tokens, hidden); float16 when cached
+    offsets: torch.Tensor  # (n + 1,) int64
+    spans: torch.Tensor  # (n, 2) int64, [start, end) relative to the example's first state
+
+    def __len__(self) -> int:
+        return len(self.spans)
+
+    def lengths(self) -> torch.Tensor:
+        return self.offsets[1:] - self.offsets[:-1]
+
+    def batch(self, idx: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Right-padded float32 (b, t, hidden) states, their lengths and spans, for the examples ``idx``."""
+        lengths = self.lengths()[list(idx)]
+        out = torch.zeros(len(idx), int(lengths.max()), self.states.shape[1])
+        for row, i in enumerate(idx):
+            out[row, : lengths[row]] = self.states[self.offsets[i] : self.offsets[i + 1]].float()
+        return out, lengths, self.spans[list(idx)]
 
 
 def cache_path(
@@ -204,3 +257,34 @@ def cached_features(
     np.save(tmp, feats)
     tmp.replace(path)
     return feats
+
+
+def cached_token_states(
+    extractor: FeatureExtractor,
+    examples: Sequence[Example],
+    cache_dir: Path,
+    *,
+    tag: str = "",
+    batch_size: int = 32,
+    progress: bool = True,
+) -> TokenStates:
+    """:meth:`FeatureExtractor.token_states` of ``examples``, read from the cache when present, else computed and
+    saved (``<tag>-<hash>.tokens.npy``, float16 states, memory-mapped when read, and ``.index.npy``)."""
+    base = cache_path(cache_dir, extractor.lm, examples, tag=tag, extractor_layer=extractor.layer)
+    states_path, index_path = base.with_suffix(".tokens.npy"), base.with_suffix(".index.npy")
+    if states_path.is_file() and index_path.is_file():
+        index = np.load(index_path)
+        if len(index) == len(examples):
+            log.info("token states from %s", states_path)
+            states = torch.from_numpy(np.load(states_path, mmap_mode="r").copy())
+            offsets = torch.from_numpy(np.concatenate([[0], np.cumsum(index[:, 0])]))
+            return TokenStates(states, offsets, torch.from_numpy(index[:, 1:].copy()))
+    items = [(ex.text, ex.context) for ex in examples]
+    result = extractor.token_states(items, batch_size=batch_size, progress=progress, dtype=torch.float16)
+    index = np.concatenate([result.lengths().numpy()[:, None], result.spans.numpy()], axis=1)
+    states_path.parent.mkdir(parents=True, exist_ok=True)
+    for path, array in ((states_path, result.states.numpy()), (index_path, index)):
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, array)
+        tmp.replace(path)
+    return result

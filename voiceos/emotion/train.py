@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import random
 import shlex
 import sys
 import time
@@ -24,8 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from voiceos.emotion.classifier import head_probabilities
 from voiceos.emotion.data import DEFAULT_DATA_DIR, Example, read_goemotions, read_meld, stratified_subsample
-from voiceos.emotion.features import FeatureExtractor, cached_features
+from voiceos.emotion.features import FeatureExtractor, TokenStates, cached_features, cached_token_states
+from voiceos.emotion.fitting import concat_states, fit_branch_head, fit_head, pooled_features, set_seeds
 from voiceos.emotion.head import EmotionHead, select
 from voiceos.emotion.labels import LABELS
 
@@ -46,6 +47,14 @@ class TrainOptions:
     context_turns: int = 2  # MELD: preceding utterances given as earlier chat turns
     pooling: str = "mean+last"  # mean | last | mean+last
     hidden_units: int = 0  # 0: LayerNorm + Linear; else one GELU layer of this width before the output
+    branch_layers: int = 0  # > 0: copies of the LM's next layers with LoRA adapters before pooling (branch.py)
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    lora_lr: float = 5e-4  # the adapters' peak learning rate (one-cycle schedule); the head's is branch_head_lr
+    branch_head_lr: float = 2e-3
+    branch_epochs: int = 4  # passes over the token states (each costs ~n layers' forward + backward per token)
+    branch_patience: int = 1
+    branch_batch_size: int = 32
     layer: int = -1  # hidden_states index the features come from (-1: the final output)
     epochs: int = 200
     patience: int = 25
@@ -56,87 +65,6 @@ class TrainOptions:
     feature_batch_size: int = 32
     baseline: bool = True  # also train the same head on mean-pooled features (reported beside the head)
     command: str = ""  # recorded in the model card
-
-
-def _set_seeds(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def f1_scores(gold: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    from sklearn.metrics import accuracy_score, f1_score
-
-    labels = list(range(len(LABELS)))
-    return {
-        "macro_f1": float(f1_score(gold, pred, labels=labels, average="macro", zero_division=0)),
-        "weighted_f1": float(f1_score(gold, pred, labels=labels, average="weighted", zero_division=0)),
-        "accuracy": float(accuracy_score(gold, pred)),
-        "n": len(gold),
-    }
-
-
-def evaluate(head: EmotionHead, feats: torch.Tensor, gold: np.ndarray) -> dict[str, float]:
-    head.eval()
-    with torch.no_grad():
-        pred = head(feats).argmax(dim=-1).numpy()
-    return f1_scores(gold, pred)
-
-
-def _dev_score(metrics: dict[str, dict[str, float]]) -> float:
-    return (metrics["goemotions"]["macro_f1"] + metrics["meld"]["weighted_f1"]) / 2
-
-
-def fit_head(
-    train_x: torch.Tensor,
-    train_y: torch.Tensor,
-    dev: dict[str, tuple[torch.Tensor, np.ndarray]],
-    options: TrainOptions,
-    pooling: str,
-    *,
-    progress: bool = True,
-) -> tuple[EmotionHead, dict[str, Any]]:
-    """Class-weighted training with per-epoch dev evaluation and early stopping; returns the best head."""
-    from tqdm import tqdm
-
-    _set_seeds(options.seed)
-    head = EmotionHead(
-        train_x.shape[1], len(LABELS), pooling=pooling, layer=options.layer, hidden_units=options.hidden_units
-    )
-    counts = torch.bincount(train_y, minlength=len(LABELS)).float()
-    weights = counts.sum() / (len(LABELS) * counts.clamp(min=1))
-    loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
-    opt = torch.optim.AdamW(head.parameters(), lr=options.lr, weight_decay=options.weight_decay)
-    gen = torch.Generator().manual_seed(options.seed)
-    best: tuple[float, dict[str, Any], dict[str, torch.Tensor]] | None = None
-    history, stale = [], 0
-    bar = tqdm(range(options.epochs), desc=f"train {pooling}", unit="epoch", disable=not progress)
-    for epoch in bar:
-        head.train()
-        perm = torch.randperm(len(train_y), generator=gen)
-        total = 0.0
-        for i in range(0, len(perm), options.batch_size):
-            idx = perm[i : i + options.batch_size]
-            opt.zero_grad()
-            loss = loss_fn(head(train_x[idx]), train_y[idx])
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-        metrics = {name: evaluate(head, x, y) for name, (x, y) in dev.items()}
-        score = _dev_score(metrics)
-        history.append({"epoch": epoch + 1, "train_loss": total / len(perm), "dev_score": score})
-        bar.set_postfix(loss=f"{total / len(perm):.3f}", dev=f"{score:.3f}")
-        if best is None or score > best[0]:
-            best = (score, {"epoch": epoch + 1, **metrics}, {k: v.clone() for k, v in head.state_dict().items()})
-            stale = 0
-        else:
-            stale += 1
-            if stale >= options.patience:
-                break
-    assert best is not None
-    head.load_state_dict(best[2])
-    head.eval()
-    return head, {**best[1], "dev_score": best[0], "epochs_run": len(history), "history": history}
 
 
 def _load_sets(options: TrainOptions) -> dict[str, list[Example]]:
@@ -162,7 +90,7 @@ def train(options: TrainOptions, lm: Any | None = None, *, progress: bool = True
     from voiceos.config import load_config
 
     start = time.perf_counter()
-    _set_seeds(options.seed)
+    set_seeds(options.seed)
     if lm is None:
         from voiceos.dialogue import DialogueLM
 
@@ -173,12 +101,15 @@ def train(options: TrainOptions, lm: Any | None = None, *, progress: bool = True
     sets = _load_sets(options)
     extractor = FeatureExtractor(lm, options.layer)
     feats: dict[str, torch.Tensor] = {}
+    states: dict[str, TokenStates] = {}
     for name, rows in sets.items():
         log.info("%s: %d examples", name, len(rows))
-        x = cached_features(
-            extractor, rows, cache_dir, tag=name, batch_size=options.feature_batch_size, progress=progress
-        )
-        feats[name] = torch.from_numpy(x)
+        cache_args = {"tag": name, "batch_size": options.feature_batch_size, "progress": progress}
+        if options.branch_layers:  # the pooled features (for the baseline) come from the same token states
+            states[name] = cached_token_states(extractor, rows, cache_dir, **cache_args)
+            feats[name] = pooled_features(states[name])
+        else:
+            feats[name] = torch.from_numpy(cached_features(extractor, rows, cache_dir, **cache_args))
     labels = {name: np.array([ex.label for ex in rows]) for name, rows in sets.items()}
     hidden = int(lm.model.config.hidden_size)
 
@@ -191,7 +122,16 @@ def train(options: TrainOptions, lm: Any | None = None, *, progress: bool = True
         }
         return fit_head(train_x, train_y, dev, options, pooling, progress=progress)
 
-    head, result = run(options.pooling)
+    if options.branch_layers:
+        train_states = concat_states(states["goemotions_train"], states["meld_train"])
+        train_y = torch.from_numpy(np.concatenate([labels["goemotions_train"], labels["meld_train"]])).long()
+        dev_states = {
+            "goemotions": (states["goemotions_dev"], labels["goemotions_dev"]),
+            "meld": (states["meld_dev"], labels["meld_dev"]),
+        }
+        head, result = fit_branch_head(lm.model, train_states, train_y, dev_states, options, progress=progress)
+    else:
+        head, result = run(options.pooling)
     metrics: dict[str, Any] = {
         "labels": list(LABELS),
         "model": lm.name,
@@ -204,14 +144,14 @@ def train(options: TrainOptions, lm: Any | None = None, *, progress: bool = True
         "sizes": {name: len(rows) for name, rows in sets.items()},
         "options": {k: v for k, v in dataclasses.asdict(options).items() if k not in ("out_dir", "cache_dir")},
     }
-    if options.baseline and options.pooling != "mean":
+    if options.baseline and (options.pooling != "mean" or options.branch_layers):
         _, base = run("mean")
         metrics["baseline"] = {
             "pooling": "mean",
             "dev": {"goemotions": base["goemotions"], "meld": base["meld"]},
             "best_epoch": base["epoch"],
         }
-    metrics["check"] = _check_rows(head, sets, feats, hidden)
+    metrics["check"] = _check_rows(head, sets, feats, states, hidden)
     metrics["train_s"] = round(time.perf_counter() - start, 1)
     out = Path(options.out_dir)
     head.save(out)
@@ -221,13 +161,22 @@ def train(options: TrainOptions, lm: Any | None = None, *, progress: bool = True
     return metrics
 
 
-def _check_rows(head: EmotionHead, sets: dict[str, list[Example]], feats: dict[str, torch.Tensor], hidden: int):
+def _check_rows(
+    head: EmotionHead,
+    sets: dict[str, list[Example]],
+    feats: dict[str, torch.Tensor],
+    states: dict[str, TokenStates],
+    hidden: int,
+) -> list[dict[str, Any]]:
     """The first dev examples of each corpus with the head's predictions, for tests to recompute and compare."""
     rows = []
     for name in ("goemotions_dev", "meld_dev"):
         n = min(CHECK_ROWS, len(sets[name]))
-        with torch.no_grad():
-            pred = head(select(feats[name][:n], head.pooling, hidden)).argmax(dim=-1).tolist()
+        if head.branch_layers:
+            pred = head_probabilities(head, states[name]).argmax(dim=-1)[:n].tolist()
+        else:
+            with torch.no_grad():
+                pred = head(select(feats[name][:n], head.pooling, hidden)).argmax(dim=-1).tolist()
         for ex, p in zip(sets[name][:n], pred, strict=True):
             rows.append(
                 {
@@ -245,6 +194,7 @@ def _model_card(metrics: dict[str, Any], options: TrainOptions) -> str:
     dev, sizes = metrics["dev"], metrics["sizes"]
     units = options.hidden_units
     head_kind = f"LayerNorm + Linear({units}) + GELU + Linear" if units else "LayerNorm + Linear"
+    k = options.branch_layers
     lines = [
         "# voiceos emotion head",
         "",
@@ -254,6 +204,17 @@ def _model_card(metrics: dict[str, Any], options: TrainOptions) -> str:
         "user turn), so a reply's own prefill yields the emotion.",
         f"Labels: {', '.join(metrics['labels'])}.",
         "",
+    ]
+    if k:
+        lines += [
+            "Before pooling, the states go through a branch: copies of the LM's decoder layers (0-based)",
+            f"{metrics['layer']}..{metrics['layer'] + k - 1} with LoRA adapters (rank {options.lora_rank}, alpha "
+            f"{options.lora_alpha:g}) on",
+            "q/k/v/o/gate/up/down, trained with the head. The checkpoint holds only the adapters and the head; the",
+            "frozen weights are the LM's own, so it fits this LM only. The reply's own layers are not adapted.",
+            "",
+        ]
+    lines += [
         "## Data (../shared/data/emotion)",
         "- GoEmotions-Ekman (Reddit comments; CC BY 4.0); multi-label rows skipped; no context.",
         f"- MELD (Friends; GPL-3.0), with the {options.context_turns} preceding utterances as earlier chat turns.",
@@ -266,7 +227,8 @@ def _model_card(metrics: dict[str, Any], options: TrainOptions) -> str:
     if "baseline" in metrics:
         b = metrics["baseline"]["dev"]
         lines.append(
-            f"- baseline (same head, mean-pooled only): GoEmotions macro-F1 {b['goemotions']['macro_f1']:.3f}, "
+            f"- baseline ({'linear head, no branch' if k else 'same head'}, mean-pooled only): "
+            f"GoEmotions macro-F1 {b['goemotions']['macro_f1']:.3f}, "
             f"MELD weighted-F1 {b['meld']['weighted_f1']:.3f}"
         )
     lines += ["", "## Rebuild", "", "```sh", options.command or "python -m voiceos.emotion.train", "```", ""]

@@ -1,0 +1,126 @@
+"""The emotion head's LoRA branch (voiceos/emotion/branch.py) on the real embedded LM: exactness against the LM's
+own layers, padding, what a checkpoint holds, and training it end to end through `voiceos train`."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from voiceos.emotion.branch import EmotionBranch, pool_states
+from voiceos.emotion.features import FeatureExtractor, prompt_and_span
+from voiceos.emotion.head import EmotionHead
+from voiceos.emotion.labels import LABELS
+
+LAYER = 14
+
+
+def _states(lm, text: str, context=()) -> tuple[torch.Tensor, tuple[int, int]]:
+    ids, span = prompt_and_span(lm, text, context)
+    with torch.inference_mode():
+        hidden = lm.model.model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
+    return torch.stack([h[0] for h in hidden]), span  # (layers + 1, seq, dim)
+
+
+def test_an_untrained_branch_reproduces_the_lms_own_next_layers(lm):
+    """lora_b starts at zero, so two branch layers over hidden_states[14] give the LM's hidden_states[16]: the
+    copies, the rotary positions and the causal mask are the LM's own."""
+    hidden, _ = _states(lm, "I finally got the job, I can't believe it!")
+    branch = EmotionBranch(lm.model, LAYER, 2, rank=8, alpha=16)
+    with torch.inference_mode():
+        out = branch(hidden[LAYER].unsqueeze(0), torch.tensor([hidden.shape[1]]))[0]
+    torch.testing.assert_close(out, hidden[LAYER + 2], atol=1e-4, rtol=1e-4)
+    # and the adapters do change it once trained (non-zero B)
+    for layer in branch.layers:
+        torch.nn.init.normal_(layer.self_attn.q_proj.lora_b, std=0.05)
+    with torch.inference_mode():
+        moved = branch(hidden[LAYER].unsqueeze(0), torch.tensor([hidden.shape[1]]))[0]
+    assert (moved - hidden[LAYER + 2]).abs().max() > 1e-2
+
+
+def test_padding_in_a_batch_does_not_change_any_examples_result(lm):
+    branch = EmotionBranch(lm.model, LAYER, 1, rank=4, alpha=8)
+    for layer in branch.layers:
+        torch.nn.init.normal_(layer.mlp.down_proj.lora_b, std=0.05)
+    extractor = FeatureExtractor(lm, LAYER)
+    items = [("Oh no.", ()), ("My dog died this morning and I can't stop crying.", ("How are you?", "Not good."))]
+    states = extractor.token_states(items)
+    x, lengths, spans = states.batch([0, 1])
+    assert lengths[0] < lengths[1]  # the first is padded
+    with torch.inference_mode():
+        batched = pool_states(branch(x, lengths), lengths, spans, "mean+last")
+        for row in range(2):
+            xi, li, si = states.batch([row])
+            alone = pool_states(branch(xi, li), li, si, "mean+last")
+            torch.testing.assert_close(batched[row], alone[0], atol=1e-4, rtol=1e-4)
+
+
+def test_pooling_matches_the_features_the_linear_head_is_trained_on(lm):
+    extractor = FeatureExtractor(lm, LAYER)
+    items = [("That was a lovely surprise.", ()), ("Get out.", ("You again?", "Yes, me."))]
+    states = extractor.token_states(items)
+    x, lengths, spans = states.batch([0, 1])
+    pooled = pool_states(x, lengths, spans, "mean+last")
+    cached = torch.from_numpy(extractor.features(items))
+    torch.testing.assert_close(pooled, cached, atol=1e-4, rtol=1e-4)
+
+
+def test_a_checkpoint_holds_only_the_adapters_and_needs_its_lm(lm, tmp_path):
+    head = EmotionHead(2 * 576, len(LABELS), layer=LAYER, branch_layers=1, lora_rank=4, lora_alpha=8)
+    with pytest.raises(RuntimeError, match="bind"):
+        head.pool(torch.zeros(1, 3, 576), torch.tensor([3]), torch.tensor([[0, 2]]))
+    head.bind(lm.model)
+    torch.nn.init.normal_(head.branch.layers[0].self_attn.v_proj.lora_b, std=0.05)
+    head.save(tmp_path)
+    from safetensors.torch import load_file
+
+    saved = load_file(str(tmp_path / "head.safetensors"))
+    branch_keys = [k for k in saved if k.startswith("branch.")]
+    assert len(branch_keys) == 2 * 7 and all(k.endswith((".lora_a", ".lora_b")) for k in branch_keys)
+    assert (tmp_path / "head.safetensors").stat().st_size < 1_000_000  # the frozen copies are not saved
+
+    loaded = EmotionHead.load(tmp_path).bind(lm.model)
+    hidden, span = _states(lm, "I am scared of what the doctor will say.")
+    args = (hidden[LAYER].unsqueeze(0), torch.tensor([hidden.shape[1]]), torch.tensor([span]))
+    with torch.inference_mode():
+        head.eval()
+        torch.testing.assert_close(loaded(loaded.pool(*args)), head(head.pool(*args)))
+
+
+def test_training_a_branch_head_writes_a_checkpoint_the_reply_prefill_reads(lm, tmp_path):
+    """`voiceos train --branch-layers 1` end to end on a small subsample (real LM states), then the checkpoint in the
+    dialogue model: the reply's own prefill yields the same emotion as classify()."""
+    from voiceos.emotion.classifier import EmotionClassifier, load_head
+    from voiceos.emotion.train import TrainOptions, train
+
+    options = TrainOptions(
+        out_dir=str(tmp_path / "out"),
+        cache_dir=str(tmp_path / "cache"),
+        goemotions_train=70,
+        meld_train=35,
+        goemotions_dev=35,
+        meld_dev=14,
+        layer=LAYER,
+        epochs=3,
+        branch_layers=1,
+        lora_rank=4,
+        branch_epochs=2,
+        branch_patience=2,
+    )
+    metrics = train(options, lm, progress=False)
+    assert 1 <= metrics["best_epoch"] <= metrics["epochs_run"] <= 2 and "baseline" in metrics
+    assert "LoRA adapters" in (tmp_path / "out" / "MODEL_CARD.md").read_text()
+    cached = sorted(p.name for p in (tmp_path / "cache" / "emotion-features").glob("*.npy"))
+    assert len(cached) == 8 and sum(".tokens." in name for name in cached) == 4  # states + index per set
+
+    head, labels = load_head(tmp_path / "out")
+    assert head.branch_layers == 1 and head.branch is None  # not bound until it meets its LM
+    text = "Everything went wrong today and nobody even noticed."
+    history = [{"role": "user", "content": "How was work?"}, {"role": "assistant", "content": "Tell me."}]
+    expected = EmotionClassifier(head, labels, lm).classify([text], [("How was work?", "Tell me.")])[0]
+    reply = lm.with_options(temperature=0.0)  # a copy sharing the weights: the session's LM keeps its head
+    reply.attach_emotion_head(head, labels)
+    seen = []
+    "".join(reply.stream_reply(history, text, max_new_tokens=2, on_emotion=seen.append))
+    assert len(seen) == 1 and seen[0].label == expected.label
+    for name in labels:
+        assert seen[0].scores[name] == pytest.approx(expected.scores[name], abs=1e-4)
