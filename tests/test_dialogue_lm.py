@@ -12,7 +12,7 @@ import pytest
 from voiceos import models
 from voiceos.config import DialogueOptions
 from voiceos.dialogue import DialogueLM
-from voiceos.dialogue.lm import _IncrementalDetokenizer
+from voiceos.dialogue.detokenizer import IncrementalDetokenizer
 from voiceos.dialogue.loading import CACHE_MARKER, cache_complete, cache_key
 from voiceos.errors import ModelNotFoundError
 
@@ -151,7 +151,7 @@ def test_prefill_returns_logits_hidden_states_and_a_cache_for_the_prompt(lm: Dia
 
 def test_incremental_detokenizer_never_splits_a_multibyte_character(lm: DialogueLM) -> None:
     text = "Café ☕, 東京 and 😊🎉 — naïve résumé!"
-    detok = _IncrementalDetokenizer(lm.tokenizer)
+    detok = IncrementalDetokenizer(lm.tokenizer)
     deltas = [detok.push(t) for t in lm.tokenizer(text, add_special_tokens=False)["input_ids"]]
     deltas.append(detok.finish())
     assert not any("\ufffd" in d for d in deltas)
@@ -223,3 +223,34 @@ def test_cached_persona_and_split_prefill_decode_the_same_tokens_as_generate(lm:
             )[0, ids.shape[1] :].tolist()
             tokens = list(greedy.last_stats.token_ids)
             assert tokens and tokens == ref[: len(tokens)]
+
+
+def test_each_turn_reuses_the_last_replys_cache_and_decodes_what_a_fresh_prefill_would(lm: DialogueLM) -> None:
+    """The conversation so far is not prefilled again: the next prompt starts from the cache the last reply left
+    (its prompt and the tokens it generated). An interrupted reply, remembered shorter, reuses only what matches."""
+    greedy = lm.with_options(temperature=0.0)
+    persona = len(lm.persona_prefix(lm.options.system_prompt)[0])
+    history: list[dict[str, str]] = []
+    previous_prompt = 0
+    turns = ["Hi! My name is Ada.", "Tell me a long story about a cat.", "What was my name?"]
+    for turn, text in enumerate(turns):
+        stream = greedy.stream_reply(history, text, max_new_tokens=20)
+        if turn == 1:  # interrupted after a few words: only those are remembered
+            reply = "".join(next(stream) for _ in range(3))
+            stream.close()
+            assert greedy.last_stats.stop_reason == "cancelled"
+        else:
+            reply = "".join(stream)
+        stats = greedy.last_stats
+        ids = lm.build_prompt(lm.messages_for(history, text))
+        ref = lm.model.generate(
+            ids, max_new_tokens=20, do_sample=False, repetition_penalty=lm.options.repetition_penalty
+        )[0, ids.shape[1] :].tolist()
+        assert list(stats.token_ids) == ref[: len(stats.token_ids)] and stats.token_ids
+        assert stats.prompt_tokens == ids.shape[1]
+        if turn == 0:
+            assert stats.reused_tokens == persona
+        else:  # the whole previous prompt (and the part of the reply the history repeats) came from the cache
+            assert previous_prompt <= stats.reused_tokens < ids.shape[1]
+        previous_prompt = stats.prompt_tokens
+        history += [{"role": "user", "content": text}, {"role": "assistant", "content": reply}]

@@ -221,4 +221,12 @@ def summary(result: dict[str, Any]) -> str:
             bf = lm["bfloat16"]
             line += f"; bfloat16 {bf['tokens_per_s']} tok/s, same greedy replies {bf['same_greedy_replies']}"
         lines.append(line)
+        talk = lm.get("conversation")
+        if talk:
+            lines.append(
+                f"LM first token in a conversation (p50 of {talk['turns']} turns, ~{talk['prompt_tokens_median']:.0f}"
+                f" prompt tokens): {talk['first_token_ms_reuse_p50']:.0f} ms from the last reply's cache vs "
+                f"{talk['first_token_ms_history_prefilled_p50']:.0f} ms prefilling the history "
+                f"({talk['history_prefilled_over_reuse']}x), same replies {talk['same_replies']}"
+            )
     return "\n".join(lines)

@@ -70,6 +70,7 @@ def lm_throughput(config: Config, *, tokens: int = 64, runs: int = 3, agreement_
             "over_configured": round(bf_rate / rate, 2) if rate else None,
             "same_greedy_replies": f"{same}/{len(AGREEMENT_PROMPTS)}",
         }
+    result["conversation"] = conversation_first_token(lm)
     gguf = _gguf_file(config)
     if gguf is not None:
         llama = llama_cpp_throughput(gguf, lm.tokenizer, tokens=tokens, runs=runs, threads=config.runtime.threads)
@@ -77,6 +78,38 @@ def lm_throughput(config: Config, *, tokens: int = 64, runs: int = 3, agreement_
             result["llama_cpp_tokens_per_s"] = llama
             result["llama_cpp_over_ours"] = round(llama / result["tokens_per_s"], 2) if result["tokens_per_s"] else None
     return result
+
+
+def conversation_first_token(lm: Any, turns: tuple[str, ...] = AGREEMENT_PROMPTS, tokens: int = 32) -> dict[str, Any]:
+    """Time to first token over one conversation, each turn answered twice side by side: starting from the cache
+    the last reply left (what the pipeline does) and from the persona's cache only (the whole history prefilled
+    again). Turns after the first are reported (the first has no history); the replies must be the same."""
+    reuse, fresh = lm.with_options(), lm.with_options()
+    history: list[dict[str, str]] = []
+    ttft: dict[str, list[float]] = {"reuse": [], "fresh": []}
+    same, prompt_tokens, reused = 0, [], []
+    for turn, text in enumerate(turns):
+        fresh.prompt_cache.clear()
+        plain = fresh.reply(history, text, max_new_tokens=tokens)
+        fresh_ttft = fresh.last_stats.ttft_s
+        answer = reuse.reply(history, text, max_new_tokens=tokens)
+        if turn:
+            ttft["fresh"].append(fresh_ttft * 1000)
+            ttft["reuse"].append(reuse.last_stats.ttft_s * 1000)
+            prompt_tokens.append(reuse.last_stats.prompt_tokens)
+            reused.append(reuse.last_stats.reused_tokens)
+            same += answer == plain
+        history += [{"role": "user", "content": text}, {"role": "assistant", "content": answer}]
+    reuse_ms, fresh_ms = statistics.median(ttft["reuse"]), statistics.median(ttft["fresh"])
+    return {
+        "turns": len(turns) - 1,
+        "prompt_tokens_median": statistics.median(prompt_tokens),
+        "reused_tokens_median": statistics.median(reused),
+        "first_token_ms_reuse_p50": round(reuse_ms, 1),
+        "first_token_ms_history_prefilled_p50": round(fresh_ms, 1),
+        "history_prefilled_over_reuse": round(fresh_ms / reuse_ms, 2) if reuse_ms else None,
+        "same_replies": f"{same}/{len(turns) - 1}",
+    }
 
 
 def _decode_once(lm: Any, tokens: int) -> tuple[float, float]:

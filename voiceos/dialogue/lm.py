@@ -20,8 +20,10 @@ import torch
 
 from voiceos import models
 from voiceos.config import DialogueOptions
+from voiceos.dialogue.detokenizer import IncrementalDetokenizer
 from voiceos.dialogue.loading import ensure_chat_template, from_pretrained, load_gguf_cached
 from voiceos.dialogue.model import DialogueModel
+from voiceos.dialogue.prompt_cache import PromptCache
 from voiceos.emotion.features import user_turn_prompt
 from voiceos.emotion.head import EmotionHead
 from voiceos.emotion.labels import EmotionResult
@@ -47,6 +49,7 @@ class GenerationStats:
     """The latest reply, filled in while it streams (wall clock, so time the consumer spends between deltas counts)."""
 
     prompt_tokens: int = 0
+    reused_tokens: int = 0  # leading prompt tokens taken from a KV cache (persona, or the conversation so far)
     tokens: int = 0  # reply tokens; a stop token is not counted
     steps: int = 0  # tokens picked, including a stop token
     prefill_s: float = 0.0
@@ -76,6 +79,7 @@ class DialogueLM:
         self._stop_ids = _stop_token_ids(model, tokenizer)
         self.dialogue_model = DialogueModel(model)
         self._persona: dict[str, tuple[list[int], Any]] = {}  # system prompt -> its tokens and their KV cache
+        self.prompt_cache = PromptCache(self.persona_prefix, self._new_cache)
 
     def attach_emotion_head(self, head: EmotionHead, labels: tuple[str, ...] | list[str]) -> None:
         """Read the user's emotion off every reply's prefill from now on (see :class:`DialogueModel`)."""
@@ -130,6 +134,7 @@ class DialogueLM:
         other = copy.copy(self)
         other.options = dataclasses.replace(self.options, **changes)
         other.last_stats = GenerationStats()
+        other.prompt_cache = PromptCache(other.persona_prefix, other._new_cache)  # its own conversation
         return other
 
     @property
@@ -207,21 +212,16 @@ class DialogueLM:
             self._persona = {system: (list(prefix), cache)}  # one persona at a time
         return self._persona[system]
 
-    def _persona_cache(self, messages: Messages, ids: list[int]) -> tuple[int, Any]:
-        """How many leading ``ids`` the cached system turn covers, and a private copy of its KV cache."""
+    def _new_cache(self) -> Any:
         from transformers import DynamicCache
 
-        if not messages or messages[0]["role"] != "system":
-            return 0, DynamicCache(config=self.model.config)
-        prefix, cache = self.persona_prefix(messages[0]["content"])
-        if len(ids) <= len(prefix) or ids[: len(prefix)] != prefix:
-            return 0, DynamicCache(config=self.model.config)
-        return len(prefix), copy.deepcopy(cache)
+        return DynamicCache(config=self.model.config)
 
     def _prefill_fast(self, messages: Messages, input_ids: torch.Tensor) -> tuple[torch.Tensor, Any]:
-        """:meth:`prefill`'s logits and cache, starting from the cached persona."""
+        """:meth:`prefill`'s logits and cache, starting from what :attr:`prompt_cache` holds of the prompt."""
         ids = input_ids[0].tolist()
-        start, cache = self._persona_cache(messages, ids)
+        start, cache = self.prompt_cache.start(messages, ids, len(ids) - 1)
+        self.last_stats.reused_tokens = start
         out = self.dialogue_model(torch.tensor([ids[start:]], device=self.model.device), cache=cache)
         return out.logits, out.cache
 
@@ -235,7 +235,8 @@ class DialogueLM:
             log.warning("chat template: the user turn is not a prefix of the prompt; no emotion for this turn")
             return *self._prefill_fast(messages, input_ids), input_ids
         device = self.model.device
-        start, cache = self._persona_cache(messages, user_ids)
+        start, cache = self.prompt_cache.start(messages, user_ids, span[0])  # the user's text is all new
+        self.last_stats.reused_tokens = start
         user_span = (max(0, span[0] - start), max(1, span[1] - start))
         first = self.dialogue_model(torch.tensor([user_ids[start:]], device=device), cache=cache, user_span=user_span)
         assert first.emotion_logits is not None
@@ -285,7 +286,7 @@ class DialogueLM:
         input_ids = self._fit_prompt(messages, limit)
         stats = self.last_stats = GenerationStats(prompt_tokens=int(input_ids.shape[1]))
         generator = self._generator()
-        detok = _IncrementalDetokenizer(self.tokenizer)
+        detok = IncrementalDetokenizer(self.tokenizer)
         stop_reason = "error"
         try:
             if on_emotion is not None and self.has_emotion_head:
@@ -294,6 +295,7 @@ class DialogueLM:
             else:
                 logits, cache = self._prefill_fast(messages, input_ids)
             stats.prefill_s = time.perf_counter() - start
+            fed = input_ids[0].tolist()  # what the cache holds: the prompt, then each token fed back
             seen = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)  # for repetition_penalty
             seen[input_ids[0][input_ids[0] < seen.numel()]] = True
             stop_reason = "max_tokens"
@@ -312,6 +314,7 @@ class DialogueLM:
                     yield delta
                 if step + 1 < limit:
                     logits = self._forward_one(token, cache)
+                    fed.append(token)
             tail = detok.finish()
             if tail:
                 yield tail
@@ -319,6 +322,8 @@ class DialogueLM:
             stop_reason = "cancelled"
             raise
         finally:
+            if stop_reason != "error":  # the next turn's prompt repeats this one and (much of) the reply
+                self.prompt_cache.keep(fed, cache)
             stats.stop_reason = stop_reason
             stats.total_s = time.perf_counter() - start
             stats.token_ids = tuple(detok.ids)
@@ -351,42 +356,6 @@ class DialogueLM:
             remove[..., -1:] = False  # keep at least the most likely token
             logits = logits.masked_fill(remove.scatter(-1, sorted_idx, remove), float("-inf"))
         return int(torch.multinomial(logits.softmax(dim=-1), num_samples=1, generator=generator))
-
-
-class _IncrementalDetokenizer:
-    """Turns a growing list of token ids into text deltas, holding back an incomplete UTF-8 character.
-
-    Each step decodes all ids so far (replies are short: decoding 100 ids takes microseconds) and emits the new
-    suffix, so the deltas add up to the decode of :attr:`ids`.
-    """
-
-    def __init__(self, tokenizer: Any) -> None:
-        self.tokenizer = tokenizer
-        self.ids: list[int] = []
-        self.emitted = ""
-
-    def _decode(self) -> str:
-        return self.tokenizer.decode(self.ids, skip_special_tokens=True)
-
-    def push(self, token_id: int) -> str:
-        self.ids.append(token_id)
-        text = self._decode()
-        if text.endswith("\ufffd") or not text.startswith(self.emitted):
-            return ""  # a multi-byte character is still incomplete (or the text is being re-spaced): wait
-        delta, self.emitted = text[len(self.emitted) :], text
-        return delta
-
-    def finish(self) -> str:
-        """The rest; a character left incomplete by the token limit is dropped, with its tokens."""
-        text = self._decode()
-        while text.endswith("\ufffd") and text != self.emitted:
-            self.ids.pop()
-            text = self._decode()
-        if not text.startswith(self.emitted):
-            log.warning("detokenizer: the final text does not extend what was streamed; %d chars dropped", len(text))
-            return ""
-        delta, self.emitted = text[len(self.emitted) :], text
-        return delta
 
 
 def _stop_token_ids(model: Any, tokenizer: Any) -> frozenset[int]:
