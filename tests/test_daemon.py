@@ -197,6 +197,6 @@ def test_the_daemon_recovers_when_the_sound_server_restarts(daemon, pulse_server
 
 def test_the_daemon_stops_cleanly_and_quickly_on_sigterm(daemon):
     took = daemon.stop()
-    assert daemon.proc.returncode == 0, daemon.log_tail()
+    assert daemon.process.returncode == 0, daemon.log_tail()
     assert took < 2.0, f"stopping took {took:.1f} s"
     assert not Path(daemon.socket).exists()

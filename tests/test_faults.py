@@ -175,7 +175,7 @@ def test_microphone_unplugged_and_back_the_server_moves_the_stream_and_the_daemo
     finally:
         pulse_server.add_microphone()
     _answers_an_utterance(daemon, pulse_server)
-    assert daemon.proc.poll() is None
+    assert daemon.process.poll() is None
 
 
 def test_microphone_whose_stream_ends_is_reopened_within_5_s_of_coming_back(daemon, pulse_server):
@@ -184,7 +184,7 @@ def test_microphone_whose_stream_ends_is_reopened_within_5_s_of_coming_back(daem
     lost_before = daemon.client.request("status")["devices"]["lost"]
     pulse_server.remove_microphone()
     try:
-        assert pulse_server.end_recording_streams(daemon.proc.pid), "the daemon had no recording stream"
+        assert pulse_server.end_recording_streams(daemon.process.pid), "the daemon had no recording stream"
         daemon.wait_until("no_audio", timeout=10)  # the stall shows after 1.5 s without audio
         time.sleep(8.0)  # long enough for the retry backoff to reach its longest interval
         status = daemon.client.request("status")

@@ -45,7 +45,7 @@ def _reload(daemon, config_file: Path, data: dict[str, Any] | str) -> dict[str, 
     """Write the config file, send SIGHUP, and return the status once the daemon has dealt with it."""
     before = daemon.client.request("status")["config"]
     config_file.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
-    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.process.send_signal(signal.SIGHUP)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         status = daemon.client.request("status")
@@ -136,7 +136,7 @@ def test_a_broken_config_on_sighup_is_refused_and_the_daemon_goes_on(daemon, con
     assert "config reload refused" in daemon.log_tail(20_000)
     status = _reload(daemon, config_file, "vad: [unclosed\n")
     assert "invalid YAML" in status["config"]["last_reload"]["error"]
-    assert daemon.proc.poll() is None and status["state"] == "listening"
+    assert daemon.process.poll() is None and status["state"] == "listening"
     assert status["history_messages"] == before["history_messages"]
     assert daemon.client.request("say", text="Are you still there?")["reply"]
 
