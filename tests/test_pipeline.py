@@ -64,8 +64,12 @@ def test_history_keeps_both_sides_of_each_turn_until_reset(pipeline):
     pipeline.reply("What is my name?")
     assert [m["role"] for m in pipeline.history] == ["user", "assistant", "user", "assistant"]
     assert pipeline.history[0]["content"] == "My name is Ada." and pipeline.history[1]["content"] == first.reply
+    assert pipeline.lm.last_stats.reused_tokens > pipeline.lm.last_stats.prompt_tokens // 2  # the first turn's cache
     pipeline.reset()
     assert pipeline.history == []
+    pipeline.reply("Hello again.")  # nothing of the forgotten conversation is reused: only the persona
+    assert pipeline.lm.last_stats.reused_tokens == len(pipeline.lm.persona_prefix(pipeline.lm.options.system_prompt)[0])
+    pipeline.reset()
 
 
 def test_rejected_text_leaves_the_history_untouched(pipeline):

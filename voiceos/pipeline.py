@@ -379,7 +379,10 @@ class Pipeline:
         return transcript, utterances, {"vad": vad_ms, "asr": asr_ms}
 
     def reset(self) -> None:
+        """Forget the conversation, including the LM's cache of it (keys and values of everything said)."""
         self.history.clear()
+        if self.lm is not None:
+            self.lm.prompt_cache.clear()
 
 
 def _ms_since(start: float) -> float:
