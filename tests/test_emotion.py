@@ -44,11 +44,7 @@ def classifier(lm):
         ("I am so happy, this is wonderful!", "joy"),
         ("I'm terrified of what happens next", "fear"),
         ("This is disgusting", "disgust"),
-        pytest.param(
-            "I can't believe you did that, I'm furious",
-            "anger",
-            marks=pytest.mark.xfail(strict=True, reason="the shipped head says surprise (0.39); anger is 3rd (0.19)"),
-        ),
+        ("I can't believe you did that, I'm furious", "anger"),
         ("My dog died yesterday", "sadness"),
     ],
 )

@@ -124,3 +124,38 @@ def test_training_a_branch_head_writes_a_checkpoint_the_reply_prefill_reads(lm, 
     assert len(seen) == 1 and seen[0].label == expected.label
     for name in labels:
         assert seen[0].scores[name] == pytest.approx(expected.scores[name], abs=1e-4)
+
+
+def test_a_branch_checkpoint_that_does_not_fit_the_lm_fails_with_one_line(lm, tmp_path):
+    import json
+
+    from voiceos.emotion.classifier import EmotionClassifier, load_head
+    from voiceos.errors import ModelLoadError
+
+    head = EmotionHead(2 * 576, len(LABELS), layer=LAYER, branch_layers=1, lora_rank=4, lora_alpha=8).bind(lm.model)
+    head.save(tmp_path)
+    (tmp_path / "labels.json").write_text(json.dumps(list(LABELS)))
+    config = json.loads((tmp_path / "head.json").read_text())
+    for change, expected in (({"layer": 29, "branch_layers": 2}, "does not fit"), ({"lora_rank": 6}, "adapters")):
+        (tmp_path / "head.json").write_text(json.dumps({**config, **change}))
+        for attach in (
+            lambda: lm.with_options().attach_emotion_head(*load_head(tmp_path)),
+            lambda: EmotionClassifier(*load_head(tmp_path), lm),
+        ):
+            with pytest.raises(ModelLoadError, match=expected) as err:
+                attach()
+            assert "\n" not in str(err.value) and "emotion head does not fit" in str(err.value)
+
+
+def test_each_corpus_can_balance_its_classes_on_its_own_power():
+    from voiceos.emotion.fitting import balanced_weights, corpus_row_weights
+
+    skewed = torch.tensor([4] * 6 + [0] * 2 + [5] * 1)  # neutral-heavy, as MELD is
+    weights = balanced_weights(skewed)
+    total = {c: float(weights[c] * (skewed == c).sum()) for c in (0, 4, 5)}
+    assert total[0] == pytest.approx(total[4]) == pytest.approx(total[5])  # each class counts the same
+    assert torch.equal(balanced_weights(skewed, 0.0), torch.ones(len(LABELS)))
+    other = torch.tensor([1, 1, 2])
+    rows = corpus_row_weights([other, skewed], [1.0, 0.0])
+    assert rows.shape == (12,) and torch.equal(rows[3:], torch.ones(9))  # the second corpus unweighted
+    assert torch.equal(rows[:3], balanced_weights(other)[other])

@@ -88,7 +88,10 @@ class DialogueLM:
                 f"the emotion head ({head.in_dim} features, {head.n_labels} outputs) does not fit the dialogue model "
                 f"{self.name}; train one for it with `voiceos train`, or set emotion.enabled: false"
             )
-        self.dialogue_model = DialogueModel(self.model, head, labels)
+        try:  # a head with an LM branch copies this LM's layers: its adapters must fit them
+            self.dialogue_model = DialogueModel(self.model, head, labels)
+        except ValueError as err:
+            raise ModelLoadError(f"the emotion head does not fit the dialogue model {self.name}: {err}") from None
 
     @property
     def has_emotion_head(self) -> bool:

@@ -42,12 +42,15 @@ def load_head(checkpoint_dir: str | Path | None) -> tuple[EmotionHead, tuple[str
 
 class EmotionClassifier:
     def __init__(self, head: EmotionHead, labels: Sequence[str], lm: Any) -> None:
-        self.head = head.eval().bind(lm.model)
         self.labels = tuple(labels)
         self.lm = lm
         self.hidden = int(lm.model.config.hidden_size)
         if head.in_dim not in (self.hidden, 2 * self.hidden):
             raise ModelLoadError(f"the emotion head ({head.in_dim} features) does not fit the dialogue model {lm.name}")
+        try:
+            self.head = head.eval().bind(lm.model)
+        except ValueError as err:
+            raise ModelLoadError(f"the emotion head does not fit the dialogue model {lm.name}: {err}") from None
         self._extractor = FeatureExtractor(lm, head.layer)
 
     @classmethod

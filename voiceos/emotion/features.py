@@ -252,11 +252,16 @@ def cached_features(
             log.info("features from %s", path)
             return feats
     feats = extractor.features([(ex.text, ex.context) for ex in examples], batch_size=batch_size, progress=progress)
+    _save(path, feats)
+    return feats
+
+
+def _save(path: Path, array: np.ndarray) -> None:
+    """Written under a temporary name, then renamed: an interrupted run never leaves a truncated cache file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, feats)
+    np.save(tmp, array)
     tmp.replace(path)
-    return feats
 
 
 def cached_token_states(
@@ -269,22 +274,19 @@ def cached_token_states(
     progress: bool = True,
 ) -> TokenStates:
     """:meth:`FeatureExtractor.token_states` of ``examples``, read from the cache when present, else computed and
-    saved (``<tag>-<hash>.tokens.npy``, float16 states, memory-mapped when read, and ``.index.npy``)."""
+    saved (``<tag>-<hash>.tokens.npy``: float16 states; ``.index.npy``: length and user span of each)."""
     base = cache_path(cache_dir, extractor.lm, examples, tag=tag, extractor_layer=extractor.layer)
     states_path, index_path = base.with_suffix(".tokens.npy"), base.with_suffix(".index.npy")
     if states_path.is_file() and index_path.is_file():
         index = np.load(index_path)
         if len(index) == len(examples):
             log.info("token states from %s", states_path)
-            states = torch.from_numpy(np.load(states_path, mmap_mode="r").copy())
+            states = torch.from_numpy(np.load(states_path))
             offsets = torch.from_numpy(np.concatenate([[0], np.cumsum(index[:, 0])]))
             return TokenStates(states, offsets, torch.from_numpy(index[:, 1:].copy()))
     items = [(ex.text, ex.context) for ex in examples]
     result = extractor.token_states(items, batch_size=batch_size, progress=progress, dtype=torch.float16)
     index = np.concatenate([result.lengths().numpy()[:, None], result.spans.numpy()], axis=1)
-    states_path.parent.mkdir(parents=True, exist_ok=True)
-    for path, array in ((states_path, result.states.numpy()), (index_path, index)):
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, array)
-        tmp.replace(path)
+    _save(states_path, result.states.numpy())
+    _save(index_path, index)
     return result

@@ -133,9 +133,11 @@ def fit_branch_head(
     options: TrainOptions,
     *,
     progress: bool = True,
+    row_weights: torch.Tensor | None = None,
 ) -> tuple[EmotionHead, dict[str, Any]]:
     """The head with an LM branch: adapters and head trained together on cached token states (class-weighted,
-    one-cycle schedule, batches of similar length), evaluated on the dev sets each epoch; returns the best."""
+    one-cycle schedule, batches of similar length), evaluated on the dev sets each epoch; returns the best.
+    ``row_weights`` (one per training row) replace the class weights computed over all rows."""
     from tqdm import tqdm
 
     set_seeds(options.seed)
@@ -151,8 +153,9 @@ def fit_branch_head(
         lora_rank=options.lora_rank,
         lora_alpha=options.lora_alpha,
     ).bind(lm_model)
-    counts = torch.bincount(train_y, minlength=len(LABELS)).float()
-    loss_fn = torch.nn.CrossEntropyLoss(weight=counts.sum() / (len(LABELS) * counts.clamp(min=1)))
+    if row_weights is None:
+        row_weights = balanced_weights(train_y)[train_y]
+    loss_fn = torch.nn.CrossEntropyLoss(reduction="none")
     trainable = [(n, p) for n, p in head.named_parameters() if p.requires_grad]
     groups = [
         {"params": [p for n, p in trainable if n.startswith("branch.")], "lr": options.lora_lr},
@@ -181,7 +184,8 @@ def fit_branch_head(
         for b in bar:
             x, lengths, spans = train_states.batch(batches[b])
             opt.zero_grad()
-            loss = loss_fn(head(head.pool(x, lengths, spans)), train_y[batches[b]])
+            weights = row_weights[batches[b]]
+            loss = (loss_fn(head(head.pool(x, lengths, spans)), train_y[batches[b]]) * weights).sum() / weights.sum()
             loss.backward()
             opt.step()
             schedule.step()
@@ -205,6 +209,17 @@ def fit_branch_head(
     head.load_trained_state(best.state)
     head.eval()
     return head, best.result(history)
+
+
+def balanced_weights(labels: torch.Tensor, power: float = 1.0) -> torch.Tensor:
+    """Per-class weights ``(n / (classes * count))^power``: 1 balances the classes, 0 leaves them as they come."""
+    counts = torch.bincount(labels, minlength=len(LABELS)).float()
+    return (counts.sum() / (len(LABELS) * counts.clamp(min=1))) ** power
+
+
+def corpus_row_weights(labels: list[torch.Tensor], powers: list[float]) -> torch.Tensor:
+    """One weight per row of several corpora (in order), each corpus's classes balanced on their own to ``power``."""
+    return torch.cat([balanced_weights(y, p)[y] for y, p in zip(labels, powers, strict=True)])
 
 
 def pooled_features(states: TokenStates, batch_size: int = 256) -> torch.Tensor:

@@ -60,7 +60,10 @@ class EmotionHead(nn.Module):
         first = resolve_layer(lm, self.layer)
         self.branch = EmotionBranch(lm, first, self.branch_layers, self.lora_rank, self.lora_alpha)
         if self._adapter:
-            missing, unexpected = self.branch.load_state_dict(self._adapter, strict=False)
+            try:
+                missing, unexpected = self.branch.load_state_dict(self._adapter, strict=False)
+            except RuntimeError as err:  # the shapes of another LM
+                raise ValueError(f"the branch's adapters do not fit ({' '.join(str(err).split())[:200]})") from None
             lost = [k for k in missing if k.endswith((".lora_a", ".lora_b"))]
             if lost or unexpected:
                 raise ValueError(f"the emotion branch's adapters do not fit: missing {lost}, unexpected {unexpected}")

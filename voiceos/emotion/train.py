@@ -26,7 +26,14 @@ import torch
 from voiceos.emotion.classifier import head_probabilities
 from voiceos.emotion.data import DEFAULT_DATA_DIR, Example, read_goemotions, read_meld, stratified_subsample
 from voiceos.emotion.features import FeatureExtractor, TokenStates, cached_features, cached_token_states
-from voiceos.emotion.fitting import concat_states, fit_branch_head, fit_head, pooled_features, set_seeds
+from voiceos.emotion.fitting import (
+    concat_states,
+    corpus_row_weights,
+    fit_branch_head,
+    fit_head,
+    pooled_features,
+    set_seeds,
+)
 from voiceos.emotion.head import EmotionHead, select
 from voiceos.emotion.labels import LABELS
 
@@ -55,6 +62,8 @@ class TrainOptions:
     branch_epochs: int = 4  # passes over the token states (each costs ~n layers' forward + backward per token)
     branch_patience: int = 1
     branch_batch_size: int = 32
+    meld_class_weight_power: float | None = None  # branch: None balances the classes over both corpora together; a
+    # number balances each corpus on its own, MELD's weights raised to it (0: unweighted, as weighted-F1 rewards)
     layer: int = -1  # hidden_states index the features come from (-1: the final output)
     epochs: int = 200
     patience: int = 25
@@ -129,7 +138,13 @@ def train(options: TrainOptions, lm: Any | None = None, *, progress: bool = True
             "goemotions": (states["goemotions_dev"], labels["goemotions_dev"]),
             "meld": (states["meld_dev"], labels["meld_dev"]),
         }
-        head, result = fit_branch_head(lm.model, train_states, train_y, dev_states, options, progress=progress)
+        row_weights = None
+        if options.meld_class_weight_power is not None:
+            by_corpus = [torch.from_numpy(labels[name]).long() for name in ("goemotions_train", "meld_train")]
+            row_weights = corpus_row_weights(by_corpus, [1.0, options.meld_class_weight_power])
+        head, result = fit_branch_head(
+            lm.model, train_states, train_y, dev_states, options, progress=progress, row_weights=row_weights
+        )
     else:
         head, result = run(options.pooling)
     metrics: dict[str, Any] = {
@@ -207,10 +222,10 @@ def _model_card(metrics: dict[str, Any], options: TrainOptions) -> str:
     ]
     if k:
         lines += [
-            "Before pooling, the states go through a branch: copies of the LM's decoder layers (0-based)",
-            f"{metrics['layer']}..{metrics['layer'] + k - 1} with LoRA adapters (rank {options.lora_rank}, alpha "
-            f"{options.lora_alpha:g}) on",
-            "q/k/v/o/gate/up/down, trained with the head. The checkpoint holds only the adapters and the head; the",
+            f"Before pooling, the states go through a branch: copies of the LM's decoder layers {metrics['layer']}.."
+            f"{metrics['layer'] + k - 1} (0-based)",
+            f"with LoRA adapters (rank {options.lora_rank}, alpha {options.lora_alpha:g}) on q/k/v/o/gate/up/down, "
+            "trained with the head. The checkpoint holds only the adapters and the head; the",
             "frozen weights are the LM's own, so it fits this LM only. The reply's own layers are not adapted.",
             "",
         ]
@@ -249,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
         elif f.name in ("goemotions_train", "meld_train", "goemotions_dev", "meld_dev"):
             parser.add_argument(flag, type=int, default=default)
+        elif f.name == "meld_class_weight_power":
+            parser.add_argument(flag, type=float, default=default)
         else:
             parser.add_argument(flag, type=type(default) if default is not None else str, default=default)
     args = parser.parse_args(argv)
