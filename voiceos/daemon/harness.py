@@ -35,7 +35,7 @@ class DaemonProcess:
         client_timeout: float = 60.0,
         new_session: bool = False,
     ) -> None:
-        env = {**env, "PYTHONUNBUFFERED": "1"}
+        self.env = env = {**env, "PYTHONUNBUFFERED": "1"}  # also what clients of this daemon run with
         cmd = [sys.executable, "-m", "voiceos", *(["--config", str(config_path)] if config_path else []), "run"]
         self.log_path = log_path
         with open(log_path, "ab") as daemon_log:
