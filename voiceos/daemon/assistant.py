@@ -3,8 +3,9 @@
 Threads and where work runs:
 
 - PortAudio threads only copy audio (``Microphone`` callback in, ``ChunkPlayer`` callback out).
-- The event loop runs the audio loop (:mod:`voiceos.daemon.audio_loop`: resampling, echo gate, VAD; microseconds
-  per frame), publishes events and decides here, on the VAD's events, about turns and interruptions.
+- The event loop resamples the microphone audio and runs the audio loop (:mod:`voiceos.daemon.audio_loop`: echo gate
+  and VAD, microseconds per frame), publishes events and decides here, on the VAD's events, about turns and
+  interruptions.
 - One model thread (a single-worker executor) runs ASR, the LM and TTS, so the models never fight for the two
   cores; synthesized audio goes straight from there into the player's queue, sentence by sentence.
 

@@ -36,9 +36,9 @@ class PromptCache:
     def start(self, messages: Messages, ids: list[int], limit: int) -> tuple[int, Any]:
         """How many leading ``ids`` (at most ``limit``) the returned cache holds; the cache is the caller's to
         extend. The last reply's cache is handed out once: the prefill extends it in place."""
-        persona_len = 0
+        persona_len, persona_cache = 0, None
         if messages and messages[0]["role"] == "system":
-            prefix, _ = self._persona(messages[0]["content"])
+            prefix, persona_cache = self._persona(messages[0]["content"])
             if len(prefix) <= limit and ids[: len(prefix)] == prefix:
                 persona_len = len(prefix)
         last, self._last = self._last, None
@@ -50,7 +50,7 @@ class PromptCache:
                 if cache.get_seq_length() == reused:
                     return reused, cache
         if persona_len:
-            return persona_len, copy.deepcopy(self._persona(messages[0]["content"])[1])
+            return persona_len, copy.deepcopy(persona_cache)
         return 0, self._new_cache()
 
     def keep(self, ids: list[int], cache: Any) -> None:

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from voiceos.emotion.branch import pool_states
 from voiceos.emotion.data import Example
 
 log = logging.getLogger(__name__)
@@ -67,12 +68,6 @@ def user_turn_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[li
     if not inside:  # an empty user text: pool the token before the end-of-turn marker
         inside = [max(0, len(ids) - 3)]
     return list(ids), (inside[0], inside[-1] + 1)
-
-
-def pool(hidden: torch.Tensor, span: tuple[int, int], length: int) -> torch.Tensor:
-    """``hidden`` (seq, dim) of one prompt of ``length`` real tokens -> the concatenated (2 * dim,) feature."""
-    start, end = span
-    return torch.cat([hidden[start:end].float().mean(dim=0), hidden[length - 1].float()])
 
 
 def resolve_layer(model: Any, layer: int) -> int:
@@ -195,7 +190,8 @@ class FeatureExtractor:
         """(n, 2 * hidden) float32 features of ``(text, context)`` pairs (sorted by length internally)."""
         out = np.zeros((len(items), 2 * int(self.model.config.hidden_size)), dtype=np.float32)
         for i, hidden, span in self._each_example(items, batch_size, "features" if progress else ""):
-            out[i] = pool(hidden, span, len(hidden)).cpu().numpy()
+            pooled = pool_states(hidden.float()[None], torch.tensor([len(hidden)]), torch.tensor([span]), "mean+last")
+            out[i] = pooled[0].cpu().numpy()
         return out
 
 
