@@ -19,8 +19,10 @@ from daemon_process import running_daemon
 
 from voiceos.asr import SAMPLE_RATE
 from voiceos.audio.files import read_audio, resample
+from voiceos.config import VadOptions
 from voiceos.errors import VoiceosError
 from voiceos.textnorm import word_error_rate
+from voiceos.vad import VadSegmenter
 
 SPEECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech"
 LIBRIVOX = SPEECH / "librivox_cmusphinx" / "audio"
@@ -92,6 +94,35 @@ def test_two_turns_in_a_row_both_get_answers_and_are_remembered(daemon, pulse_se
         daemon.events.wait_for("speaking_ended", mark)
         daemon.wait_until("listening", timeout=30)
     assert daemon.client.request("status")["history_messages"] == 4
+
+
+def test_a_blip_after_the_end_of_turn_does_not_swallow_the_question(daemon, pulse_server):
+    """A cough or click just after the user stopped opens an utterance that cuts the turn being thought about
+    (the user might be going on); once it proves too short to be speech, that turn is answered after all."""
+    question = speech("sense_and_sensibility_01_austen_64kb-0930.wav")
+    other = speech("sense_and_sensibility_01_austen_64kb-0880.wav")
+    hop, width = SAMPLE_RATE // 100, int(0.1 * SAMPLE_RATE)
+    energy = np.convolve(other**2, np.ones(width), mode="valid")[::hop]
+    start = int(np.argmax(energy)) * hop
+    blip = other[start : start + width]  # 100 ms of voice: opens an utterance (90 ms), too short to keep (250 ms)
+    gap = np.zeros(int(0.6 * SAMPLE_RATE), dtype=np.float32)  # just past the 500 ms hangover that ends the turn
+    sound = np.concatenate([question, gap, blip, np.zeros(SAMPLE_RATE, dtype=np.float32)])
+    kinds = [type(event).__name__ for event in VadSegmenter(VadOptions()).feed(sound)]
+    assert kinds[-2:] == ["SpeechStarted", "SpeechDiscarded"] and kinds.count("SpeechEnded") == 1, kinds
+    mark = daemon.events.mark()
+    pulse_server.speak_into_mic(sound)
+    ended = daemon.events.wait_for("speaking_ended", mark)
+    daemon.wait_until("listening", timeout=30)
+
+    names = [e["event"] for e in daemon.events.since(mark)]
+    assert names.count("speech_started") == 2 and names.count("speech_ended") == 1, names
+    assert names.count("speaking_started") == 1, names
+    answered = daemon.events.since(mark, "transcript")[-1]["text"]  # (published again if the cut turn had one)
+    assert word_error_rate("he might even have been made amiable himself", answered) <= 0.2
+    assert not ended["interrupted"] and ended["spoken_text"]
+    log = daemon.log_tail(20_000)
+    assert "turn interrupted (the user is still talking)" in log
+    assert "the speech that cut the last turn was a blip" in log
 
 
 def test_silence_and_noise_alone_start_no_turn(daemon, pulse_server):

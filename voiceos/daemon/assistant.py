@@ -88,6 +88,7 @@ class Assistant:
         self._turn: _Turn | None = None
         self._turn_task: asyncio.Task | None = None
         self._carry_over = ""  # user text of a turn cut before it spoke: the user was not done talking
+        self._cut_by_speech: _Turn | None = None  # that turn, until the speech that cut it ends or is discarded
         self._speculation: tuple[tuple[float, float], concurrent.futures.Future] | None = None  # ASR during a pause
         self._barge_in: MinSpeechInterruption[_Turn] = MinSpeechInterruption(self.config.audio.barge_in_min_ms)
         output_rate = self.config.audio.output_sample_rate or pipeline.tts.sample_rate
@@ -176,6 +177,7 @@ class Assistant:
                         unused.cancel()
                     continue
                 self.bus.publish(SpeechEndedEvent(stream_s=utt.end_s, seconds=utt.duration_s, forced=event.forced))
+                self._cut_by_speech = None  # its words join this utterance
                 # The turn exists from this moment on, so that speech starting again in this same batch of frames
                 # (a forced cut at max_utterance_s) finds it and carries its words over to the next utterance.
                 turn = self._begin_audio_turn()
@@ -183,6 +185,7 @@ class Assistant:
             elif isinstance(event, SpeechDiscarded):
                 self._barge_in.ended(0.0)
                 log.debug("discarded a %.2f s blip", event.end_s - event.start_s)
+                self._resume_cut_turn()
         interrupted = self._barge_in.due(voiced_s)
         # Only the reply still in progress: one that ended on its own meanwhile has nothing left to cut.
         if interrupted is not None and interrupted is self._turn and not interrupted.cancel.is_set():
@@ -214,6 +217,17 @@ class Assistant:
         elif turn.source == "microphone":
             # The end of turn came too early: the user goes on. Their words so far join the next utterance.
             self._cut_turn(turn, "the user is still talking")
+            self._cut_by_speech = turn
+
+    def _resume_cut_turn(self) -> None:
+        """The speech that cut a turn was only a blip (a cough, a click): answer the cut turn's words after all,
+        instead of keeping them until the user speaks again."""
+        cut, self._cut_by_speech = self._cut_by_speech, None
+        if cut is None or (self._turn is not None and self._turn is not cut):
+            return
+        log.info("the speech that cut the last turn was a blip: answering that turn's words now")
+        turn = self._begin_audio_turn()
+        self._start_turn(self._run_audio_turn(turn, None, resumes=cut))
 
     def _cut_turn(self, turn: _Turn, reason: str) -> None:
         """Cancel ``turn``; a microphone turn that had not spoken yet hands the user's words to the next utterance.
@@ -252,31 +266,42 @@ class Assistant:
         return turn
 
     async def _run_audio_turn(
-        self, turn: _Turn, samples: np.ndarray, speculative: concurrent.futures.Future | None = None
+        self,
+        turn: _Turn,
+        samples: np.ndarray | None,
+        speculative: concurrent.futures.Future | None = None,
+        resumes: _Turn | None = None,
     ) -> dict | None:
         """Transcribe an utterance and answer it. The turn exists from the end of speech on, so that the user
         speaking again during ASR or thinking cancels it and their words carry over to the next utterance.
 
         ``speculative`` is a transcription of the same samples started when the pause began (same input, same
-        transcript); ``asr`` then counts only what is left of it after the end of the turn."""
+        transcript); ``asr`` then counts only what is left of it after the end of the turn. Without ``samples``,
+        the turn answers the words carried over from ``resumes``, a turn cut by speech that came to nothing."""
         loop = asyncio.get_running_loop()
         self.set_state("thinking")
         try:
             start = time.perf_counter()
             used_speculation = speculative is not None and not speculative.cancelled()
-            if used_speculation:
-                transcript = await asyncio.wrap_future(speculative)
+            if samples is None:
+                if resumes is not None and resumes.done is not None:
+                    await asyncio.shield(resumes.done)  # its transcript lands in the carry-over, if still running
+                text = ""
+            elif used_speculation:
+                text = (await asyncio.wrap_future(speculative)).text.strip()
             else:
-                transcript = await loop.run_in_executor(self._models, self.pipeline.transcriber.transcribe, samples)
+                transcriber = self.pipeline.transcriber
+                text = (await loop.run_in_executor(self._models, transcriber.transcribe, samples)).text.strip()
             asr_ms = (time.perf_counter() - start) * 1000
-            text = transcript.text.strip()
             if self._carry_over:
                 text, self._carry_over = f"{self._carry_over} {text}".strip(), ""
             if turn.cancel.is_set():  # the user went on talking: this is the start of their next utterance
                 self._carry_over = text
                 return None
             if not text:
-                log.info("nothing intelligible in %.2f s of speech", len(samples) / SAMPLE_RATE)
+                log.info(
+                    "nothing intelligible in %.2f s of speech", 0 if samples is None else len(samples) / SAMPLE_RATE
+                )
                 return None
             timings = {
                 "endpointing": float(self.config.vad.hangover_ms),
