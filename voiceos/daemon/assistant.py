@@ -34,6 +34,7 @@ from voiceos.config import Config, VadOptions
 from voiceos.daemon.audio_loop import SAMPLE_RATE, AudioLoop
 from voiceos.daemon.bus import EventBus
 from voiceos.daemon.interruption import MinSpeechInterruption
+from voiceos.daemon.speculation import SpeculativeTranscription
 from voiceos.emotion.labels import EmotionResult
 from voiceos.errors import AudioDeviceError, AudioInputError, VoiceosError
 from voiceos.events import (
@@ -50,7 +51,7 @@ from voiceos.events import (
 )
 from voiceos.pipeline import Pipeline, TurnResult
 from voiceos.privacy import TranscriptLog
-from voiceos.vad import SpeechDiscarded, SpeechEnded, SpeechPaused, SpeechStarted, Utterance, VadEvent
+from voiceos.vad import SpeechDiscarded, SpeechEnded, SpeechPaused, SpeechStarted, VadEvent
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ class Assistant:
         self._turn_task: asyncio.Task | None = None
         self._carry_over = ""  # user text of a turn cut before it spoke: the user was not done talking
         self._cut_by_speech: _Turn | None = None  # that turn, until the speech that cut it ends or is discarded
-        self._speculation: tuple[tuple[float, float], concurrent.futures.Future] | None = None  # ASR during a pause
+        self._speculation = SpeculativeTranscription(self._models, lambda x: self.pipeline.transcriber.transcribe(x))
         self._barge_in: MinSpeechInterruption[_Turn] = MinSpeechInterruption(self.config.audio.barge_in_min_ms)
         output_rate = self.config.audio.output_sample_rate or pipeline.tts.sample_rate
         self.audio = AudioLoop(self.config, output_rate, self)
@@ -167,21 +168,19 @@ class Assistant:
                 self.bus.publish(SpeechStartedEvent(stream_s=event.time_s))
                 self._user_started_speaking()
             elif isinstance(event, SpeechPaused):
-                self._speculate(event.utterance)
+                self._speculation.start(event.utterance)
             elif isinstance(event, SpeechEnded):
                 utt = event.utterance
                 if self._barge_in.ended(utt.voiced_s):
                     log.info("ignored %.2f s of voice over the reply: too short to interrupt it", utt.voiced_s)
-                    unused = self._speculation_for(utt)  # its transcription would queue behind the reply
-                    if unused is not None:
-                        unused.cancel()
+                    self._speculation.drop()  # its transcription would queue behind the reply
                     continue
                 self.bus.publish(SpeechEndedEvent(stream_s=utt.end_s, seconds=utt.duration_s, forced=event.forced))
                 self._cut_by_speech = None  # its words join this utterance
                 # The turn exists from this moment on, so that speech starting again in this same batch of frames
                 # (a forced cut at max_utterance_s) finds it and carries its words over to the next utterance.
                 turn = self._begin_audio_turn()
-                self._start_turn(self._run_audio_turn(turn, utt.samples, self._speculation_for(utt)))
+                self._start_turn(self._run_audio_turn(turn, utt.samples, self._speculation.claim(utt)))
             elif isinstance(event, SpeechDiscarded):
                 self._barge_in.ended(0.0)
                 log.debug("discarded a %.2f s blip", event.end_s - event.start_s)
@@ -191,22 +190,6 @@ class Assistant:
         if interrupted is not None and interrupted is self._turn and not interrupted.cancel.is_set():
             log.info("barge-in: the user speaks over the assistant (%s)", self.audio.echo.describe_last_user())
             self._interrupt(interrupted, "barge-in")
-
-    def _speculate(self, utterance: Utterance) -> None:
-        """The user paused: transcribe what they said so far now, in case the pause turns out to end the turn."""
-        if self._speculation is not None:
-            self._speculation[1].cancel()  # superseded: drop it if it has not started yet
-        future = self._models.submit(self.pipeline.transcriber.transcribe, utterance.samples)
-        self._speculation = ((utterance.start_s, utterance.end_s), future)
-
-    def _speculation_for(self, utterance: Utterance) -> concurrent.futures.Future | None:
-        """The speculative transcription of exactly this utterance's samples, if one was started."""
-        speculation, self._speculation = self._speculation, None
-        if speculation is not None and speculation[0] == (utterance.start_s, utterance.end_s):
-            return speculation[1]
-        if speculation is not None:
-            speculation[1].cancel()
-        return None
 
     def _user_started_speaking(self) -> None:
         turn = self._turn
