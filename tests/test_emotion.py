@@ -132,11 +132,12 @@ def test_checkpoint_metrics_are_reproduced(classifier):
 
 
 def test_evaluating_the_shipped_head_scores_the_classifiers_own_predictions(classifier, lm, tmp_path):
-    from voiceos.emotion.evaluate import dev_sets, evaluate_checkpoint
+    from voiceos.emotion.classifier import DEFAULT_CHECKPOINT
+    from voiceos.emotion.evaluate import dev_sets, evaluate_checkpoint, trained_context_turns
     from voiceos.emotion.fitting import f1_scores
 
     result = evaluate_checkpoint(lm, goemotions=21, meld=14, cache_dir=tmp_path, progress=False)
-    rows = dev_sets(DEFAULT_DATA_DIR, goemotions=21, meld=14)
+    rows = dev_sets(DEFAULT_DATA_DIR, goemotions=21, meld=14, context_turns=trained_context_turns(DEFAULT_CHECKPOINT))
     for corpus, examples in (("goemotions", rows["goemotions_dev"]), ("meld", rows["meld_dev"])):
         predicted = classifier.classify([ex.text for ex in examples], [ex.context for ex in examples])
         expected = f1_scores([ex.label for ex in examples], [LABELS.index(res.label) for res in predicted])

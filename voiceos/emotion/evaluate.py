@@ -39,6 +39,14 @@ def dev_sets(data_dir: Path, *, goemotions: int | None, meld: int | None, contex
     }
 
 
+def trained_context_turns(checkpoint: Path) -> int:
+    """How many preceding MELD utterances the head was trained with (its metrics.json; 2 if it does not say)."""
+    metrics = Path(checkpoint) / "metrics.json"
+    if not metrics.is_file():
+        return 2
+    return int(json.loads(metrics.read_text(encoding="utf-8")).get("options", {}).get("context_turns", 2))
+
+
 def evaluate_checkpoint(
     lm: Any,
     checkpoint: Path = DEFAULT_CHECKPOINT,
@@ -56,8 +64,9 @@ def evaluate_checkpoint(
     cache = cache_dir or models.cache_dir(lm.options.cache_dir)
     extractor = FeatureExtractor(lm, head.layer)
     hidden = int(lm.model.config.hidden_size)
+    turns = trained_context_turns(checkpoint)
     result: dict[str, Any] = {"checkpoint": str(checkpoint), "model": lm.name, "layer": head.layer}
-    for name, rows in dev_sets(Path(data_dir), goemotions=goemotions, meld=meld).items():
+    for name, rows in dev_sets(Path(data_dir), goemotions=goemotions, meld=meld, context_turns=turns).items():
         gold = np.array([ex.label for ex in rows])
         if head.branch_layers:  # the branch reads every token's state
             states = cached_token_states(extractor, rows, cache, tag=name, progress=progress)
