@@ -32,11 +32,10 @@ class SpeculativeTranscription:
 
     def claim(self, utterance: Utterance) -> concurrent.futures.Future | None:
         """The transcription of exactly this utterance's samples, if one was started; any other is dropped."""
-        pending, self._pending = self._pending, None
-        if pending is not None and pending[0] == (utterance.start_s, utterance.end_s):
-            return pending[1]
-        if pending is not None:
-            pending[1].cancel()  # does nothing once it runs: it then just finishes unused
+        if self._pending is not None and self._pending[0] == (utterance.start_s, utterance.end_s):
+            future, self._pending = self._pending[1], None
+            return future
+        self.drop()  # cancelling does nothing once it runs: it then just finishes unused
         return None
 
     def drop(self) -> None:
