@@ -101,10 +101,10 @@ def test_a_blip_after_the_end_of_turn_does_not_swallow_the_question(daemon, puls
     (the user might be going on); once it proves too short to be speech, that turn is answered after all."""
     question = speech("sense_and_sensibility_01_austen_64kb-0930.wav")
     other = speech("sense_and_sensibility_01_austen_64kb-0880.wav")
-    hop, width = SAMPLE_RATE // 100, int(0.1 * SAMPLE_RATE)
+    hop, width = SAMPLE_RATE // 100, int(0.12 * SAMPLE_RATE)
     energy = np.convolve(other**2, np.ones(width), mode="valid")[::hop]
     start = int(np.argmax(energy)) * hop
-    blip = other[start : start + width]  # 100 ms of voice: opens an utterance (90 ms), too short to keep (250 ms)
+    blip = other[start : start + width]  # 120 ms of voice: opens an utterance (90 ms), too short to keep (250 ms)
     gap = np.zeros(int(0.6 * SAMPLE_RATE), dtype=np.float32)  # just past the 500 ms hangover that ends the turn
     sound = np.concatenate([question, gap, blip, np.zeros(SAMPLE_RATE, dtype=np.float32)])
     kinds = [type(event).__name__ for event in VadSegmenter(VadOptions()).feed(sound)]
