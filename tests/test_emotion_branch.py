@@ -105,9 +105,13 @@ def test_training_a_branch_head_writes_a_checkpoint_the_reply_prefill_reads(lm, 
         lora_rank=4,
         branch_epochs=2,
         branch_patience=2,
+        average_last=2,
     )
     metrics = train(options, lm, progress=False)
-    assert 1 <= metrics["best_epoch"] <= metrics["epochs_run"] <= 2 and "baseline" in metrics
+    assert metrics["epochs_run"] == 2 and "baseline" in metrics
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2, "mean of epochs 1-2"]
+    best = max(metrics["history"], key=lambda h: h["dev_score"])  # the first of equals, as the trainer keeps
+    assert metrics["best_epoch"] == best["epoch"]
     assert "LoRA adapters" in (tmp_path / "out" / "MODEL_CARD.md").read_text()
     cached = sorted(p.name for p in (tmp_path / "cache" / "emotion-features").glob("*.npy"))
     assert len(cached) == 8 and sum(".tokens." in name for name in cached) == 4  # states + index per set
@@ -159,3 +163,15 @@ def test_each_corpus_can_balance_its_classes_on_its_own_power():
     rows = corpus_row_weights([other, skewed], [1.0, 0.0])
     assert rows.shape == (12,) and torch.equal(rows[3:], torch.ones(9))  # the second corpus unweighted
     assert torch.equal(rows[:3], balanced_weights(other)[other])
+
+
+def test_averaging_checkpoints_takes_the_mean_of_weights_and_keeps_counters_from_the_last():
+    from voiceos.emotion.fitting import average_states
+
+    first = {"w": torch.tensor([1.0, 2.0]), "h": torch.tensor([1.0], dtype=torch.bfloat16), "n": torch.tensor(3)}
+    second = {"w": torch.tensor([3.0, 6.0]), "h": torch.tensor([3.0], dtype=torch.bfloat16), "n": torch.tensor(5)}
+    mean = average_states([first, second])
+    assert torch.equal(mean["w"], torch.tensor([2.0, 4.0]))
+    assert mean["h"].dtype == torch.bfloat16 and float(mean["h"]) == 2.0
+    assert int(mean["n"]) == 5
+    assert torch.equal(first["w"], torch.tensor([1.0, 2.0]))  # the inputs are left as they were

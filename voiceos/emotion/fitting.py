@@ -76,8 +76,17 @@ class BestEpoch:
         self.stale += 1
         return self.stale >= self.patience
 
+    def offer(self, epoch: int | str, score: float, metrics: dict[str, Any], state: dict[str, torch.Tensor]) -> bool:
+        """A candidate that is not an epoch's own weights (an average of epochs): kept if it beats the best."""
+        if score <= self.score:
+            return False
+        self.score, self.metrics = score, {"epoch": epoch, **metrics}
+        self.state = {k: v.detach().clone() for k, v in state.items()}
+        return True
+
     def result(self, history: list[dict[str, Any]]) -> dict[str, Any]:
-        return {**self.metrics, "dev_score": self.score, "epochs_run": len(history), "history": history}
+        epochs = sum(isinstance(h["epoch"], int) for h in history)
+        return {**self.metrics, "dev_score": self.score, "epochs_run": epochs, "history": history}
 
 
 def fit_head(
@@ -137,7 +146,10 @@ def fit_branch_head(
 ) -> tuple[EmotionHead, dict[str, Any]]:
     """The head with an LM branch: adapters and head trained together on cached token states (class-weighted,
     one-cycle schedule, batches of similar length), evaluated on the dev sets each epoch; returns the best.
-    ``row_weights`` (one per training row) replace the class weights computed over all rows."""
+    ``row_weights`` (one per training row) replace the class weights computed over all rows. With
+    ``options.average_last`` >= 2, the means of the weights of the last 2..n epochs run are candidates too (weight
+    averaging as in SWA: the one-cycle schedule's last epochs wander around one minimum, and their mean often sits
+    nearer its centre)."""
     from tqdm import tqdm
 
     set_seeds(options.seed)
@@ -172,6 +184,15 @@ def fit_branch_head(
     )
     gen = torch.Generator().manual_seed(options.seed)
     best, history = BestEpoch(options.branch_patience), []
+    recent: list[dict[str, torch.Tensor]] = []  # the last epochs' weights, for averaging
+
+    def dev_metrics() -> dict[str, dict[str, float]]:
+        head.eval()
+        return {
+            name: f1_scores(gold, head_probabilities(head, states).argmax(dim=-1).numpy())
+            for name, (states, gold) in dev.items()
+        }
+
     for epoch in range(options.branch_epochs):
         head.train()
         total = 0.0
@@ -190,25 +211,43 @@ def fit_branch_head(
             opt.step()
             schedule.step()
             total += loss.item() * len(batches[b])
-        head.eval()
-        metrics = {
-            name: f1_scores(gold, head_probabilities(head, states).argmax(dim=-1).numpy())
-            for name, (states, gold) in dev.items()
-        }
+        metrics = dev_metrics()
         score = dev_score(metrics)
         history.append({"epoch": epoch + 1, "train_loss": total / len(order), "dev_score": score})
-        log.info(
-            "branch epoch %d: loss %.3f, dev %.3f %s",
-            epoch + 1,
-            total / len(order),
-            score,
-            {name: round(m["macro_f1" if name == "goemotions" else "weighted_f1"], 3) for name, m in metrics.items()},
-        )
+        log.info("branch epoch %d: loss %.3f, dev %.3f %s", epoch + 1, total / len(order), score, _targets(metrics))
+        if options.average_last >= 2:
+            weights = {k: v.detach().clone() for k, v in head.trained_state().items()}
+            recent = [*recent, weights][-options.average_last :]
         if best.stop_after(epoch + 1, score, metrics, head.trained_state):
             break
+    for n in range(2, len(recent) + 1):
+        averaged = average_states(recent[-n:])
+        head.load_trained_state(averaged)
+        metrics = dev_metrics()
+        score = dev_score(metrics)
+        name = f"mean of epochs {len(history) - n + 1}-{len(history)}"
+        history.append({"epoch": name, "dev_score": score, **_targets(metrics)})
+        log.info("branch %s: dev %.3f %s", name, score, _targets(metrics))
+        best.offer(name, score, metrics, averaged)
     head.load_trained_state(best.state)
     head.eval()
     return head, best.result(history)
+
+
+def _targets(metrics: dict[str, dict[str, float]]) -> dict[str, float]:
+    """The figure each corpus is judged by (GoEmotions macro-F1, MELD weighted-F1), rounded for logs."""
+    return {name: round(m["macro_f1" if name == "goemotions" else "weighted_f1"], 4) for name, m in metrics.items()}
+
+
+def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of several checkpoints of the same head (floating-point tensors; others from the last)."""
+    out = {}
+    for key, last in states[-1].items():
+        if last.is_floating_point():
+            out[key] = torch.stack([s[key].float() for s in states]).mean(dim=0).to(last.dtype)
+        else:
+            out[key] = last.clone()
+    return out
 
 
 def balanced_weights(labels: torch.Tensor, power: float = 1.0) -> torch.Tensor:

@@ -62,6 +62,7 @@ class TrainOptions:
     branch_epochs: int = 4  # passes over the token states (each costs ~n layers' forward + backward per token)
     branch_patience: int = 1
     branch_batch_size: int = 32
+    average_last: int = 0  # branch: >= 2 also tries the mean weights of the last 2..n epochs (kept if better on dev)
     meld_class_weight_power: float | None = None  # branch: None balances the classes over both corpora together; a
     # number balances each corpus on its own, MELD's weights raised to it (0: unweighted, as weighted-F1 rewards)
     layer: int = -1  # hidden_states index the features come from (-1: the final output)
@@ -156,6 +157,7 @@ def train(options: TrainOptions, lm: Any | None = None, *, progress: bool = True
         "targets": {"goemotions_macro_f1": 0.58, "meld_weighted_f1": 0.58},
         "best_epoch": result["epoch"],
         "epochs_run": result["epochs_run"],
+        "history": result["history"],
         "sizes": {name: len(rows) for name, rows in sets.items()},
         "options": {k: v for k, v in dataclasses.asdict(options).items() if k not in ("out_dir", "cache_dir")},
     }
