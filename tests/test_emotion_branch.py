@@ -175,3 +175,15 @@ def test_averaging_checkpoints_takes_the_mean_of_weights_and_keeps_counters_from
     assert mean["h"].dtype == torch.bfloat16 and float(mean["h"]) == 2.0
     assert int(mean["n"]) == 5
     assert torch.equal(first["w"], torch.tensor([1.0, 2.0]))  # the inputs are left as they were
+
+
+def test_adapters_are_made_on_the_device_and_dtype_of_the_layer_they_adapt():
+    """A GPU LM's branch must get its adapters on the GPU (found on a real H200: they stayed on the CPU and the first
+    emotion prefill failed with 'Expected all tensors to be on the same device'). The meta device stands in for a
+    second device on this CPU-only machine."""
+    from voiceos.emotion.branch import LoRALinear
+
+    base = torch.nn.Linear(8, 4, device="meta", dtype=torch.bfloat16)
+    adapted = LoRALinear(base, rank=2, alpha=4.0)
+    for p in (adapted.lora_a, adapted.lora_b):
+        assert p.device.type == "meta" and p.dtype == torch.bfloat16
