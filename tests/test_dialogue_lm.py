@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from voiceos import models
 from voiceos.config import DialogueOptions
@@ -64,7 +65,8 @@ def fresh_cache(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixtur
     leftover = root / "lm" / f".{cache_key(GGUF)}.tmp-{dead.pid}-deadbeef"
     leftover.mkdir(parents=True)
     (leftover / "model.safetensors").write_bytes(b"\0" * 1024)  # a truncated write
-    first = DialogueLM.load(DialogueOptions(cache_dir=str(root)), models.plan_devices("auto"))
+    # bfloat16, as a GPU gets by default: the first load must honour the dtype too (it once kept float32)
+    first = DialogueLM.load(DialogueOptions(cache_dir=str(root)), models.plan_devices("auto", lm_dtype="bfloat16"))
     _show(request.config, f"first load (dequantize + save): {first.load_s:.1f} s")
     return root, first
 
@@ -166,6 +168,7 @@ def test_first_load_fills_the_cache_atomically_and_later_loads_use_it(fresh_cach
     assert (target / CACHE_MARKER).is_file()
     assert first.source == str(target)
     assert [p.name for p in (root / "lm").iterdir()] == [target.name]  # the interrupted write's leftover is gone
+    assert first.model.dtype == torch.bfloat16  # as asked, though the conversion itself runs in float32
 
     second = DialogueLM.load(DialogueOptions(cache_dir=str(root)), models.plan_devices("auto"))
     _show(request.config, f"cached load: {second.load_s:.1f} s")
