@@ -69,7 +69,10 @@ def _device_plan(config: Config) -> str:
     from voiceos.models import plan_devices
 
     plan = plan_devices(config.runtime.device, config.asr.compute_type, config.dialogue.dtype)
-    return f"whisper on {plan.whisper_device}/{plan.whisper_compute_type}, LM on {plan.torch_device}/{plan.lm_dtype}"
+    note = f" ({plan.whisper_note})" if plan.whisper_note else ""
+    return (
+        f"whisper on {plan.whisper_device}/{plan.whisper_compute_type}{note}, LM on {plan.torch_device}/{plan.lm_dtype}"
+    )
 
 
 def _whisper(config: Config) -> str:

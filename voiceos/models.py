@@ -8,9 +8,11 @@ download it on a machine with internet access.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +35,14 @@ class DevicePlan:
     whisper_compute_type: str
     lm_dtype: str  # "float32", "bfloat16" or "float16"
     onnx_providers: tuple[str, ...]
+    whisper_note: str = ""  # why Whisper runs on the CPU although the plan uses the GPU
+
+
+# What CTranslate2's pip wheels (faster-whisper's engine) open for Whisper on a GPU: they are built for CUDA 12,
+# while torch 2.11 from PyPI brings CUDA 13's cuBLAS only. Without them Whisper loads on the GPU and then fails at
+# the first utterance ("Library libcublas.so.12 is not found"). `pip install 'voiceos[gpu]'` adds them.
+CUDA12_CUBLAS = ("libcublasLt.so.12", "libcublas.so.12")  # in load order: libcublas needs libcublasLt
+GPU_EXTRA_HINT = "pip install 'voiceos[gpu]' (nvidia-cublas-cu12)"
 
 
 def cuda_available() -> bool:
@@ -43,14 +53,55 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def _load_shared_library(soname: str) -> bool:
+    """dlopen ``soname`` globally, from the loader's search path or an NVIDIA wheel's ``nvidia/*/lib`` folder; once
+    loaded, CTranslate2's own dlopen of the same name finds it without LD_LIBRARY_PATH."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(soname, mode=ctypes.RTLD_GLOBAL)
+        return True
+    except OSError:
+        pass
+    for entry in sys.path:
+        for path in sorted(Path(entry or ".").glob(f"nvidia/*/lib/{soname}")):
+            try:
+                ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
+                return True
+            except OSError:
+                continue
+    return False
+
+
+@functools.cache
+def whisper_cuda_problem() -> str | None:
+    """Why faster-whisper (CTranslate2) cannot run Whisper on the GPU here, or None when it can; loads the CUDA 12
+    libraries it needs on the way, so a later GPU transcription finds them."""
+    try:
+        import ctranslate2
+    except ImportError:
+        return "ctranslate2 is not installed"
+    if ctranslate2.get_cuda_device_count() < 1:
+        return "CTranslate2 sees no CUDA device"
+    for soname in CUDA12_CUBLAS:
+        if not _load_shared_library(soname):
+            return f"CTranslate2 {ctranslate2.__version__} needs CUDA 12's {soname}: {GPU_EXTRA_HINT}"
+    return None
+
+
 def plan_devices(device: str = "auto", whisper_compute_type: str = "auto", lm_dtype: str = "auto") -> DevicePlan:
-    """Resolve ``auto`` settings: CUDA when torch sees a GPU, else CPU; compute types follow the device."""
+    """Resolve ``auto`` settings: CUDA when torch sees a GPU, else CPU; compute types follow the device. Whisper
+    stays on the CPU (with a warning and ``whisper_note``) where CTranslate2 cannot use the GPU."""
     if device == "auto":
         device = "cuda" if cuda_available() else "cpu"
     elif device == "cuda" and not cuda_available():
         raise ModelNotFoundError("runtime.device is 'cuda' but torch sees no CUDA GPU (use 'auto' or 'cpu')")
+    whisper_device, whisper_note = device, ""
+    if device == "cuda" and (problem := whisper_cuda_problem()):
+        whisper_device, whisper_note = "cpu", problem
+        log.warning("Whisper runs on the CPU: %s", problem)
     if whisper_compute_type == "auto":
-        whisper_compute_type = "float16" if device == "cuda" else "int8"
+        whisper_compute_type = "float16" if whisper_device == "cuda" else "int8"
     if lm_dtype == "auto":
         if device == "cuda":
             import torch
@@ -59,7 +110,7 @@ def plan_devices(device: str = "auto", whisper_compute_type: str = "auto", lm_dt
         else:
             lm_dtype = "float32"
     providers = ("CUDAExecutionProvider", "CPUExecutionProvider") if device == "cuda" else ("CPUExecutionProvider",)
-    return DevicePlan(device, device, whisper_compute_type, lm_dtype, providers)
+    return DevicePlan(device, whisper_device, whisper_compute_type, lm_dtype, providers, whisper_note)
 
 
 def _package_dir(package: str) -> Path | None:

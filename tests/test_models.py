@@ -1,0 +1,41 @@
+"""Device planning: which stage runs where, decided once."""
+
+from __future__ import annotations
+
+import pytest
+
+from voiceos import models
+
+
+def test_without_a_gpu_everything_runs_on_the_cpu():
+    if models.cuda_available():
+        pytest.skip("this machine has a GPU")
+    plan = models.plan_devices("auto")
+    assert (plan.torch_device, plan.whisper_device, plan.whisper_compute_type, plan.lm_dtype) == (
+        "cpu",
+        "cpu",
+        "int8",
+        "float32",
+    )
+    assert plan.whisper_note == ""
+    assert models.whisper_cuda_problem() == "CTranslate2 sees no CUDA device"  # the real probe, no GPU here
+
+
+def test_whisper_stays_on_the_cpu_when_ctranslate2_cannot_use_the_gpu(monkeypatch):
+    """torch sees a GPU but CTranslate2 lacks CUDA 12's cuBLAS: the LM goes to the GPU, Whisper stays on the CPU in
+    int8 and the plan says why (doctor shows it), instead of failing at the first utterance."""
+    problem = f"CTranslate2 needs CUDA 12's libcublas.so.12: {models.GPU_EXTRA_HINT}"
+    monkeypatch.setattr(models, "cuda_available", lambda: True)
+    monkeypatch.setattr(models, "whisper_cuda_problem", lambda: problem)
+    plan = models.plan_devices("cuda", lm_dtype="bfloat16")
+    assert (plan.torch_device, plan.whisper_device, plan.whisper_compute_type) == ("cuda", "cpu", "int8")
+    assert plan.whisper_note == problem and plan.onnx_providers[0] == "CUDAExecutionProvider"
+
+    monkeypatch.setattr(models, "whisper_cuda_problem", lambda: None)
+    plan = models.plan_devices("auto", lm_dtype="bfloat16")
+    assert (plan.whisper_device, plan.whisper_compute_type, plan.whisper_note) == ("cuda", "float16", "")
+
+
+def test_a_missing_library_is_reported_not_raised():
+    assert models._load_shared_library("libvoiceos-no-such-library.so.1") is False
+    assert models._load_shared_library("libm.so.6") is True
