@@ -39,3 +39,19 @@ def test_whisper_stays_on_the_cpu_when_ctranslate2_cannot_use_the_gpu(monkeypatc
 def test_a_missing_library_is_reported_not_raised():
     assert models._load_shared_library("libvoiceos-no-such-library.so.1") is False
     assert models._load_shared_library("libm.so.6") is True
+
+
+def test_a_library_is_found_in_an_nvidia_wheel_folder_on_the_python_path(tmp_path, monkeypatch):
+    """Where pip puts nvidia-cublas-cu12 (site-packages/nvidia/cublas/lib), without LD_LIBRARY_PATH."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    folders = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64")
+    source = next(path for d in folders if (path := Path(d) / "libm.so.6").is_file())
+    lib_dir = tmp_path / "nvidia" / "fakeblas" / "lib"
+    lib_dir.mkdir(parents=True)
+    shutil.copy(source, lib_dir / "libvoiceos-fakeblas.so.12")
+    assert models._load_shared_library("libvoiceos-fakeblas.so.12") is False
+    monkeypatch.setattr(sys, "path", [*sys.path, str(tmp_path)])
+    assert models._load_shared_library("libvoiceos-fakeblas.so.12") is True
