@@ -36,7 +36,7 @@ def lm_throughput(config: Config, *, tokens: int = 64, runs: int = 3, agreement_
     from voiceos import models
     from voiceos.dialogue import DialogueLM
 
-    plan = models.plan_devices(config.runtime.device, config.asr.compute_type, config.dialogue.dtype)
+    plan = models.plan_for(config)
     lm = DialogueLM.load(config.dialogue, plan, threads=config.runtime.threads).with_options(temperature=0.0)
     variants = {"configured": lm}
     if lm.device == "cpu" and lm.model.dtype == torch.float32:

@@ -168,9 +168,9 @@ def cmd_listen(args: argparse.Namespace, config: Config) -> int:
 def cmd_transcribe(args: argparse.Namespace, config: Config) -> int:
     from voiceos.asr import Transcriber
     from voiceos.audio.files import read_audio
-    from voiceos.models import plan_devices
+    from voiceos.models import plan_for
 
-    plan = plan_devices(config.runtime.device, config.asr.compute_type, config.dialogue.dtype)
+    plan = plan_for(config)
     transcriber = Transcriber.load(config.asr, plan, cpu_threads=config.runtime.threads)
     failures = 0
     for path in args.files:
@@ -269,7 +269,7 @@ def cmd_bench(args: argparse.Namespace, config: Config) -> int:
 def cmd_emotion(args: argparse.Namespace, config: Config) -> int:
     from voiceos.dialogue import DialogueLM
     from voiceos.emotion.classifier import EmotionClassifier
-    from voiceos.models import plan_devices
+    from voiceos.models import plan_for
 
     inputs: list[tuple[int, str, list[str]]] = []
     results: dict[int, dict] = {}
@@ -285,7 +285,7 @@ def cmd_emotion(args: argparse.Namespace, config: Config) -> int:
             continue
         inputs.append((number, text, context))
     if inputs:
-        plan = plan_devices(config.runtime.device, config.asr.compute_type, config.dialogue.dtype)
+        plan = plan_for(config)
         classifier = EmotionClassifier.load(config.emotion.checkpoint, DialogueLM.load(config.dialogue, plan))
         found = classifier.classify([t for _, t, _ in inputs], [c for _, _, c in inputs], batch_size=args.batch_size)
         for (number, _, _), result in zip(inputs, found, strict=True):

@@ -66,9 +66,9 @@ def _cuda() -> str:
 
 
 def _device_plan(config: Config) -> str:
-    from voiceos.models import plan_devices
+    from voiceos.models import plan_for
 
-    plan = plan_devices(config.runtime.device, config.asr.compute_type, config.dialogue.dtype)
+    plan = plan_for(config)
     note = f" ({plan.whisper_note})" if plan.whisper_note else ""
     return (
         f"whisper on {plan.whisper_device}/{plan.whisper_compute_type}{note}, LM on {plan.torch_device}/{plan.lm_dtype}"

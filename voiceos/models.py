@@ -15,6 +15,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from voiceos.errors import ModelNotFoundError
 
@@ -89,9 +90,15 @@ def whisper_cuda_problem() -> str | None:
     return None
 
 
-def plan_devices(device: str = "auto", whisper_compute_type: str = "auto", lm_dtype: str = "auto") -> DevicePlan:
+def plan_devices(
+    device: str = "auto", whisper_compute_type: str = "auto", lm_dtype: str = "auto", *, lm_model: str | None = None
+) -> DevicePlan:
     """Resolve ``auto`` settings: CUDA when torch sees a GPU, else CPU; compute types follow the device. Whisper
-    stays on the CPU (with a warning and ``whisper_note``) where CTranslate2 cannot use the GPU."""
+    stays on the CPU (with a warning and ``whisper_note``) where CTranslate2 cannot use the GPU.
+
+    The LM's ``auto`` dtype on CUDA is bfloat16 (float16 without bf16 support), except for the embedded SmolLM2-135M
+    (``lm_model`` = ``embedded``): measured on an H200 (benchmarks/README.md), it decodes faster in float32 (kernel
+    launches, not memory, bound a model that small) and only float32 gives the CPU's replies."""
     if device == "auto":
         device = "cuda" if cuda_available() else "cpu"
     elif device == "cuda" and not cuda_available():
@@ -103,7 +110,9 @@ def plan_devices(device: str = "auto", whisper_compute_type: str = "auto", lm_dt
     if whisper_compute_type == "auto":
         whisper_compute_type = "float16" if whisper_device == "cuda" else "int8"
     if lm_dtype == "auto":
-        if device == "cuda":
+        if device == "cuda" and lm_model == EMBEDDED_LM:
+            lm_dtype = "float32"
+        elif device == "cuda":
             import torch
 
             lm_dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
@@ -111,6 +120,13 @@ def plan_devices(device: str = "auto", whisper_compute_type: str = "auto", lm_dt
             lm_dtype = "float32"
     providers = ("CUDAExecutionProvider", "CPUExecutionProvider") if device == "cuda" else ("CPUExecutionProvider",)
     return DevicePlan(device, whisper_device, whisper_compute_type, lm_dtype, providers, whisper_note)
+
+
+def plan_for(config: Any) -> DevicePlan:
+    """:func:`plan_devices` for a :class:`voiceos.config.Config` (runtime, asr and dialogue settings)."""
+    return plan_devices(
+        config.runtime.device, config.asr.compute_type, config.dialogue.dtype, lm_model=config.dialogue.model
+    )
 
 
 def _package_dir(package: str) -> Path | None:

@@ -23,7 +23,7 @@ from voiceos.dialogue import DialogueLM, SentenceChunker
 from voiceos.emotion.labels import EmotionResult
 from voiceos.emotion.policy import reply_style
 from voiceos.errors import AudioInputError, TextInputError
-from voiceos.models import DevicePlan, plan_devices
+from voiceos.models import DevicePlan, plan_for
 from voiceos.privacy import redact
 from voiceos.tts import TtsEngine, load_engine
 from voiceos.tts.voices import VoiceProfile, load_voice
@@ -147,7 +147,7 @@ class Pipeline:
     def load(cls, config: Config, stages: Iterable[str] = STAGES, warm: bool = True) -> Pipeline:
         """Load the named stages (a subset of asr, lm, tts); the voice profile is checked before any model loads."""
         stages = set(stages)
-        plan = plan_devices(config.runtime.device, config.asr.compute_type, config.dialogue.dtype)
+        plan = plan_for(config)
         voice = load_voice(config.tts.voice, config.tts.voices_dir) if "tts" in stages else None
         if config.runtime.threads:
             import torch

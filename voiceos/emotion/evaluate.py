@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     from voiceos.dialogue import DialogueLM
 
     config = load_config()
-    plan = models.plan_devices(config.runtime.device, config.asr.compute_type, config.dialogue.dtype)
+    plan = models.plan_for(config)
     lm = DialogueLM.load(config.dialogue, plan, threads=config.runtime.threads)
     result = evaluate_checkpoint(
         lm, args.checkpoint, data_dir=args.data_dir, goemotions=args.goemotions_dev, meld=args.meld_dev

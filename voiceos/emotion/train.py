@@ -105,7 +105,7 @@ def train(options: TrainOptions, lm: Any | None = None, *, progress: bool = True
         from voiceos.dialogue import DialogueLM
 
         config = load_config()
-        plan = models.plan_devices(config.runtime.device, config.asr.compute_type, config.dialogue.dtype)
+        plan = models.plan_for(config)
         lm = DialogueLM.load(config.dialogue, plan, threads=config.runtime.threads)
     cache_dir = Path(options.cache_dir) if options.cache_dir else models.cache_dir(lm.options.cache_dir)
     sets = _load_sets(options)
