@@ -86,7 +86,9 @@ def whisper_cuda_problem() -> str | None:
         return "CTranslate2 sees no CUDA device"
     for soname in CUDA12_CUBLAS:
         if not _load_shared_library(soname):
-            return f"CTranslate2 {ctranslate2.__version__} needs CUDA 12's {soname}: {GPU_EXTRA_HINT}"
+            problem = f"CTranslate2 {ctranslate2.__version__} needs CUDA 12's {soname}: {GPU_EXTRA_HINT}"
+            log.warning("Whisper runs on the CPU: %s", problem)  # once: the answer is cached
+            return problem
     return None
 
 
@@ -94,7 +96,7 @@ def plan_devices(
     device: str = "auto", whisper_compute_type: str = "auto", lm_dtype: str = "auto", *, lm_model: str | None = None
 ) -> DevicePlan:
     """Resolve ``auto`` settings: CUDA when torch sees a GPU, else CPU; compute types follow the device. Whisper
-    stays on the CPU (with a warning and ``whisper_note``) where CTranslate2 cannot use the GPU.
+    stays on the CPU (logged once, and in ``whisper_note``) where CTranslate2 cannot use the GPU.
 
     The LM's ``auto`` dtype on CUDA is bfloat16 (float16 without bf16 support), except for the embedded SmolLM2-135M
     (``lm_model`` = ``embedded``): measured on an H200 (benchmarks/README.md), it decodes faster in float32 (kernel
@@ -106,7 +108,6 @@ def plan_devices(
     whisper_device, whisper_note = device, ""
     if device == "cuda" and (problem := whisper_cuda_problem()):
         whisper_device, whisper_note = "cpu", problem
-        log.warning("Whisper runs on the CPU: %s", problem)
     if whisper_compute_type == "auto":
         whisper_compute_type = "float16" if whisper_device == "cuda" else "int8"
     if lm_dtype == "auto":
