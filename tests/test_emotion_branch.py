@@ -103,13 +103,14 @@ def test_training_a_branch_head_writes_a_checkpoint_the_reply_prefill_reads(lm, 
         epochs=3,
         branch_layers=1,
         lora_rank=4,
-        branch_epochs=2,
-        branch_patience=2,
-        average_last=2,
+        branch_epochs=3,
+        branch_patience=3,
+        average_last=3,
     )
     metrics = train(options, lm, progress=False)
-    assert metrics["epochs_run"] == 2 and "baseline" in metrics
-    assert [h["epoch"] for h in metrics["history"]] == [1, 2, "mean of epochs 1-2"]
+    assert metrics["epochs_run"] == 3 and "baseline" in metrics
+    names = [h["epoch"] for h in metrics["history"]]
+    assert names == [1, 2, 3, "mean of epochs 2-3", "mean of epochs 1-3"]
     best = max(metrics["history"], key=lambda h: h["dev_score"])  # the first of equals, as the trainer keeps
     assert metrics["best_epoch"] == best["epoch"]
     assert "LoRA adapters" in (tmp_path / "out" / "MODEL_CARD.md").read_text()

@@ -220,12 +220,13 @@ def fit_branch_head(
             recent = [*recent, weights][-options.average_last :]
         if best.stop_after(epoch + 1, score, metrics, head.trained_state):
             break
+    epochs_run = len(history)
     for n in range(2, len(recent) + 1):
         averaged = average_states(recent[-n:])
         head.load_trained_state(averaged)
         metrics = dev_metrics()
         score = dev_score(metrics)
-        name = f"mean of epochs {len(history) - n + 1}-{len(history)}"
+        name = f"mean of epochs {epochs_run - n + 1}-{epochs_run}"
         history.append({"epoch": name, "dev_score": score, **_targets(metrics)})
         log.info("branch %s: dev %.3f %s", name, score, _targets(metrics))
         best.offer(name, score, metrics, averaged)
