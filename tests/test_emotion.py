@@ -29,6 +29,30 @@ def test_meld_reader_parses_the_real_files_with_context():
     assert train[0].context == () and train[1].context == (train[0].text,)
     assert max(len(ex.context) for ex in dev) == 3
     assert "\u2019" not in "".join(ex.text for ex in train)  # typographic quotes normalized
+    assert all(ex.context_roles == () for ex in train)  # alternating roles unless asked
+
+
+def test_meld_speaker_roles_make_the_speakers_own_turns_user_turns(tmp_path):
+    from voiceos.emotion.features import history_from_context
+
+    csv_text = (
+        "Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID\n"
+        "1,Hi.,Ross,neutral,neutral,0,0\n"
+        "2,Hey!,Rachel,joy,positive,0,1\n"
+        "3,You look great.,Ross,joy,positive,0,2\n"
+        "4,Thanks. Really?,Ross,surprise,positive,0,3\n"
+        "5,New scene.,Monica,neutral,neutral,1,0\n"
+    )
+    path = tmp_path / "dev_sent_emo.csv"
+    path.write_text(csv_text, encoding="utf-8")
+    rows = read_meld(path, context_turns=2, speaker_roles=True)
+    assert [ex.context_roles for ex in rows] == [(), ("assistant",), ("user", "assistant"), ("assistant", "user"), ()]
+    assert rows[3].context == ("Hey!", "You look great.")
+    assert history_from_context(rows[3].context, rows[3].context_roles) == [
+        {"role": "assistant", "content": "Hey!"},
+        {"role": "user", "content": "You look great."},
+    ]
+    assert [m["role"] for m in history_from_context(rows[3].context)] == ["user", "assistant"]  # alternating
 
 
 @pytest.fixture(scope="module")
@@ -133,11 +157,11 @@ def test_checkpoint_metrics_are_reproduced(classifier):
 
 def test_evaluating_the_shipped_head_scores_the_classifiers_own_predictions(classifier, lm, tmp_path):
     from voiceos.emotion.classifier import DEFAULT_CHECKPOINT
-    from voiceos.emotion.evaluate import dev_sets, evaluate_checkpoint, trained_context_turns
+    from voiceos.emotion.evaluate import dev_sets, evaluate_checkpoint, trained_meld_context
     from voiceos.emotion.fitting import f1_scores
 
     result = evaluate_checkpoint(lm, goemotions=21, meld=14, cache_dir=tmp_path, progress=False)
-    rows = dev_sets(DEFAULT_DATA_DIR, goemotions=21, meld=14, context_turns=trained_context_turns(DEFAULT_CHECKPOINT))
+    rows = dev_sets(DEFAULT_DATA_DIR, goemotions=21, meld=14, **trained_meld_context(DEFAULT_CHECKPOINT))
     for corpus, examples in (("goemotions", rows["goemotions_dev"]), ("meld", rows["meld_dev"])):
         predicted = classifier.classify([ex.text for ex in examples], [ex.context for ex in examples])
         expected = f1_scores([ex.label for ex in examples], [LABELS.index(res.label) for res in predicted])

@@ -25,6 +25,7 @@ class Example:
     label: int
     context: tuple[str, ...] = field(default=())  # preceding utterances of the dialogue, oldest first
     corpus: str = ""
+    context_roles: tuple[str, ...] = field(default=())  # "user"/"assistant" per context utterance; () = alternating
 
 
 def read_goemotions(path: str | Path, *, multi_label: str = "skip") -> list[Example]:
@@ -48,20 +49,30 @@ def read_goemotions(path: str | Path, *, multi_label: str = "skip") -> list[Exam
     return rows
 
 
-def read_meld(path: str | Path, *, context_turns: int = 2) -> list[Example]:
-    """MELD ``*_sent_emo.csv``: each utterance with up to ``context_turns`` preceding utterances of its dialogue."""
+def read_meld(path: str | Path, *, context_turns: int = 2, speaker_roles: bool = False) -> list[Example]:
+    """MELD ``*_sent_emo.csv``: each utterance with up to ``context_turns`` preceding utterances of its dialogue.
+
+    ``speaker_roles``: a preceding utterance of the same speaker is a "user" turn, anyone else's an "assistant" turn,
+    as in the daemon's conversations (where the user's own earlier turns are "user"); without it the roles alternate.
+    """
     rows: list[Example] = []
     dialogue: list[str] = []
+    speakers: list[str] = []
     current = None
     with Path(path).open(encoding="utf-8", newline="") as f:
         for rec in csv.DictReader(f):
             text = " ".join(rec["Utterance"].split()).replace("\u2019", "'").replace("\u2018", "'")
             text = text.replace("\u201c", '"').replace("\u201d", '"').replace("\u2026", "...").replace("\u2014", "-")
             if rec["Dialogue_ID"] != current:
-                current, dialogue = rec["Dialogue_ID"], []
+                current, dialogue, speakers = rec["Dialogue_ID"], [], []
+            speaker = rec["Speaker"].strip()
             context = tuple(dialogue[-context_turns:]) if context_turns > 0 else ()
-            rows.append(Example(text, LABEL_INDEX[rec["Emotion"].strip()], context, "meld"))
+            roles = ()
+            if speaker_roles and context:
+                roles = tuple("user" if s == speaker else "assistant" for s in speakers[-len(context) :])
+            rows.append(Example(text, LABEL_INDEX[rec["Emotion"].strip()], context, "meld", roles))
             dialogue.append(text)
+            speakers.append(speaker)
     return rows
 
 

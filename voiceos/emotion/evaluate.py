@@ -27,24 +27,36 @@ from voiceos.emotion.train import DEFAULT_CHECKPOINT
 log = logging.getLogger(__name__)
 
 
-def dev_sets(data_dir: Path, *, goemotions: int | None, meld: int | None, context_turns: int = 2, seed: int = 0):
+def dev_sets(
+    data_dir: Path,
+    *,
+    goemotions: int | None,
+    meld: int | None,
+    context_turns: int = 2,
+    speaker_roles: bool = False,
+    seed: int = 0,
+):
     """The dev rows of both corpora (a stratified, seeded subsample when a size is given)."""
+    meld_rows = read_meld(
+        data_dir / "meld" / "dev_sent_emo.csv", context_turns=context_turns, speaker_roles=speaker_roles
+    )
     return {
         "goemotions_dev": stratified_subsample(
             read_goemotions(data_dir / "goemotions_ekman" / "dev.tsv"), goemotions, seed
         ),
-        "meld_dev": stratified_subsample(
-            read_meld(data_dir / "meld" / "dev_sent_emo.csv", context_turns=context_turns), meld, seed
-        ),
+        "meld_dev": stratified_subsample(meld_rows, meld, seed),
     }
 
 
-def trained_context_turns(checkpoint: Path) -> int:
-    """How many preceding MELD utterances the head was trained with (its metrics.json; 2 if it does not say)."""
+def trained_meld_context(checkpoint: Path) -> dict[str, Any]:
+    """How the head saw MELD's context in training (its metrics.json): ``context_turns`` preceding utterances (2 if
+    it does not say) and whether their roles followed the speakers (``speaker_roles``)."""
     metrics = Path(checkpoint) / "metrics.json"
-    if not metrics.is_file():
-        return 2
-    return int(json.loads(metrics.read_text(encoding="utf-8")).get("options", {}).get("context_turns", 2))
+    options = json.loads(metrics.read_text(encoding="utf-8")).get("options", {}) if metrics.is_file() else {}
+    return {
+        "context_turns": int(options.get("context_turns", 2)),
+        "speaker_roles": bool(options.get("meld_speaker_roles", False)),
+    }
 
 
 def evaluate_checkpoint(
@@ -64,9 +76,9 @@ def evaluate_checkpoint(
     cache = cache_dir or models.cache_dir(lm.options.cache_dir)
     extractor = FeatureExtractor(lm, head.layer)
     hidden = int(lm.model.config.hidden_size)
-    turns = trained_context_turns(checkpoint)
+    context = trained_meld_context(checkpoint)
     result: dict[str, Any] = {"checkpoint": str(checkpoint), "model": lm.name, "layer": head.layer}
-    for name, rows in dev_sets(Path(data_dir), goemotions=goemotions, meld=meld, context_turns=turns).items():
+    for name, rows in dev_sets(Path(data_dir), goemotions=goemotions, meld=meld, **context).items():
         gold = np.array([ex.label for ex in rows])
         if head.branch_layers:  # the branch reads every token's state
             states = cached_token_states(extractor, rows, cache, tag=name, progress=progress)

@@ -44,16 +44,26 @@ FEATURE_VERSION = 2
 POOLINGS = ("mean", "last")  # the cached feature is their concatenation, in this order
 
 
-def history_from_context(context: Sequence[str]) -> list[dict[str, str]]:
-    """Preceding utterances as chat turns, alternating so that the one just before the user's is the assistant's."""
+def history_from_context(context: Sequence[str], roles: Sequence[str] = ()) -> list[dict[str, str]]:
+    """Preceding utterances as chat turns: with ``roles`` (one per utterance), those; else alternating so that the
+    one just before the user's is the assistant's."""
     n = len(context)
+    if roles:
+        return [{"role": role, "content": text} for role, text in zip(roles, context, strict=True)]
     return [{"role": "assistant" if (n - i) % 2 == 1 else "user", "content": text} for i, text in enumerate(context)]
 
 
-def prompt_and_span(lm: Any, text: str, context: Sequence[str] = ()) -> tuple[list[int], tuple[int, int]]:
+def prompt_and_span(
+    lm: Any, text: str, context: Sequence[str] = (), roles: Sequence[str] = ()
+) -> tuple[list[int], tuple[int, int]]:
     """The user turn's prompt token ids and the token span ``[start, end)`` of the user's text in it."""
-    messages = lm.messages_for(history_from_context(context), text)
+    messages = lm.messages_for(history_from_context(context, roles), text)
     return user_turn_prompt(lm.tokenizer, messages)
+
+
+def example_item(ex: Example) -> tuple[Any, ...]:
+    """What the extractor reads of an example: ``(text, context)``, plus the context's roles where it has them."""
+    return (ex.text, ex.context, ex.context_roles) if ex.context_roles else (ex.text, ex.context)
 
 
 def user_turn_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[list[int], tuple[int, int]]:
@@ -149,11 +159,11 @@ class FeatureExtractor:
         return [hidden[row, : lengths[row]] for row in range(len(ids_list))], p
 
     def _each_example(
-        self, items: Sequence[tuple[str, Sequence[str]]], batch_size: int, progress: str
+        self, items: Sequence[tuple[Any, ...]], batch_size: int, progress: str
     ) -> Iterator[tuple[int, torch.Tensor, tuple[int, int]]]:
-        """``(index, states past the shared prefix, user text span in them)`` of every item, run in batches of
-        similar length (``progress``: a progress bar's label, or "" for none)."""
-        prompts = [prompt_and_span(self.lm, text, context) for text, context in items]
+        """``(index, states past the shared prefix, user text span in them)`` of every item (``(text, context)`` or
+        ``(text, context, roles)``), run in batches of similar length (``progress``: a bar's label, or "" for none)."""
+        prompts = [prompt_and_span(self.lm, *item) for item in items]
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i][0]))
         batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
         if progress:
@@ -168,7 +178,7 @@ class FeatureExtractor:
 
     def token_states(
         self,
-        items: Sequence[tuple[str, Sequence[str]]],
+        items: Sequence[tuple[Any, ...]],
         *,
         batch_size: int = 32,
         progress: bool = False,
@@ -184,9 +194,7 @@ class FeatureExtractor:
         lengths = torch.tensor([0] + [len(h) for h in per_example])
         return TokenStates(torch.cat(per_example), torch.cumsum(lengths, 0), spans)
 
-    def features(
-        self, items: Sequence[tuple[str, Sequence[str]]], *, batch_size: int = 32, progress: bool = False
-    ) -> np.ndarray:
+    def features(self, items: Sequence[tuple[Any, ...]], *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
         """(n, 2 * hidden) float32 features of ``(text, context)`` pairs (sorted by length internally)."""
         out = np.zeros((len(items), 2 * int(self.model.config.hidden_size)), dtype=np.float32)
         for i, hidden, span in self._each_example(items, batch_size, "features" if progress else ""):
@@ -226,8 +234,10 @@ def cache_path(
     h = hashlib.sha256()
     key = [FEATURE_VERSION, POOLINGS, extractor_layer, lm.name, lm.options.system_prompt, str(lm.model.dtype)]
     h.update(json.dumps(key).encode())
-    for ex in examples:
-        h.update(json.dumps([ex.text, list(ex.context)]).encode())
+    for ex in examples:  # roles only where given, so that caches made before roles existed stay valid
+        h.update(
+            json.dumps([ex.text, list(ex.context), *([list(ex.context_roles)] if ex.context_roles else [])]).encode()
+        )
     return Path(cache_dir) / "emotion-features" / f"{tag or 'features'}-{h.hexdigest()[:16]}.npy"
 
 
@@ -247,7 +257,7 @@ def cached_features(
         if feats.shape[0] == len(examples):
             log.info("features from %s", path)
             return feats
-    feats = extractor.features([(ex.text, ex.context) for ex in examples], batch_size=batch_size, progress=progress)
+    feats = extractor.features([example_item(ex) for ex in examples], batch_size=batch_size, progress=progress)
     _save(path, feats)
     return feats
 
@@ -280,7 +290,7 @@ def cached_token_states(
             states = torch.from_numpy(np.load(states_path))
             offsets = torch.from_numpy(np.concatenate([[0], np.cumsum(index[:, 0])]))
             return TokenStates(states, offsets, torch.from_numpy(index[:, 1:].copy()))
-    items = [(ex.text, ex.context) for ex in examples]
+    items = [example_item(ex) for ex in examples]
     result = extractor.token_states(items, batch_size=batch_size, progress=progress, dtype=torch.float16)
     index = np.concatenate([result.lengths().numpy()[:, None], result.spans.numpy()], axis=1)
     _save(states_path, result.states.numpy())

@@ -52,6 +52,7 @@ class TrainOptions:
     goemotions_dev: int | None = None
     meld_dev: int | None = None
     context_turns: int = 2  # MELD: preceding utterances given as earlier chat turns
+    meld_speaker_roles: bool = False  # MELD context: the speaker's own turns as "user", others' as "assistant"
     pooling: str = "mean+last"  # mean | last | mean+last
     hidden_units: int = 0  # 0: LayerNorm + Linear; else one GELU layer of this width before the output
     branch_layers: int = 0  # > 0: copies of the LM's next layers with LoRA adapters before pooling (branch.py)
@@ -79,11 +80,12 @@ class TrainOptions:
 
 def _load_sets(options: TrainOptions) -> dict[str, list[Example]]:
     data = Path(options.data_dir)
+    meld_context = {"context_turns": options.context_turns, "speaker_roles": options.meld_speaker_roles}
     sets = {
         "goemotions_train": read_goemotions(data / "goemotions_ekman" / "train.tsv"),
-        "meld_train": read_meld(data / "meld" / "train_sent_emo.csv", context_turns=options.context_turns),
+        "meld_train": read_meld(data / "meld" / "train_sent_emo.csv", **meld_context),
         "goemotions_dev": read_goemotions(data / "goemotions_ekman" / "dev.tsv"),
-        "meld_dev": read_meld(data / "meld" / "dev_sent_emo.csv", context_turns=options.context_turns),
+        "meld_dev": read_meld(data / "meld" / "dev_sent_emo.csv", **meld_context),
     }
     sizes = {
         "goemotions_train": options.goemotions_train,
@@ -234,7 +236,8 @@ def _model_card(metrics: dict[str, Any], options: TrainOptions) -> str:
     lines += [
         "## Data (../shared/data/emotion)",
         "- GoEmotions-Ekman (Reddit comments; CC BY 4.0); multi-label rows skipped; no context.",
-        f"- MELD (Friends; GPL-3.0), with the {options.context_turns} preceding utterances as earlier chat turns.",
+        f"- MELD (Friends; GPL-3.0), with the {options.context_turns} preceding utterances as earlier chat turns"
+        + (" (the speaker's own as user turns, others' as assistant turns)." if options.meld_speaker_roles else "."),
         f"- Sizes used (stratified seeded subsamples where smaller than the corpus): {json.dumps(sizes)}",
         "",
         "## Dev figures",
