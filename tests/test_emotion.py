@@ -210,3 +210,10 @@ def test_training_writes_a_checkpoint_that_loads_and_is_reproduced_from_the_feat
         assert torch.equal(a, b), name
     results = EmotionClassifier(head, labels, lm).classify(["I am so happy today!", "That is awful."])
     assert all(abs(sum(r.scores.values()) - 1) < 1e-3 for r in results)
+
+
+def test_the_recorded_training_command_leaves_out_local_paths():
+    from voiceos.emotion.train import recorded_arguments
+
+    argv = ["--layer", "14", "--out-dir", "/work/runs/x", "--cache-dir=/tmp/c", "--branch-layers", "2"]
+    assert recorded_arguments(argv) == ["--layer", "14", "--branch-layers", "2"]

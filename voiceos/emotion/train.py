@@ -255,6 +255,23 @@ def _model_card(metrics: dict[str, Any], options: TrainOptions) -> str:
     return "\n".join(lines)
 
 
+LOCAL_PATH_OPTIONS = ("--out-dir", "--cache-dir")  # where this machine keeps things: not part of the recipe
+
+
+def recorded_arguments(argv: list[str]) -> list[str]:
+    """The arguments as the model card records them: without the local output and cache paths (the options that
+    metrics.json records leave them out too)."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in LOCAL_PATH_OPTIONS:
+            skip = True
+        elif not arg.startswith(tuple(f"{o}=" for o in LOCAL_PATH_OPTIONS)):
+            kept.append(arg)
+    return kept
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -275,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.add_argument(flag, type=type(default) if default is not None else str, default=default)
     args = parser.parse_args(argv)
     argv = sys.argv[1:] if argv is None else argv
-    command = shlex.join(["python", "-m", "voiceos.emotion.train", *argv])
+    command = shlex.join(["python", "-m", "voiceos.emotion.train", *recorded_arguments(argv)])
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     metrics = train(TrainOptions(**vars(args), command=command))
     print(json.dumps({k: metrics[k] for k in ("dev", "baseline") if k in metrics}, indent=2))
