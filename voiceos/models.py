@@ -99,8 +99,8 @@ def plan_devices(
     stays on the CPU (logged once, and in ``whisper_note``) where CTranslate2 cannot use the GPU.
 
     The LM's ``auto`` dtype on CUDA is bfloat16 (float16 without bf16 support), except for the embedded SmolLM2-135M
-    (``lm_model`` = ``embedded``): measured on an H200 (benchmarks/README.md), it decodes faster in float32 (kernel
-    launches, not memory, bound a model that small) and only float32 gives the CPU's replies."""
+    (``lm_model`` = ``embedded``): measured on an H200 (benchmarks/README.md), bfloat16 changed half of its greedy
+    replies and was no faster (kernel launches, not memory, bound a model that small); float32 gives the CPU's."""
     if device == "auto":
         device = "cuda" if cuda_available() else "cpu"
     elif device == "cuda" and not cuda_available():
