@@ -6,9 +6,10 @@ Prints one JSON object:
 - ``plan``: what ``runtime.device: auto`` chose, with ``whisper_note`` saying why Whisper stays on the CPU, if it does;
 - ``whisper_cuda``: the probe's verdict (:func:`voiceos.models.whisper_cuda_problem`) beside a real CTranslate2 encode
   on the GPU with the Whisper model in ``--ct2-whisper`` (any CTranslate2 Whisper directory), and whether they agree;
-- ``lm``: the dialogue LM with the shipped emotion head, greedy, on the GPU in bfloat16 and in float32 and on the CPU
-  in float32, over the same prompts (variants alternated over ``--rounds``): replies, emotion labels, tokens/s and
-  time to first token (the last round's medians), and how many replies and labels match the CPU's.
+- ``lm``: the dialogue LM with the shipped emotion head, greedy, on the GPU in bfloat16 (float16 where the GPU lacks
+  it) and in float32 and on the CPU in float32, over the same prompts (variants alternated over ``--rounds``):
+  replies, emotion labels, tokens/s and time to first token (the last round's medians), and how many replies and
+  labels match the CPU's.
 """
 
 from __future__ import annotations
@@ -125,8 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         "plan": asdict(plan),
         "whisper_cuda": whisper_cuda(args.ct2_whisper),
     }
+    reduced = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
     variants = {}
-    for device, dtype in [("cuda", "bfloat16"), ("cuda", "float32"), ("cpu", "float32")]:
+    for device, dtype in [("cuda", reduced), ("cuda", "float32"), ("cpu", "float32")]:
         start = time.perf_counter()
         variants[f"{device}/{dtype}"] = (load_lm(options, device, dtype), time.perf_counter() - start)
     rounds: dict[str, list[list[dict[str, Any]]]] = {name: [] for name in variants}
