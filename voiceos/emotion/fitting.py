@@ -70,19 +70,19 @@ class BestEpoch:
         self, epoch: int, score: float, metrics: dict[str, Any], state: Callable[[], dict[str, torch.Tensor]]
     ) -> bool:
         if not self.state or score > self.score:
-            self.score, self.metrics, self.stale = score, {"epoch": epoch, **metrics}, 0
-            self.state = {k: v.detach().clone() for k, v in state().items()}
+            self._keep(epoch, score, metrics, state())
+            self.stale = 0
             return False
         self.stale += 1
         return self.stale >= self.patience
 
-    def offer(self, epoch: int | str, score: float, metrics: dict[str, Any], state: dict[str, torch.Tensor]) -> bool:
+    def offer(self, epoch: int | str, score: float, metrics: dict[str, Any], state: dict[str, torch.Tensor]) -> None:
         """A candidate that is not an epoch's own weights (an average of epochs): kept if it beats the best."""
-        if score <= self.score:
-            return False
-        self.score, self.metrics = score, {"epoch": epoch, **metrics}
-        self.state = {k: v.detach().clone() for k, v in state.items()}
-        return True
+        if score > self.score:
+            self._keep(epoch, score, metrics, state)
+
+    def _keep(self, epoch: int | str, score: float, metrics: dict[str, Any], state: dict[str, torch.Tensor]) -> None:
+        self.score, self.metrics, self.state = score, {"epoch": epoch, **metrics}, snapshot(state)
 
     def result(self, history: list[dict[str, Any]]) -> dict[str, Any]:
         epochs = sum(isinstance(h["epoch"], int) for h in history)
@@ -216,8 +216,7 @@ def fit_branch_head(
         history.append({"epoch": epoch + 1, "train_loss": total / len(order), "dev_score": score})
         log.info("branch epoch %d: loss %.3f, dev %.3f %s", epoch + 1, total / len(order), score, _targets(metrics))
         if options.average_last >= 2:
-            weights = {k: v.detach().clone() for k, v in head.trained_state().items()}
-            recent = [*recent, weights][-options.average_last :]
+            recent = [*recent, snapshot(head.trained_state())][-options.average_last :]
         if best.stop_after(epoch + 1, score, metrics, head.trained_state):
             break
     epochs_run = len(history)
@@ -233,6 +232,11 @@ def fit_branch_head(
     head.load_trained_state(best.state)
     head.eval()
     return head, best.result(history)
+
+
+def snapshot(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A copy of weights that later training steps leave alone."""
+    return {k: v.detach().clone() for k, v in state.items()}
 
 
 def _targets(metrics: dict[str, dict[str, float]]) -> dict[str, float]:
