@@ -7,9 +7,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 TEXT   ?= Hello! Who are you?
 
-# Debian/Ubuntu packages. Runtime: PortAudio for sounddevice. Tests also start a private PulseAudio server with
+# Debian/Ubuntu packages. Runtime: PortAudio for sounddevice; gcc builds the LM's small decoding kernel on first use
+# (voiceos/dialogue/kernels; without it the LM decodes from float32 weights, slower). Tests also start a private PulseAudio server with
 # virtual devices (pulseaudio, pulseaudio-utils, ALSA's pulse plugin) and a real systemd user manager.
-SYSTEM_PACKAGES      := libportaudio2
+SYSTEM_PACKAGES      := libportaudio2 gcc
 SYSTEM_TEST_PACKAGES := $(SYSTEM_PACKAGES) pulseaudio pulseaudio-utils libasound2-plugins systemd
 
 .PHONY: run say listen bench install-service install install-test system-deps system-deps-test test lint format doctor clean

@@ -31,6 +31,7 @@ def test_the_summary_shows_end_to_end_figures_the_ratio_and_decoding_speeds():
     lm = {"model": "embedded:x", "device": "cpu", "dtype": "float32", "tokens_per_s": 15.2}
     result["lm"] = lm | {"llama_cpp_tokens_per_s": 120.0, "llama_cpp_over_ours": 7.89}
     result["lm"]["bfloat16"] = {"tokens_per_s": 30.1, "same_greedy_replies": "2/6"}
+    result["lm"]["float32_weights"] = {"tokens_per_s": 9.7, "same_greedy_replies": "6/6"}
     result["lm"]["conversation"] = {
         "turns": 5,
         "prompt_tokens_median": 210,
@@ -43,6 +44,7 @@ def test_the_summary_shows_end_to_end_figures_the_ratio_and_decoding_speeds():
     assert "120 ms from the last reply's cache vs 480 ms prefilling the history (3.99x), same replies 5/5" in text
     assert "p50 1500 ms, p90 2100 ms" in text and "2.5x at p50, 3.1x at p90" in text
     assert "15.2 tok/s" in text and "llama.cpp on the same GGUF 120.0 tok/s (7.89x)" in text and "2/6" in text
+    assert "from float32 weights 9.7 tok/s, same greedy replies 6/6" in text
     assert "llama.cpp" not in summary({**result, "lm": lm | {"llama_cpp_tokens_per_s": None}})
 
 
@@ -77,6 +79,9 @@ def test_bench_measures_end_of_speech_to_first_reply_sound(xdg_cache_home):
     assert reduced["tokens_per_s"] > 0 and reduced["over_configured"] > 0
     same, total = map(int, reduced["same_greedy_replies"].split("/"))
     assert total == 6 and 0 <= same <= total
+    if result["lm"]["block_matrices"]:  # decoding from the GGUF's blocks: the float32 weights are measured beside
+        assert result["lm"]["float32_weights"]["same_greedy_replies"] == "6/6"
+        assert result["lm"]["float32_weights"]["over_configured"] > 0
     talk = result["lm"]["conversation"]  # first token with the conversation's cache vs the history prefilled
     assert talk["turns"] == 5 and talk["reused_tokens_median"] > 0
     assert talk["first_token_ms_reuse_p50"] > 0 and talk["first_token_ms_history_prefilled_p50"] > 0

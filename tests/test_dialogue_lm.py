@@ -12,7 +12,7 @@ import torch
 
 from voiceos import models
 from voiceos.config import DialogueOptions
-from voiceos.dialogue import DialogueLM
+from voiceos.dialogue import DialogueLM, blocks
 from voiceos.dialogue.detokenizer import IncrementalDetokenizer
 from voiceos.dialogue.loading import CACHE_MARKER, cache_complete, cache_key
 from voiceos.errors import ModelNotFoundError
@@ -176,6 +176,11 @@ def test_first_load_fills_the_cache_atomically_and_later_loads_use_it(fresh_cach
     assert second.load_s < first.load_s
     assert second.count_tokens(GREETING) == first.count_tokens(GREETING)
     assert second.tokenizer.chat_template == first.tokenizer.chat_template
+    assert first.block_matrices == 0  # bfloat16: the block kernel computes in float32 only
+    if blocks.cpu_supported():  # float32 on the CPU: the GGUF's blocks, kept in the cache for the next load
+        assert second.block_matrices > 0 and (target / blocks.BLOCKS_FILE).is_file()
+        third = DialogueLM.load(DialogueOptions(cache_dir=str(root)), models.plan_devices("auto"))
+        assert third.block_matrices == second.block_matrices
 
     as_directory = DialogueLM.load(DialogueOptions(model=str(target)), models.plan_devices("auto"))
     assert as_directory.source == str(target)

@@ -217,9 +217,10 @@ def summary(result: dict[str, Any]) -> str:
         line = f"LM {lm['model']} ({lm['device']}, {lm['dtype']}): {lm['tokens_per_s']} tok/s"
         if lm.get("llama_cpp_tokens_per_s"):
             line += f"; llama.cpp on the same GGUF {lm['llama_cpp_tokens_per_s']} tok/s ({lm['llama_cpp_over_ours']}x)"
-        if lm.get("bfloat16"):
-            bf = lm["bfloat16"]
-            line += f"; bfloat16 {bf['tokens_per_s']} tok/s, same greedy replies {bf['same_greedy_replies']}"
+        for name, label in (("float32_weights", "from float32 weights"), ("bfloat16", "bfloat16")):
+            if lm.get(name):
+                other = lm[name]
+                line += f"; {label} {other['tokens_per_s']} tok/s, same greedy replies {other['same_greedy_replies']}"
         lines.append(line)
         talk = lm.get("conversation")
         if talk:

@@ -2,9 +2,10 @@
 (``pip install '.[bench]'``; it compiles llama.cpp, ~8 min on 2 cores).
 
 Both decode the same prompt greedily for ``tokens`` tokens, ``runs`` times; the median rate after the first token is
-reported (the prefill is timed apart as time to first token). On the CPU the same weights are also run in bfloat16
-beside the configured float32: faster here (the fp32 decode reads ~0.5 GB of weights per token and is bound by
-memory bandwidth), but it changes replies, so the share of greedy replies that stay identical is reported with it.
+reported (the prefill is timed apart as time to first token). Beside the configured LM, in the same run: when it
+decodes from the GGUF's blocks (:mod:`voiceos.dialogue.blocks`), the same model on its float32 weights
+(``float32_weights``), and on the CPU the weights in bfloat16, which changes replies. Each comes with its speed over
+the configured one and the share of greedy replies that stay identical.
 """
 
 from __future__ import annotations
@@ -39,6 +40,12 @@ def lm_throughput(config: Config, *, tokens: int = 64, runs: int = 3, agreement_
     plan = models.plan_for(config)
     lm = DialogueLM.load(config.dialogue, plan, threads=config.runtime.threads).with_options(temperature=0.0)
     variants = {"configured": lm}
+    if lm.block_matrices:  # the same weights without the block kernel: what it gains, in the same run
+        from voiceos.dialogue.blocks import without_blocks
+
+        variants["float32_weights"] = DialogueLM(
+            without_blocks(lm.model), lm.tokenizer, lm.options, name=lm.name, source=lm.source
+        )
     if lm.device == "cpu" and lm.model.dtype == torch.float32:
         variants["bfloat16"] = DialogueLM(
             copy.deepcopy(lm.model).to(torch.bfloat16), lm.tokenizer, lm.options, name=lm.name, source=lm.source
@@ -54,21 +61,16 @@ def lm_throughput(config: Config, *, tokens: int = 64, runs: int = 3, agreement_
         "dtype": str(lm.model.dtype).removeprefix("torch."),
         "tokens_per_s": rate,
         "first_token_ms": ttft,
+        "block_matrices": lm.block_matrices,
         "llama_cpp_tokens_per_s": None,
     }
-    if "bfloat16" in variants:
-        reduced = variants["bfloat16"]
-        bf_rate, bf_ttft = _medians(samples["bfloat16"])
-        same = sum(
-            lm.reply([], text, max_new_tokens=agreement_tokens)
-            == reduced.reply([], text, max_new_tokens=agreement_tokens)
-            for text in AGREEMENT_PROMPTS
-        )
-        result["bfloat16"] = {
-            "tokens_per_s": bf_rate,
-            "first_token_ms": bf_ttft,
-            "over_configured": round(bf_rate / rate, 2) if rate else None,
-            "same_greedy_replies": f"{same}/{len(AGREEMENT_PROMPTS)}",
+    for name in variants.keys() - {"configured"}:  # each beside the configured one: speed ratio, same replies?
+        other_rate, other_ttft = _medians(samples[name])
+        result[name] = {
+            "tokens_per_s": other_rate,
+            "first_token_ms": other_ttft,
+            "over_configured": round(other_rate / rate, 2) if rate else None,
+            "same_greedy_replies": _same_replies(lm, variants[name], agreement_tokens),
         }
     result["conversation"] = conversation_first_token(lm)
     gguf = _gguf_file(config)
@@ -78,6 +80,15 @@ def lm_throughput(config: Config, *, tokens: int = 64, runs: int = 3, agreement_
             result["llama_cpp_tokens_per_s"] = llama
             result["llama_cpp_over_ours"] = round(llama / result["tokens_per_s"], 2) if result["tokens_per_s"] else None
     return result
+
+
+def _same_replies(lm: Any, other: Any, tokens: int) -> str:
+    """How many of the agreement prompts' greedy replies ``other`` writes exactly as ``lm`` does."""
+    same = sum(
+        lm.reply([], text, max_new_tokens=tokens) == other.reply([], text, max_new_tokens=tokens)
+        for text in AGREEMENT_PROMPTS
+    )
+    return f"{same}/{len(AGREEMENT_PROMPTS)}"
 
 
 def conversation_first_token(lm: Any, turns: tuple[str, ...] = AGREEMENT_PROMPTS, tokens: int = 32) -> dict[str, Any]:

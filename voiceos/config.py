@@ -99,6 +99,7 @@ class DialogueOptions:
     repetition_penalty: float = _range(1.1, 1.0, 3.0)
     seed: int | None = None
     dtype: str = _choice("auto", "float32", "bfloat16", "float16", default="auto")
+    block_kernel: bool = True  # a GGUF on the CPU in float32: decode from its 4/8-bit blocks (same weights and sums)
     cache_dir: str | None = None  # dequantized weights; default $XDG_CACHE_HOME/voiceos
 
 

@@ -20,6 +20,7 @@ import torch
 
 from voiceos import models
 from voiceos.config import DialogueOptions
+from voiceos.dialogue.blocks import use_gguf_blocks
 from voiceos.dialogue.detokenizer import IncrementalDetokenizer
 from voiceos.dialogue.loading import ensure_chat_template, from_pretrained, load_gguf_cached
 from voiceos.dialogue.model import DialogueModel
@@ -74,6 +75,7 @@ class DialogueLM:
         self.options = options
         self.source = source  # where the weights were read from (the cache directory for a GGUF)
         self.load_s = 0.0
+        self.block_matrices = 0  # weight matrices whose single-token products read the GGUF's blocks (blocks.py)
         self.last_stats = GenerationStats()
         self._name = name
         self._stop_ids = _stop_token_ids(model, tokenizer)
@@ -106,6 +108,7 @@ class DialogueLM:
         cache_root = models.cache_dir(options.cache_dir) / "lm"
         dtype = getattr(torch, plan.lm_dtype)
         name, path = options.model, Path(options.model).expanduser()
+        gguf: Path | None = None
         if options.model == models.EMBEDDED_LM:
             gguf = models.embedded_lm_gguf()
             name = f"embedded:{gguf.stem}"
@@ -127,9 +130,22 @@ class DialogueLM:
         else:
             model.to(device=plan.torch_device, dtype=dtype)
         model.eval()
+        block_matrices = 0
+        if gguf is not None and options.block_kernel:
+            cached = Path(source) if Path(source).is_dir() else None
+            block_matrices = use_gguf_blocks(model, gguf, cached)
         lm = cls(model, tokenizer, options, name=name, source=source)
+        lm.block_matrices = block_matrices
         lm.load_s = time.perf_counter() - start
-        log.info("dialogue LM %s loaded from %s in %.1f s (%s, %s)", name, source, lm.load_s, lm.device, plan.lm_dtype)
+        log.info(
+            "dialogue LM %s loaded from %s in %.1f s (%s, %s%s)",
+            name,
+            source,
+            lm.load_s,
+            lm.device,
+            plan.lm_dtype,
+            f", decoding from {block_matrices} GGUF block matrices" if block_matrices else "",
+        )
         return lm
 
     def with_options(self, **changes: Any) -> DialogueLM:

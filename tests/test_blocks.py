@@ -1,0 +1,117 @@
+"""The GGUF block kernel (voiceos/dialogue/blocks.py) on the real embedded SmolLM2: every matrix it reads gives the
+float32 product, greedy replies stay the same, and whatever cannot use it decodes from the float32 weights."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+from torch import nn
+
+from voiceos import models
+from voiceos.bench_lm import AGREEMENT_PROMPTS
+from voiceos.dialogue import DialogueLM, blocks
+from voiceos.dialogue.blocks import BlockLinear, block_matvec, use_gguf_blocks, without_blocks
+
+pytestmark = pytest.mark.skipif(not blocks.cpu_supported(), reason="the block kernel needs x86-64 with AVX2")
+
+
+@pytest.fixture(scope="module")
+def plain_lm(lm: DialogueLM) -> DialogueLM:
+    """The session's LM with every product on its float32 weights (a copy; the session's model is untouched)."""
+    return DialogueLM(without_blocks(lm.model), lm.tokenizer, lm.options, name=lm.name, source=lm.source)
+
+
+def _block_layers(model: nn.Module) -> dict[str, BlockLinear]:
+    return {name: m for name, m in model.named_modules() if isinstance(m, BlockLinear)}
+
+
+def test_every_projection_and_the_output_matrix_of_the_embedded_lm_reads_its_gguf_blocks(lm: DialogueLM) -> None:
+    assert blocks.kernel_library() is not None, "no C compiler: `make install` installs gcc"
+    config = lm.model.config
+    expected = config.num_hidden_layers * len(blocks.LLAMA_NAMES) + 1  # + the (tied) output matrix
+    assert lm.block_matrices == expected
+    assert len(_block_layers(lm.model)) == expected
+    assert isinstance(lm.model.lm_head, BlockLinear)
+
+
+def test_block_products_are_as_exact_as_the_float32_products(lm: DialogueLM) -> None:
+    """Against a float64 product of the same weights, on the scale of sum(|w x|) (what float32 rounding depends
+    on): blocks read in the wrong order or with a wrong scale would be off by ~1 on that scale."""
+    generator = torch.Generator().manual_seed(1)
+    worst = {"blocks": 0.0, "float32": 0.0}
+    for name, layer in _block_layers(lm.model).items():
+        weight = layer.weight.detach()
+        x = torch.randn(2, layer.in_features, generator=generator)
+        exact = x.double() @ weight.double().T
+        scale = x.abs().double() @ weight.abs().double().T
+        for variant, got in (
+            ("blocks", block_matvec(layer.kind, layer.blocks, layer.out_features, x)),
+            ("float32", x @ weight.T),
+        ):
+            error = ((got.double() - exact).abs() / scale).max().item()
+            worst[variant] = max(worst[variant], error)
+            assert error < 1e-5, f"{name} ({variant}): error {error:.2e} of sum |w x|"
+    assert worst["blocks"] < 10 * worst["float32"], worst
+
+
+def test_decoding_from_blocks_writes_the_same_greedy_replies_as_the_float32_weights(
+    lm: DialogueLM, plain_lm: DialogueLM
+) -> None:
+    assert not _block_layers(plain_lm.model)
+    fast, slow = lm.with_options(temperature=0.0), plain_lm.with_options(temperature=0.0)
+    for text in AGREEMENT_PROMPTS[:4]:
+        "".join(fast.stream_reply([], text, max_new_tokens=32))
+        "".join(slow.stream_reply([], text, max_new_tokens=32))
+        assert fast.last_stats.token_ids == slow.last_stats.token_ids, text
+
+
+def test_blocks_that_do_not_reproduce_the_weights_are_refused_and_the_rest_are_used(
+    lm: DialogueLM, plain_lm: DialogueLM, tmp_path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Read through the block cache file: a q_proj whose rows are in llama.cpp's rotary order (not un-permuted as
+    transformers does) must be refused, the down_proj beside it used."""
+    source = _block_layers(lm.model)
+    q, down = "model.layers.0.self_attn.q_proj", "model.layers.0.mlp.down_proj"
+    wrong = torch.roll(source[q].blocks, 1, dims=0)
+    blocks._save(
+        {q: (wrong, source[q].kind), down: (source[down].blocks, source[down].kind)}, tmp_path / blocks.BLOCKS_FILE
+    )
+    model = without_blocks(plain_lm.model)
+    with caplog.at_level(logging.WARNING, logger="voiceos.dialogue.blocks"):
+        used = use_gguf_blocks(model, models.embedded_lm_gguf(), tmp_path)
+    assert used == 1
+    assert isinstance(model.get_submodule(down), BlockLinear)
+    assert type(model.get_submodule(q)) is nn.Linear
+    assert any(q in r.getMessage() for r in caplog.records)
+
+
+def test_prefills_and_other_dtypes_use_the_float32_weights(lm: DialogueLM, monkeypatch: pytest.MonkeyPatch) -> None:
+    layer = lm.model.get_submodule("model.layers.3.mlp.up_proj")
+    calls, kernel = [], blocks.block_matvec
+    monkeypatch.setattr(blocks, "block_matvec", lambda *args: calls.append(args) or kernel(*args))
+    with torch.inference_mode():
+        prefill = torch.randn(1, 5, layer.in_features)
+        assert torch.equal(layer(prefill), nn.functional.linear(prefill, layer.weight))
+        copy = without_blocks(nn.Sequential(layer)).to(torch.bfloat16)[0]  # a reduced-precision copy of it
+        assert isinstance(copy, nn.Linear) and copy(prefill[0, :1].bfloat16()).dtype == torch.bfloat16
+        layer(prefill[0, :1])  # one token: the kernel
+    assert len(calls) == 1
+
+
+def test_without_a_c_compiler_the_lm_decodes_from_its_float32_weights_and_says_why(
+    test_config, device_plan, monkeypatch: pytest.MonkeyPatch, tmp_path, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # where no kernel was built before
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    blocks.kernel_library.cache_clear()
+    try:
+        with caplog.at_level(logging.WARNING, logger="voiceos.dialogue.blocks"):
+            lm = DialogueLM.load(test_config.dialogue, device_plan)
+        assert lm.block_matrices == 0 and not _block_layers(lm.model)
+        assert lm.reply([], "Hi!", max_new_tokens=8)
+    finally:
+        blocks.kernel_library.cache_clear()
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "voiceos.dialogue.blocks"]
+    assert "could not be built" in warning and "no-such-cc" in warning and "\n" not in warning

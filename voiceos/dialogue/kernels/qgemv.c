@@ -1,0 +1,74 @@
+// Matrix-vector products straight from GGUF Q4_1 / Q8_0 blocks, in float32 arithmetic.
+#include <stdint.h>
+#include <string.h>
+#include <immintrin.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static inline float half_to_float(const uint8_t *p) { uint16_t h; memcpy(&h, p, 2); return _cvtsh_ss(h); }
+static inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// Q4_1 block: half d, half m, 16 bytes (low nibble = element j, high nibble = element j + 16); w = d * q + m
+static float row_q4_1(const uint8_t *row, const float *x, const float *xsum, int nblocks) {
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    __m256 acc = _mm256_setzero_ps();
+    float msum = 0.0f;
+    for (int b = 0; b < nblocks; b++) {
+        const uint8_t *blk = row + 20 * b;
+        const float *xb = x + 32 * b;
+        __m128i raw = _mm_loadu_si128((const __m128i *)(blk + 4));
+        __m128i lo = _mm_and_si128(raw, mask);
+        __m128i hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
+        __m256 t = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo)), _mm256_loadu_ps(xb));
+        t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8))), _mm256_loadu_ps(xb + 8), t);
+        t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi)), _mm256_loadu_ps(xb + 16), t);
+        t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8))), _mm256_loadu_ps(xb + 24), t);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(blk)), t, acc);
+        msum += half_to_float(blk + 2) * xsum[b];
+    }
+    return hsum(acc) + msum;
+}
+
+// Q8_0 block: half d, 32 int8; w = d * q
+static float row_q8_0(const uint8_t *row, const float *x, int nblocks) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int b = 0; b < nblocks; b++) {
+        const uint8_t *blk = row + 34 * b;
+        const float *xb = x + 32 * b;
+        __m128i r0 = _mm_loadu_si128((const __m128i *)(blk + 2));
+        __m128i r1 = _mm_loadu_si128((const __m128i *)(blk + 18));
+        __m256 t = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(r0)), _mm256_loadu_ps(xb));
+        t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(r0, 8))), _mm256_loadu_ps(xb + 8), t);
+        t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(r1)), _mm256_loadu_ps(xb + 16), t);
+        t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(r1, 8))), _mm256_loadu_ps(xb + 24), t);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(blk)), t, acc);
+    }
+    return hsum(acc);
+}
+
+// y (n, rows) = x (n, cols) W^T; kind 0 = Q4_1, 1 = Q8_0; cols % 32 == 0
+void qgemv(int kind, const uint8_t *w, int rows, int cols, const float *x, int n, float *y, int threads) {
+    int nblocks = cols / 32;
+    size_t row_bytes = (size_t)nblocks * (kind == 0 ? 20 : 34);
+    for (int i = 0; i < n; i++) {
+        const float *xi = x + (size_t)i * cols;
+        float *yi = y + (size_t)i * rows;
+        float xsum[nblocks];
+        for (int b = 0; b < nblocks; b++) {
+            float s = 0.0f;
+            for (int j = 0; j < 32; j++) s += xi[32 * b + j];
+            xsum[b] = s;
+        }
+        #pragma omp parallel for num_threads(threads) schedule(static) if(threads > 1)
+        for (int r = 0; r < rows; r++) {
+            const uint8_t *row = w + row_bytes * r;
+            yi[r] = kind == 0 ? row_q4_1(row, xi, xsum, nblocks) : row_q8_0(row, xi, nblocks);
+        }
+    }
+}
