@@ -1,12 +1,12 @@
 """Decoding straight from the GGUF's quantized blocks: matrix-vector products over Q4_1 / Q8_0 weights in float32.
 
 Each decoded token multiplies one vector by every weight matrix. Dequantized to float32 those matrices are ~0.53 GB
-for the embedded SmolLM2-135M, and reading them from memory, not the arithmetic, bounds the decoding rate on a CPU.
-The GGUF holds the same weights as 4- and 8-bit blocks (Q4_1: ``w = d * q + m`` per 32 weights; Q8_0: ``w = d * q``),
-~0.1 GB in all. A small C kernel (``kernels/qgemv.c``, AVX2 + FMA + F16C, compiled once with the system's C compiler
-into the cache directory and called through ctypes) computes ``sum(w * x)`` from the blocks as
-``d * sum(q * x) + m * sum(x)`` in float32: the same weights and the same arithmetic as the float32 product, summed
-in another order (results differ by float32 rounding, ~1e-7 relative, as with another thread count).
+for the embedded SmolLM2-135M, and a CPU decoding from them spends most of each token reading them from memory. The
+GGUF holds the same weights as 4- and 8-bit blocks (Q4_1: ``w = d * q + m`` per 32 weights; Q8_0: ``w = d * q``),
+~0.1 GB in all. A small C kernel (``kernels/qgemv.c``: AVX2 + FMA + F16C, or AVX-512; compiled for this CPU with the
+system's C compiler on first use, kept in the cache directory, called through ctypes) computes each product from
+the blocks as ``d * sum(q * x) + m * sum(x)`` in float32: the same weights and the same arithmetic as the float32
+product, summed in another order (results differ by float32 rounding, ~1e-7 relative, as with another thread count).
 
 Only single-token steps (decoding) use it; prefills keep the float32 weights and the BLAS product, which is faster for
 many tokens at once. A matrix is used only after a check that its blocks reproduce the loaded weights (one product
@@ -35,7 +35,9 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("kernels") / "qgemv.c"
-CFLAGS = ("-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-shared", "-fPIC")
+# -march=native: the library is built on the machine that runs it (AVX-512 where the CPU has it; the cache key
+# holds the CPU's flags, so a cache shared with another CPU builds its own)
+CFLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC")
 KINDS = {"Q4_1": (0, 20), "Q8_0": (1, 34)}  # GGUF type -> (kernel kind, bytes per block of 32 weights)
 MAX_ROWS = 2  # a product over more tokens than this (a prefill) goes to the float32 weights and BLAS
 BLOCKS_FILE = "gguf-blocks.safetensors"  # in the LM's cache directory
@@ -104,17 +106,17 @@ def _threads() -> int:
     return max(1, torch.get_num_threads())
 
 
-def cpu_supported() -> bool:
-    """x86-64 with AVX2, FMA and F16C (what the kernel's intrinsics need)."""
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return False
+def cpu_flags() -> frozenset[str]:
     try:
-        flags = next(
-            (line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), ""
-        ).split()
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        return False
-    return {"avx2", "fma", "f16c"} <= set(flags)
+        return frozenset()
+    return frozenset(next((line for line in lines if line.startswith("flags")), "").partition(":")[2].split())
+
+
+def cpu_supported() -> bool:
+    """x86-64 with AVX2, FMA and F16C (what the kernel's intrinsics need at least)."""
+    return platform.machine().lower() in ("x86_64", "amd64") and {"avx2", "fma", "f16c"} <= cpu_flags()
 
 
 @functools.cache
@@ -130,7 +132,7 @@ def kernel_library() -> ctypes.CDLL | None:
         log.info("dialogue LM decodes from float32 weights: %s", problem)
         return None
     source = SOURCE.read_bytes()
-    tag = hashlib.sha256(source + " ".join(CFLAGS).encode()).hexdigest()[:12]
+    tag = hashlib.sha256(source + " ".join([*CFLAGS, *sorted(cpu_flags())]).encode()).hexdigest()[:12]
     target = models.cache_dir() / "kernels" / f"qgemv-{tag}.so"
     try:
         if not target.is_file():
