@@ -84,6 +84,34 @@ def test_a_spoken_question_gets_a_spoken_reply_on_the_speaker(daemon, pulse_serv
     for key in ("endpointing", "asr", "lm_first_token", "tts_first_audio", "total"):
         assert timings[key] > 0, timings
     assert timings["asr_speculative"] == 1.0  # transcribed during the end-of-turn silence (vad.speculate_ms)
+    assert "head_start" in timings  # and the reply began then too (vad.speculate_reply), held until the end
+
+
+def test_a_pause_inside_a_sentence_starts_a_reply_that_is_dropped_unheard_when_the_user_goes_on(daemon, pulse_server):
+    """A 0.4 s pause is long enough to start transcribing and answering (vad.speculate_ms, 120 ms) but shorter than
+    the hangover (500 ms): that held reply must never be heard, published or remembered; the whole sentence is
+    answered once, after the real end of the turn."""
+    first = speech("sense_and_sensibility_01_austen_64kb-0880.wav")[int(0.2 * SAMPLE_RATE) : int(2.8 * SAMPLE_RATE)]
+    second = speech("sense_and_sensibility_01_austen_64kb-0930.wav")[int(0.25 * SAMPLE_RATE) :]
+    pause = np.zeros(int(0.4 * SAMPLE_RATE), dtype=np.float32)
+    sound = np.concatenate([first, pause, second, np.zeros(SAMPLE_RATE, dtype=np.float32)])
+    kinds = [type(event).__name__ for event in VadSegmenter(VadOptions()).feed(sound)]
+    assert kinds.count("SpeechEnded") == 1 and kinds.index("SpeechPaused") < kinds.index("SpeechEnded"), kinds
+    assert kinds.count("SpeechPaused") >= 2, kinds  # the pause in the middle, and the one that ends the turn
+    daemon.client.request("reset")
+    mark = daemon.events.mark()
+    pulse_server.speak_into_mic(sound)
+    ended = daemon.events.wait_for("speaking_ended", mark)
+    daemon.wait_until("listening", timeout=30)
+
+    names = [e["event"] for e in daemon.events.since(mark)]
+    assert names.count("transcript") == 1 and names.count("speaking_started") == 1, names
+    assert names.index("speech_ended") < names.index("transcript") < names.index("reply_delta"), names
+    said = "he was not an ill disposed young man he might even have been made amiable himself"
+    assert word_error_rate(said, daemon.events.since(mark, "transcript")[0]["text"]) <= 0.3
+    assert not ended["interrupted"] and ended["spoken_text"]
+    assert daemon.client.request("status")["history_messages"] == 2  # the dropped reply left nothing behind
+    assert "head_start" in daemon.events.wait_for("timings", mark)["timings_ms"]  # the last pause's was kept
 
 
 def test_two_turns_in_a_row_both_get_answers_and_are_remembered(daemon, pulse_server):

@@ -81,7 +81,8 @@ def _percentile(values: list[float], q: float) -> float:
     return round(float(np.percentile(values, q)), 1) if values else float("nan")
 
 
-SEQUENTIAL = {"runtime": {"sequential": True}, "tts": {"first_clause_chars": 0}}  # the no-overlap baseline
+# the baseline: no overlap (the whole reply written, then synthesized, then played) and no speculation
+SEQUENTIAL = {"runtime": {"sequential": True}, "tts": {"first_clause_chars": 0}, "vad": {"speculate_ms": 0}}
 
 
 def variant_config(config_path: str | None, overrides: dict[str, dict[str, Any]], directory: Path) -> str:

@@ -63,6 +63,7 @@ class VadOptions:
     pre_roll_ms: int = _range(300, 0, 5000)
     hangover_ms: int = _range(500, 0, 10000)
     speculate_ms: int = _range(120, 0, 10000)  # silence after which end-of-turn work starts early; 0 = off
+    speculate_reply: bool = True  # ...the reply too (LM + TTS), played only if the turn ends at that pause
     start_ms: int = _range(90, 0, 2000)
     min_speech_ms: int = _range(250, 0, 60000)
     max_utterance_s: float = _range(30.0, 1.0, 600.0)

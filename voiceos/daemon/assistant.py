@@ -9,7 +9,8 @@ Threads and where work runs:
 - One model thread (a single-worker executor) runs ASR, the LM and TTS, so the models never fight for the two
   cores; synthesized audio goes straight from there into the player's queue, sentence by sentence.
 
-A turn is cancelled through a ``threading.Event`` the model thread checks between tokens and audio chunks. After an
+A turn (:mod:`voiceos.daemon.turn`) is cancelled through a ``threading.Event`` the model thread checks between
+tokens and audio chunks; a pause in the user's speech starts a held one (the reply's head start). After an
 interruption the history keeps only what the user heard: the player's count of samples actually played says how far
 the reply got (:meth:`TurnResult.heard_text`).
 """
@@ -19,10 +20,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from voiceos.daemon.audio_loop import SAMPLE_RATE, AudioLoop
 from voiceos.daemon.bus import EventBus
 from voiceos.daemon.interruption import MinSpeechInterruption
 from voiceos.daemon.speculation import SpeculativeTranscription
+from voiceos.daemon.turn import Turn
 from voiceos.emotion.labels import EmotionResult
 from voiceos.errors import AudioDeviceError, AudioInputError, VoiceosError
 from voiceos.events import (
@@ -56,21 +56,6 @@ from voiceos.vad import SpeechDiscarded, SpeechEnded, SpeechPaused, SpeechStarte
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class _Turn:
-    """A turn in progress: what cancels it, and what it has played."""
-
-    user_text: str
-    source: str
-    cancel: threading.Event = field(default_factory=threading.Event)
-    played_at_start: float = 0.0  # the player's played_seconds when this turn's audio began
-    speaking: bool = False
-    interrupted: bool = False
-    interrupted_by: str | None = None  # why: barge-in, a new turn, the interrupt command, ...
-    timings_ms: dict[str, float] = field(default_factory=dict)
-    done: asyncio.Future | None = None
-
-
 class Assistant:
     """Owns the pipeline, the audio devices and the conversation state; the control socket drives it too."""
 
@@ -86,12 +71,13 @@ class Assistant:
         self.interruptions = 0
         self.extra_status: dict[str, Callable[[], Any]] = {}  # more status() sections (the config reloader's)
         self._models = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="voiceos-models")
-        self._turn: _Turn | None = None
+        self._turn: Turn | None = None
         self._turn_task: asyncio.Task | None = None
         self._carry_over = ""  # user text of a turn cut before it spoke: the user was not done talking
-        self._cut_by_speech: _Turn | None = None  # that turn, until the speech that cut it ends or is discarded
+        self._cut_by_speech: Turn | None = None  # that turn, until the speech that cut it ends or is discarded
+        self._head_start: tuple[tuple[float, float], Turn, asyncio.Task] | None = None  # (utterance span, turn, task)
         self._speculation = SpeculativeTranscription(self._models, lambda x: self.pipeline.transcriber.transcribe(x))
-        self._barge_in: MinSpeechInterruption[_Turn] = MinSpeechInterruption(self.config.audio.barge_in_min_ms)
+        self._barge_in: MinSpeechInterruption[Turn] = MinSpeechInterruption(self.config.audio.barge_in_min_ms)
         output_rate = self.config.audio.output_sample_rate or pipeline.tts.sample_rate
         self.audio = AudioLoop(self.config, output_rate, self)
         self.transcripts = TranscriptLog() if self.config.privacy.save_transcripts else None
@@ -149,6 +135,8 @@ class Assistant:
         min_changed = config.audio.barge_in_min_ms != self.config.audio.barge_in_min_ms
         self.config = self.pipeline.config = config
         self.audio.use_config(config, new_vad=new_vad, new_echo=new_echo)
+        if new_vad:
+            self._drop_head_start()  # its utterance is gone with the old endpointer
         if new_vad or min_changed:  # else speech over the reply at this moment keeps its place in the policy
             self._barge_in = MinSpeechInterruption(config.audio.barge_in_min_ms)
 
@@ -158,6 +146,7 @@ class Assistant:
             self.set_state("speaking" if self._turn and self._turn.speaking else "listening")
             return
         if state == "lost":
+            self._drop_head_start()  # no end of turn will come for its utterance
             self.interrupt_turn("audio lost")
         self.set_state("no_audio", detail)
 
@@ -168,20 +157,30 @@ class Assistant:
                 self.bus.publish(SpeechStartedEvent(stream_s=event.time_s))
                 self._user_started_speaking()
             elif isinstance(event, SpeechPaused):
-                self._speculation.start(event.utterance)
+                self._drop_head_start()
+                transcription = self._speculation.start(event.utterance)
+                self._start_head_start(event.utterance, transcription)
             elif isinstance(event, SpeechEnded):
                 utt = event.utterance
+                head = self._take_head_start((utt.start_s, utt.end_s))
                 if self._barge_in.ended(utt.voiced_s):
                     log.info("ignored %.2f s of voice over the reply: too short to interrupt it", utt.voiced_s)
                     self._speculation.drop()  # its transcription would queue behind the reply
+                    if head is not None:
+                        head[0].cancel.set()
                     continue
                 self.bus.publish(SpeechEndedEvent(stream_s=utt.end_s, seconds=utt.duration_s, forced=event.forced))
                 self._cut_by_speech = None  # its words join this utterance
+                if head is not None:  # the reply started at the pause: it may play now
+                    self._speculation.claim(utt)  # (the head start has its transcription)
+                    self._commit_head_start(*head)
+                    continue
                 # The turn exists from this moment on, so that speech starting again in this same batch of frames
                 # (a forced cut at max_utterance_s) finds it and carries its words over to the next utterance.
                 turn = self._begin_audio_turn()
                 self._start_turn(self._run_audio_turn(turn, utt.samples, self._speculation.claim(utt)))
             elif isinstance(event, SpeechDiscarded):
+                self._drop_head_start()
                 self._barge_in.ended(0.0)
                 log.debug("discarded a %.2f s blip", event.end_s - event.start_s)
                 self._resume_cut_turn()
@@ -212,12 +211,54 @@ class Assistant:
         turn = self._begin_audio_turn()
         self._start_turn(self._run_audio_turn(turn, None, resumes=cut))
 
-    def _cut_turn(self, turn: _Turn, reason: str) -> None:
+    def _cut_turn(self, turn: Turn, reason: str) -> None:
         """Cancel ``turn``; a microphone turn that had not spoken yet hands the user's words to the next utterance.
         (Words still being transcribed carry over when their transcript arrives, in ``_run_audio_turn``.)"""
         unspoken = turn.source == "microphone" and not turn.speaking
         if self._interrupt(turn, reason) and unspoken and turn.user_text:
             self._carry_over = f"{self._carry_over} {turn.user_text}".strip()
+
+    # -- the reply's head start (voiceos.daemon.turn) -------------------------------------------------------------
+    def _start_head_start(self, utterance: Any, transcription: concurrent.futures.Future) -> None:
+        """The user paused: answer what they said so far in a held turn (only while no other turn runs)."""
+        config = self.config
+        if not config.vad.speculate_reply or config.runtime.sequential or self._turn is not None:
+            return
+        if self._carry_over or self._cut_by_speech is not None:  # words of a cut turn would join this one
+            return
+        hold_s = config.vad.max_utterance_s + config.vad.hangover_ms / 1000  # the VAD decides well before this
+        turn = Turn.held("microphone", asyncio.get_running_loop().create_future(), max_hold_s=hold_s)
+        task = asyncio.get_running_loop().create_task(self._run_audio_turn(turn, utterance.samples, transcription))
+        self._head_start = ((utterance.start_s, utterance.end_s), turn, task)
+
+    def _take_head_start(self, span: tuple[float, float]) -> tuple[Turn, asyncio.Task] | None:
+        """The held turn of the utterance that just ended with exactly these samples; any other is dropped."""
+        head = self._head_start
+        if head is not None and head[0] == span and not head[1].cancel.is_set():
+            self._head_start = None
+            return head[1], head[2]
+        self._drop_head_start()
+        return None
+
+    def _drop_head_start(self) -> None:
+        """The user went on talking (or the endpointer changed): the held turn ends unheard, leaving no trace."""
+        head, self._head_start = self._head_start, None
+        if head is not None and head[1].is_held:
+            head[1].cancel.set()
+            log.debug("reply head start dropped: the user went on")
+
+    def _commit_head_start(self, turn: Turn, task: asyncio.Task) -> None:
+        if task.done():  # it found nothing to answer (no words in the audio): the turn is over already
+            turn.commit(self.bus.publish)
+            return
+        previous, self._turn = self._turn, turn
+        self._turn_task = task
+        if previous is not None:
+            self._cut_turn(previous, "a new utterance")
+        turn.commit(self.bus.publish)
+        if not turn.speaking:
+            self.set_state("thinking")
+        log.info("the turn ended at the pause: its reply had a head start")
 
     # -- turns ---------------------------------------------------------------------------------------------------
     def _start_turn(self, coro) -> asyncio.Task:
@@ -229,7 +270,7 @@ class Assistant:
         """Stop the turn in progress: cancel the LM/TTS and cut playback at once."""
         return self._turn is not None and self._interrupt(self._turn, reason)
 
-    def _interrupt(self, turn: _Turn, reason: str) -> bool:
+    def _interrupt(self, turn: Turn, reason: str) -> bool:
         if turn.cancel.is_set():
             return False
         turn.cancel.set()
@@ -240,9 +281,9 @@ class Assistant:
         log.info("turn interrupted (%s)", reason)
         return True
 
-    def _begin_audio_turn(self) -> _Turn:
+    def _begin_audio_turn(self) -> Turn:
         """The turn of an utterance that just ended; a previous turn still thinking is cut, its words kept."""
-        turn = _Turn("", "microphone", done=asyncio.get_running_loop().create_future())
+        turn = Turn("", "microphone", done=asyncio.get_running_loop().create_future())
         previous, self._turn = self._turn, turn
         if previous is not None:
             self._cut_turn(previous, "a new utterance")
@@ -250,10 +291,10 @@ class Assistant:
 
     async def _run_audio_turn(
         self,
-        turn: _Turn,
+        turn: Turn,
         samples: np.ndarray | None,
         speculative: concurrent.futures.Future | None = None,
-        resumes: _Turn | None = None,
+        resumes: Turn | None = None,
     ) -> dict | None:
         """Transcribe an utterance and answer it. The turn exists from the end of speech on, so that the user
         speaking again during ASR or thinking cancels it and their words carry over to the next utterance.
@@ -262,7 +303,8 @@ class Assistant:
         transcript); ``asr`` then counts only what is left of it after the end of the turn. Without ``samples``,
         the turn answers the words carried over from ``resumes``, a turn cut by speech that came to nothing."""
         loop = asyncio.get_running_loop()
-        self.set_state("thinking")
+        if not turn.is_held:
+            self.set_state("thinking")
         try:
             start = time.perf_counter()
             used_speculation = speculative is not None and not speculative.cancelled()
@@ -275,8 +317,12 @@ class Assistant:
             else:
                 transcriber = self.pipeline.transcriber
                 text = (await loop.run_in_executor(self._models, transcriber.transcribe, samples)).text.strip()
-            asr_ms = (time.perf_counter() - start) * 1000
-            if self._carry_over:
+            turn.asr_done_at = time.perf_counter()
+            asr_ms = (turn.asr_done_at - start) * 1000
+            if turn.head_start:  # no carry-over was waiting when it began; a dropped one leaves none
+                if turn.is_held and turn.cancel.is_set():
+                    return None
+            elif self._carry_over:
                 text, self._carry_over = f"{self._carry_over} {text}".strip(), ""
             if turn.cancel.is_set():  # the user went on talking: this is the start of their next utterance
                 self._carry_over = text
@@ -300,7 +346,7 @@ class Assistant:
                 if self.state == "thinking":
                     self.set_state("listening" if self.audio.microphone else "no_audio")
 
-    async def _wait_for_idle(self, keep: _Turn | None = None) -> None:
+    async def _wait_for_idle(self, keep: Turn | None = None) -> None:
         """A new turn waits for the previous one (cancelled by now) to wind down: one turn at a time."""
         while self._turn is not None and self._turn is not keep and self._turn.done is not None:
             previous = self._turn
@@ -310,25 +356,28 @@ class Assistant:
             await asyncio.shield(previous.done)
 
     async def respond(
-        self, text: str, source: str, extra_timings: dict[str, float] | None = None, turn: _Turn | None = None
+        self, text: str, source: str, extra_timings: dict[str, float] | None = None, turn: Turn | None = None
     ) -> dict:
         """One reply to ``text``, spoken on the speaker (if any); returns the ``say --json`` object."""
         loop = asyncio.get_running_loop()
         if turn is None:
             await self._wait_for_idle()
-            turn = _Turn(text, source, done=loop.create_future())
+            turn = Turn(text, source, done=loop.create_future())
             self._turn = turn
         turn.user_text = text
         turn.timings_ms.update(extra_timings or {})
-        self.set_state("thinking")
-        self.bus.publish(TranscriptEvent(text, source=source))
+        if not turn.is_held:
+            self.set_state("thinking")
+        turn.publish(TranscriptEvent(text, source=source), self.bus.publish)
         try:
             result = await loop.run_in_executor(self._models, self._reply_in_model_thread, turn, loop)
+            if not turn.committed.is_set():  # a head start the user talked on over: nothing was heard or said
+                return {}
             if turn.speaking and not turn.cancel.is_set():
                 await self._wait_until_heard(turn, result)
             return self._finish_turn(turn, result)
         except VoiceosError as err:
-            self.bus.publish(ErrorEvent(str(err)))
+            turn.publish(ErrorEvent(str(err)), self.bus.publish)
             raise
         finally:
             if not turn.done.done():
@@ -338,11 +387,14 @@ class Assistant:
                 if self.state in ("thinking", "speaking"):
                     self.set_state("listening" if self.audio.microphone else "no_audio")
 
-    def _reply_in_model_thread(self, turn: _Turn, loop: asyncio.AbstractEventLoop) -> TurnResult:
+    def _reply_in_model_thread(self, turn: Turn, loop: asyncio.AbstractEventLoop) -> TurnResult:
         player = self.audio.player
         out_rate = player.sample_rate if player is not None else self.pipeline.tts.sample_rate
+        turn.reply_started_at = time.perf_counter()
 
         def on_audio(chunk: np.ndarray) -> None:
+            if turn.is_held and not turn.wait_until_decided():  # a head start waits for the end of the turn
+                return
             player = self.audio.player
             if turn.cancel.is_set() or player is None:
                 return
@@ -358,10 +410,10 @@ class Assistant:
                 log.warning("playback failed: %s", err)
 
         def on_delta(delta: str) -> None:
-            self.bus.publish_threadsafe(ReplyDelta(delta))
+            turn.publish(ReplyDelta(delta), self.bus.publish_threadsafe)
 
         def on_user_emotion(result: EmotionResult) -> None:
-            self.bus.publish_threadsafe(UserEmotionEvent(result.label, result.as_json()["scores"]))
+            turn.publish(UserEmotionEvent(result.label, result.as_json()["scores"]), self.bus.publish_threadsafe)
 
         try:
             return self.pipeline.reply(
@@ -373,7 +425,9 @@ class Assistant:
                 on_user_emotion=on_user_emotion,
             )
         finally:
-            if self.audio.player is not None:
+            if turn.head_start:
+                turn.wait_until_decided()  # a dropped one wrote nothing: another turn's audio may be playing
+            if self.audio.player is not None and turn.committed.is_set():
                 self.audio.player.finish()  # the queue running dry after the last sentence is the end, not a gap
 
     def _speaking_started(self) -> None:
@@ -381,7 +435,7 @@ class Assistant:
             self.set_state("speaking")
             self.bus.publish(SpeakingStarted())
 
-    async def _wait_until_heard(self, turn: _Turn, result: TurnResult) -> None:
+    async def _wait_until_heard(self, turn: Turn, result: TurnResult) -> None:
         player = self.audio.player
         if player is None:
             return
@@ -392,7 +446,7 @@ class Assistant:
                 return
             await asyncio.sleep(0.02)
 
-    def _finish_turn(self, turn: _Turn, result: TurnResult) -> dict:
+    def _finish_turn(self, turn: Turn, result: TurnResult) -> dict:
         if turn.interrupted and turn.speaking:
             player = self.audio.player
             played = (player.played_seconds if player else turn.played_at_start) - turn.played_at_start
@@ -407,7 +461,7 @@ class Assistant:
                 label = (result.user_emotion or {}).get("label")
                 self.transcripts.append(turn.source, turn.user_text, heard, label, turn.interrupted)
         self.turns += 1
-        timings = {**turn.timings_ms, **result.timings_ms}
+        timings = turn.head_start_timings({**turn.timings_ms, **result.timings_ms})
         if turn.speaking:
             self.bus.publish(SpeakingEnded(interrupted=turn.interrupted, spoken_text=heard))
         self.bus.publish(TimingsEvent(timings))
@@ -441,6 +495,7 @@ class Assistant:
     async def reset(self) -> dict:
         messages = len(self.pipeline.history)
         self.interrupt_turn("reset")
+        self._drop_head_start()
         self.pipeline.reset()
         self._carry_over = ""
         return {"cleared_messages": messages}
@@ -450,5 +505,6 @@ class Assistant:
 
     async def close(self) -> None:
         self.interrupt_turn("shutdown")
+        self._drop_head_start()
         self.audio.close()
         self._models.shutdown(wait=False, cancel_futures=True)

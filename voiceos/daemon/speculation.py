@@ -24,11 +24,12 @@ class SpeculativeTranscription:
         self._transcribe = transcribe
         self._pending: tuple[tuple[float, float], concurrent.futures.Future] | None = None
 
-    def start(self, utterance: Utterance) -> None:
+    def start(self, utterance: Utterance) -> concurrent.futures.Future:
         """The user paused: transcribe what they said so far, superseding an earlier speculation."""
         self.drop()
         future = self._executor.submit(self._transcribe, utterance.samples)
         self._pending = ((utterance.start_s, utterance.end_s), future)
+        return future
 
     def claim(self, utterance: Utterance) -> concurrent.futures.Future | None:
         """The transcription of exactly this utterance's samples, if one was started; any other is dropped."""
