@@ -42,6 +42,7 @@ def test_the_summary_shows_end_to_end_figures_the_ratio_and_decoding_speeds():
     }
     text = summary(result)
     assert "120 ms from the last reply's cache vs 480 ms prefilling the history (3.99x), same replies 5/5" in text
+    assert "(reply head start" not in text  # none measured in this result
     assert "p50 1500 ms, p90 2100 ms" in text and "2.5x at p50, 3.1x at p90" in text
     assert "15.2 tok/s" in text and "llama.cpp on the same GGUF 120.0 tok/s (7.89x)" in text and "2/6" in text
     assert "from float32 weights 9.7 tok/s, same greedy replies 6/6" in text

@@ -162,6 +162,7 @@ def _analyse(marks, mic, mic_audio, speaker, speaker_audio, clock_offset: float)
                 "tts_first_audio": round(t.get("tts_first_audio", 0.0), 1),
                 "output_buffering": round(e2e - endpointing - model_ms, 1),
                 "asr_speculative": bool(t.get("asr_speculative", 0.0)),  # transcribed during the end-of-turn silence
+                "head_start": round(t.get("head_start", 0.0), 1),  # how far the reply had got by the end of the turn
             }
         )
     result: dict[str, Any] = {"utterances": len(per_turn)}
@@ -173,6 +174,7 @@ def _analyse(marks, mic, mic_audio, speaker, speaker_audio, clock_offset: float)
         result[f"{stage}_ms_p50"] = _percentile(values, 50)
         result[f"{stage}_ms_p90"] = _percentile(values, 90)
     result["asr_speculative_share"] = round(sum(t["asr_speculative"] for t in per_turn) / max(1, len(per_turn)), 2)
+    result["head_start_ms_p50"] = _percentile([t["head_start"] for t in per_turn], 50)
     result["turns"] = per_turn
     result["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
     return result
@@ -207,6 +209,8 @@ def summary(result: dict[str, Any]) -> str:
             p50, p90 = run["end_to_first_audio_ms_p50"], run["end_to_first_audio_ms_p90"]
             stages = "  ".join(f"{stage} {run[f'{stage}_ms_p50']:.0f}" for stage in STAGES)
             lines.append(f"{name}: end of speech -> first reply audio p50 {p50:.0f} ms, p90 {p90:.0f} ms")
+            if run.get("head_start_ms_p50"):
+                stages += f"  (reply head start {run['head_start_ms_p50']:.0f})"
             lines.append(f"  stage p50 (ms): {stages}")
     if "sequential_over_streaming_p50" in result:
         lines.append(
