@@ -63,8 +63,10 @@ def test_bench_measures_end_of_speech_to_first_reply_sound(xdg_cache_home):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
     assert result["utterances"] == 2
-    for key in ("end_to_first_audio_ms_p50", "end_to_first_audio_ms_p90", "asr_ms_p50", "tts_first_audio_ms_p50"):
+    for key in ("end_to_first_audio_ms_p50", "end_to_first_audio_ms_p90"):
         assert result[key] > 0, key
+    for key in ("asr_ms_p50", "tts_first_audio_ms_p50", "head_start_ms_p50"):  # after the end of turn: may be 0
+        assert result[key] >= 0, key
     for turn in result["turns"]:
         stages = turn["endpointing"] + turn["asr"] + turn["tts_first_audio"] + turn["output_buffering"]
         assert abs(stages - turn["end_to_first_audio_ms"]) < 1.0  # the breakdown adds up to what was measured

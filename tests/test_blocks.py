@@ -105,13 +105,13 @@ def test_without_a_c_compiler_the_lm_decodes_from_its_float32_weights_and_says_w
 ) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # where no kernel was built before
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
-    blocks.kernel_library.cache_clear()
+    blocks.load_kernel.cache_clear()
     try:
         with caplog.at_level(logging.WARNING, logger="voiceos.dialogue.blocks"):
             lm = DialogueLM.load(test_config.dialogue, device_plan)
         assert lm.block_matrices == 0 and not _block_layers(lm.model)
         assert lm.reply([], "Hi!", max_new_tokens=8)
     finally:
-        blocks.kernel_library.cache_clear()
+        blocks.load_kernel.cache_clear()
     [warning] = [r.getMessage() for r in caplog.records if r.name == "voiceos.dialogue.blocks"]
     assert "could not be built" in warning and "no-such-cc" in warning and "\n" not in warning

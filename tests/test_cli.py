@@ -162,6 +162,8 @@ def test_doctor_passes_with_embedded_models_and_fails_on_a_missing_model(tmp_pat
     for name in ("packages", "whisper model", "dialogue model", "voice", "device plan"):
         assert checks[name]["ok"], checks[name]
     assert not checks["audio devices"]["ok"] and not checks["audio devices"]["required"]
+    kernel = checks["LM block kernel"]  # make installs gcc
+    assert kernel["ok"] and "ready" in kernel["detail"], kernel
 
     config = tmp_path / "missing.yaml"
     config.write_text(f"asr:\n  model: {tmp_path}/no-whisper-here\n")

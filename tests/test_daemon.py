@@ -81,8 +81,9 @@ def test_a_spoken_question_gets_a_spoken_reply_on_the_speaker(daemon, pulse_serv
     heard = speaker_text(transcriber, recording)
     assert word_error_rate(ended["spoken_text"], heard) <= 0.3, (ended["spoken_text"], heard)
     timings = daemon.events.wait_for("timings", mark)["timings_ms"]
-    for key in ("endpointing", "asr", "lm_first_token", "tts_first_audio", "total"):
-        assert timings[key] > 0, timings
+    assert timings["endpointing"] > 0 and timings["total"] > 0, timings
+    for key in ("asr", "lm_first_token", "tts_first_audio"):  # after the end of turn: 0 once the head start did it
+        assert timings[key] >= 0, timings
     assert timings["asr_speculative"] == 1.0  # transcribed during the end-of-turn silence (vad.speculate_ms)
     assert "head_start" in timings  # and the reply began then too (vad.speculate_reply), held until the end
 

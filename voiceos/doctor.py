@@ -89,6 +89,16 @@ def _lm(config: Config) -> str:
     return f"{config.dialogue.model} (loaded through transformers; may download on first use)"
 
 
+def _block_kernel(config: Config) -> str:
+    from voiceos.dialogue import blocks
+
+    if not config.dialogue.block_kernel:
+        return "off (dialogue.block_kernel: false): the LM decodes from float32 weights"
+    if blocks.kernel_library() is None:
+        raise VoiceosError(f"the LM decodes from float32 weights, ~1.5x slower: {blocks.kernel_problem()}")
+    return "ready: a GGUF LM on the CPU decodes from its 4/8-bit blocks"
+
+
 def _voice(config: Config) -> str:
     from voiceos.tts.voices import load_voice
 
@@ -123,6 +133,7 @@ def run_checks(config: Config) -> list[Check]:
         _check("device plan", lambda: _device_plan(config)),
         _check("whisper model", lambda: _whisper(config)),
         _check("dialogue model", lambda: _lm(config)),
+        _check("LM block kernel", lambda: _block_kernel(config), required=False),
         _check("voice", lambda: _voice(config)),
         _check("audio devices", lambda: _audio_output(config), required=False),
     ]

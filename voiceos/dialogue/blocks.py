@@ -119,18 +119,29 @@ def cpu_supported() -> bool:
     return platform.machine().lower() in ("x86_64", "amd64") and {"avx2", "fma", "f16c"} <= cpu_flags()
 
 
-@functools.cache
 def kernel_library() -> ctypes.CDLL | None:
-    """The compiled kernel (built on first use into the cache directory), or None with the reason logged once."""
+    """The compiled kernel (built on first use into the cache directory), or None (see :func:`kernel_problem`)."""
+    return load_kernel()[0]
+
+
+def kernel_problem() -> str:
+    """Why there is no kernel ("" when there is one): what `voiceos doctor` shows."""
+    return load_kernel()[1]
+
+
+@functools.cache
+def load_kernel() -> tuple[ctypes.CDLL | None, str]:
+    """(the library, "") or (None, why not), logged once."""
     from voiceos import models
 
-    problem = None if cpu_supported() else "this CPU lacks AVX2/FMA/F16C"
+    problem = "" if cpu_supported() else "this CPU lacks AVX2/FMA/F16C"
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if problem is None and compiler is None:
+    if not problem and compiler is None:
         problem = "no C compiler (cc/gcc) was found; `apt-get install gcc` enables it"
-    if problem is not None:
+    if problem:
         log.info("dialogue LM decodes from float32 weights: %s", problem)
-        return None
+        return None, problem
+    assert compiler is not None
     source = SOURCE.read_bytes()
     tag = hashlib.sha256(source + " ".join([*CFLAGS, *sorted(cpu_flags())]).encode()).hexdigest()[:12]
     target = models.cache_dir() / "kernels" / f"qgemv-{tag}.so"
@@ -143,8 +154,9 @@ def kernel_library() -> ctypes.CDLL | None:
                 _compile(compiler, target)
         lib = ctypes.CDLL(str(target))
     except (OSError, subprocess.SubprocessError) as err:
-        log.warning("dialogue LM decodes from float32 weights: the block kernel could not be built (%s)", err)
-        return None
+        problem = f"the block kernel could not be built ({err})"
+        log.warning("dialogue LM decodes from float32 weights: %s", problem)
+        return None, problem
     lib.qgemv.argtypes = [
         ctypes.c_int,
         ctypes.c_void_p,
@@ -156,7 +168,7 @@ def kernel_library() -> ctypes.CDLL | None:
         ctypes.c_int,
     ]
     lib.qgemv.restype = None
-    return lib
+    return lib, ""
 
 
 def _compile(compiler: str, target: Path) -> None:
