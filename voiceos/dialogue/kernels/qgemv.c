@@ -1,5 +1,6 @@
 // Matrix-vector products straight from GGUF Q4_1 / Q8_0 blocks, in float32 arithmetic (voiceos/dialogue/blocks.py).
 // Built with -march=native on the machine that runs it: AVX-512 where the CPU has it, else AVX2 + FMA + F16C.
+// Only the product of one block's 32 quants with 32 floats of x differs between the two; the loops are shared.
 #include <stdint.h>
 #include <string.h>
 #include <immintrin.h>
@@ -8,86 +9,81 @@
 #endif
 
 static inline float half_to_float(const uint8_t *p) { uint16_t h; memcpy(&h, p, 2); return _cvtsh_ss(h); }
-static inline float hsum(__m256 v) {
+
+#if defined(__AVX512F__)
+typedef __m512 vec;
+#define vec_zero _mm512_setzero_ps
+#define vec_set1 _mm512_set1_ps
+#define vec_fmadd _mm512_fmadd_ps
+#define vec_sum _mm512_reduce_add_ps
+
+// sum(q * x) over a block, lanes not yet added: q as 16 low nibbles (elements 0-15) and 16 high ones (16-31)
+static inline vec dot_q4(__m128i lo, __m128i hi, const float *xb) {
+    vec t = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(lo)), _mm512_loadu_ps(xb));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(hi)), _mm512_loadu_ps(xb + 16), t);
+}
+
+// the same for 32 signed bytes, in two halves of 16
+static inline vec dot_q8(__m128i q0, __m128i q1, const float *xb) {
+    vec t = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0)), _mm512_loadu_ps(xb));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1)), _mm512_loadu_ps(xb + 16), t);
+}
+#else
+typedef __m256 vec;
+#define vec_zero _mm256_setzero_ps
+#define vec_set1 _mm256_set1_ps
+#define vec_fmadd _mm256_fmadd_ps
+
+static inline float vec_sum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
 }
 
-#if defined(__AVX512F__)
-// Q4_1 block: half d, half m, 16 bytes (low nibble = element j, high nibble = element j + 16); w = d * q + m
-static float row_q4_1(const uint8_t *row, const float *x, const float *xsum, int nblocks) {
-    const __m128i mask = _mm_set1_epi8(0x0F);
-    __m512 acc = _mm512_setzero_ps();
-    float msum = 0.0f;
-    for (int b = 0; b < nblocks; b++) {
-        const uint8_t *blk = row + 20 * b;
-        const float *xb = x + 32 * b;
-        __m128i raw = _mm_loadu_si128((const __m128i *)(blk + 4));
-        __m128i lo = _mm_and_si128(raw, mask);
-        __m128i hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
-        __m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(lo)), _mm512_loadu_ps(xb));
-        t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(hi)), _mm512_loadu_ps(xb + 16), t);
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(half_to_float(blk)), t, acc);
-        msum += half_to_float(blk + 2) * xsum[b];
-    }
-    return _mm512_reduce_add_ps(acc) + msum;
+// the same two products as the AVX-512 ones, 8 lanes at a time
+static inline vec dot_q4(__m128i lo, __m128i hi, const float *xb) {
+    vec t = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo)), _mm256_loadu_ps(xb));
+    t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8))), _mm256_loadu_ps(xb + 8), t);
+    t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi)), _mm256_loadu_ps(xb + 16), t);
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8))), _mm256_loadu_ps(xb + 24), t);
 }
 
-// Q8_0 block: half d, 32 int8; w = d * q
-static float row_q8_0(const uint8_t *row, const float *x, int nblocks) {
-    __m512 acc = _mm512_setzero_ps();
-    for (int b = 0; b < nblocks; b++) {
-        const uint8_t *blk = row + 34 * b;
-        const float *xb = x + 32 * b;
-        __m512 t = _mm512_mul_ps(
-            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + 2)))), _mm512_loadu_ps(xb));
-        t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + 18)))),
-                            _mm512_loadu_ps(xb + 16), t);
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(half_to_float(blk)), t, acc);
-    }
-    return _mm512_reduce_add_ps(acc);
-}
-#else
-// Q4_1 block: half d, half m, 16 bytes (low nibble = element j, high nibble = element j + 16); w = d * q + m
-static float row_q4_1(const uint8_t *row, const float *x, const float *xsum, int nblocks) {
-    const __m128i mask = _mm_set1_epi8(0x0F);
-    __m256 acc = _mm256_setzero_ps();
-    float msum = 0.0f;
-    for (int b = 0; b < nblocks; b++) {
-        const uint8_t *blk = row + 20 * b;
-        const float *xb = x + 32 * b;
-        __m128i raw = _mm_loadu_si128((const __m128i *)(blk + 4));
-        __m128i lo = _mm_and_si128(raw, mask);
-        __m128i hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
-        __m256 t = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo)), _mm256_loadu_ps(xb));
-        t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8))), _mm256_loadu_ps(xb + 8), t);
-        t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi)), _mm256_loadu_ps(xb + 16), t);
-        t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8))), _mm256_loadu_ps(xb + 24), t);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(blk)), t, acc);
-        msum += half_to_float(blk + 2) * xsum[b];
-    }
-    return hsum(acc) + msum;
-}
-
-// Q8_0 block: half d, 32 int8; w = d * q
-static float row_q8_0(const uint8_t *row, const float *x, int nblocks) {
-    __m256 acc = _mm256_setzero_ps();
-    for (int b = 0; b < nblocks; b++) {
-        const uint8_t *blk = row + 34 * b;
-        const float *xb = x + 32 * b;
-        __m128i r0 = _mm_loadu_si128((const __m128i *)(blk + 2));
-        __m128i r1 = _mm_loadu_si128((const __m128i *)(blk + 18));
-        __m256 t = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(r0)), _mm256_loadu_ps(xb));
-        t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(r0, 8))), _mm256_loadu_ps(xb + 8), t);
-        t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(r1)), _mm256_loadu_ps(xb + 16), t);
-        t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(r1, 8))), _mm256_loadu_ps(xb + 24), t);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(blk)), t, acc);
-    }
-    return hsum(acc);
+static inline vec dot_q8(__m128i q0, __m128i q1, const float *xb) {
+    vec t = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q0)), _mm256_loadu_ps(xb));
+    t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q0, 8))), _mm256_loadu_ps(xb + 8), t);
+    t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q1)), _mm256_loadu_ps(xb + 16), t);
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q1, 8))), _mm256_loadu_ps(xb + 24), t);
 }
 #endif
+
+// Q4_1 block: half d, half m, 16 bytes (low nibble = element j, high nibble = element j + 16); w = d * q + m
+static float row_q4_1(const uint8_t *row, const float *x, const float *xsum, int nblocks) {
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    vec acc = vec_zero();
+    float msum = 0.0f;
+    for (int b = 0; b < nblocks; b++) {
+        const uint8_t *blk = row + 20 * b;
+        __m128i raw = _mm_loadu_si128((const __m128i *)(blk + 4));
+        __m128i lo = _mm_and_si128(raw, mask);
+        __m128i hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
+        acc = vec_fmadd(vec_set1(half_to_float(blk)), dot_q4(lo, hi, x + 32 * b), acc);
+        msum += half_to_float(blk + 2) * xsum[b];
+    }
+    return vec_sum(acc) + msum;
+}
+
+// Q8_0 block: half d, 32 int8; w = d * q
+static float row_q8_0(const uint8_t *row, const float *x, int nblocks) {
+    vec acc = vec_zero();
+    for (int b = 0; b < nblocks; b++) {
+        const uint8_t *blk = row + 34 * b;
+        __m128i q0 = _mm_loadu_si128((const __m128i *)(blk + 2));
+        __m128i q1 = _mm_loadu_si128((const __m128i *)(blk + 18));
+        acc = vec_fmadd(vec_set1(half_to_float(blk)), dot_q8(q0, q1, x + 32 * b), acc);
+    }
+    return vec_sum(acc);
+}
 
 // y (n, rows) = x (n, cols) W^T; kind 0 = Q4_1, 1 = Q8_0; cols % 32 == 0
 void qgemv(int kind, const uint8_t *w, int rows, int cols, const float *x, int n, float *y, int threads) {
