@@ -34,7 +34,7 @@ from voiceos.daemon.audio_loop import SAMPLE_RATE, AudioLoop
 from voiceos.daemon.bus import EventBus
 from voiceos.daemon.interruption import MinSpeechInterruption
 from voiceos.daemon.speculation import SpeculativeTranscription
-from voiceos.daemon.turn import Turn
+from voiceos.daemon.turn import HeadStart, Turn
 from voiceos.emotion.labels import EmotionResult
 from voiceos.errors import AudioDeviceError, AudioInputError, VoiceosError
 from voiceos.events import (
@@ -75,7 +75,7 @@ class Assistant:
         self._turn_task: asyncio.Task | None = None
         self._carry_over = ""  # user text of a turn cut before it spoke: the user was not done talking
         self._cut_by_speech: Turn | None = None  # that turn, until the speech that cut it ends or is discarded
-        self._head_start: tuple[tuple[float, float], Turn, asyncio.Task] | None = None  # (utterance span, turn, task)
+        self._head_start: HeadStart | None = None
         self._speculation = SpeculativeTranscription(self._models, lambda x: self.pipeline.transcriber.transcribe(x))
         self._barge_in: MinSpeechInterruption[Turn] = MinSpeechInterruption(self.config.audio.barge_in_min_ms)
         output_rate = self.config.audio.output_sample_rate or pipeline.tts.sample_rate
@@ -162,18 +162,17 @@ class Assistant:
                 self._start_head_start(event.utterance, transcription)
             elif isinstance(event, SpeechEnded):
                 utt = event.utterance
-                head = self._take_head_start((utt.start_s, utt.end_s))
                 if self._barge_in.ended(utt.voiced_s):
                     log.info("ignored %.2f s of voice over the reply: too short to interrupt it", utt.voiced_s)
                     self._speculation.drop()  # its transcription would queue behind the reply
-                    if head is not None:
-                        head[0].cancel.set()
+                    self._drop_head_start()
                     continue
                 self.bus.publish(SpeechEndedEvent(stream_s=utt.end_s, seconds=utt.duration_s, forced=event.forced))
                 self._cut_by_speech = None  # its words join this utterance
+                head = self._take_head_start((utt.start_s, utt.end_s))
                 if head is not None:  # the reply started at the pause: it may play now
                     self._speculation.claim(utt)  # (the head start has its transcription)
-                    self._commit_head_start(*head)
+                    self._commit_head_start(head)
                     continue
                 # The turn exists from this moment on, so that speech starting again in this same batch of frames
                 # (a forced cut at max_utterance_s) finds it and carries its words over to the next utterance.
@@ -229,30 +228,31 @@ class Assistant:
         hold_s = config.vad.max_utterance_s + config.vad.hangover_ms / 1000  # the VAD decides well before this
         turn = Turn.held("microphone", asyncio.get_running_loop().create_future(), max_hold_s=hold_s)
         task = asyncio.get_running_loop().create_task(self._run_audio_turn(turn, utterance.samples, transcription))
-        self._head_start = ((utterance.start_s, utterance.end_s), turn, task)
+        self._head_start = HeadStart((utterance.start_s, utterance.end_s), turn, task)
 
-    def _take_head_start(self, span: tuple[float, float]) -> tuple[Turn, asyncio.Task] | None:
+    def _take_head_start(self, span: tuple[float, float]) -> HeadStart | None:
         """The held turn of the utterance that just ended with exactly these samples; any other is dropped."""
         head = self._head_start
-        if head is not None and head[0] == span and not head[1].cancel.is_set():
+        if head is not None and head.span == span and not head.turn.cancel.is_set():
             self._head_start = None
-            return head[1], head[2]
+            return head
         self._drop_head_start()
         return None
 
     def _drop_head_start(self) -> None:
         """The user went on talking (or the endpointer changed): the held turn ends unheard, leaving no trace."""
         head, self._head_start = self._head_start, None
-        if head is not None and head[1].is_held:
-            head[1].cancel.set()
+        if head is not None and head.turn.is_held:
+            head.turn.cancel.set()
             log.debug("reply head start dropped: the user went on")
 
-    def _commit_head_start(self, turn: Turn, task: asyncio.Task) -> None:
-        if task.done():  # it found nothing to answer (no words in the audio): the turn is over already
+    def _commit_head_start(self, head: HeadStart) -> None:
+        turn = head.turn
+        if head.task.done():  # it found nothing to answer (no words in the audio): the turn is over already
             turn.commit(self.bus.publish)
             return
         previous, self._turn = self._turn, turn
-        self._turn_task = task
+        self._turn_task = head.task
         if previous is not None:
             self._cut_turn(previous, "a new utterance")
         turn.commit(self.bus.publish)
@@ -319,10 +319,9 @@ class Assistant:
                 text = (await loop.run_in_executor(self._models, transcriber.transcribe, samples)).text.strip()
             turn.asr_done_at = time.perf_counter()
             asr_ms = (turn.asr_done_at - start) * 1000
-            if turn.head_start:  # no carry-over was waiting when it began; a dropped one leaves none
-                if turn.is_held and turn.cancel.is_set():
-                    return None
-            elif self._carry_over:
+            if turn.is_held and turn.cancel.is_set():  # a dropped head start: no carry-over, no trace
+                return None
+            if self._carry_over and not turn.head_start:  # (none was waiting when a head start began)
                 text, self._carry_over = f"{self._carry_over} {text}".strip(), ""
             if turn.cancel.is_set():  # the user went on talking: this is the start of their next utterance
                 self._carry_over = text
@@ -371,7 +370,7 @@ class Assistant:
         turn.publish(TranscriptEvent(text, source=source), self.bus.publish)
         try:
             result = await loop.run_in_executor(self._models, self._reply_in_model_thread, turn, loop)
-            if not turn.committed.is_set():  # a head start the user talked on over: nothing was heard or said
+            if turn.is_held:  # a head start the user talked on over: nothing was heard or said
                 return {}
             if turn.speaking and not turn.cancel.is_set():
                 await self._wait_until_heard(turn, result)
@@ -427,7 +426,7 @@ class Assistant:
         finally:
             if turn.head_start:
                 turn.wait_until_decided()  # a dropped one wrote nothing: another turn's audio may be playing
-            if self.audio.player is not None and turn.committed.is_set():
+            if self.audio.player is not None and not turn.is_held:
                 self.audio.player.finish()  # the queue running dry after the last sentence is the end, not a gap
 
     def _speaking_started(self) -> None:

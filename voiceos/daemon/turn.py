@@ -52,9 +52,8 @@ class Turn:
     reply_started_at: float = 0.0  # perf_counter() when the model thread began the reply
     asr_done_at: float = 0.0  # perf_counter() when the transcript was there
     created_at: float = 0.0  # time.monotonic() when a held turn began
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
     max_hold_s: float = 0.0  # a held turn not decided by then cancels itself (a safety net: the VAD decides)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def held(cls, source: str, done: asyncio.Future, *, max_hold_s: float) -> Turn:
@@ -108,3 +107,12 @@ class Turn:
             shifted["asr"] = max(0.0, (self.asr_done_at - self.committed_at) * 1000)
         shifted["head_start"] = ahead
         return shifted
+
+
+@dataclass(frozen=True)
+class HeadStart:
+    """A held turn answering the utterance ``span`` (start_s, end_s) as it stood at a pause, and its task."""
+
+    span: tuple[float, float]
+    turn: Turn
+    task: asyncio.Task
