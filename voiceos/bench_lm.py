@@ -3,14 +3,17 @@
 
 Both decode the same prompt greedily for ``tokens`` tokens, ``runs`` times; the median rate after the first token is
 reported (the prefill is timed apart as time to first token). Beside the configured LM, in the same run: when it
-decodes from the GGUF's blocks (:mod:`voiceos.dialogue.blocks`), the same model on its float32 weights
-(``float32_weights``), and on the CPU the weights in bfloat16, which changes replies. Each comes with its speed over
+decodes through the lean step (:mod:`voiceos.dialogue.decode_step`), the same model through transformers' forward
+(``model_forward``); when it decodes from the GGUF's blocks (:mod:`voiceos.dialogue.blocks`), the float32 weights
+through the model's forward (``float32_weights``: neither speed-up); and on the CPU the weights in bfloat16, which
+changes replies. Each comes with its speed over
 the configured one and the share of greedy replies that stay identical.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import statistics
 import time
@@ -40,11 +43,14 @@ def lm_throughput(config: Config, *, tokens: int = 64, runs: int = 3, agreement_
     plan = models.plan_for(config)
     lm = DialogueLM.load(config.dialogue, plan, threads=config.runtime.threads).with_options(temperature=0.0)
     variants = {"configured": lm}
-    if lm.block_matrices:  # the same weights without the block kernel: what it gains, in the same run
+    if lm.decode_step is not None:  # each token through transformers' forward instead: what the lean step gains
+        variants["model_forward"] = lm.with_options(lean_decode=False)
+    if lm.block_matrices:  # the float32 weights through the model's forward (neither speed-up): both gains together
         from voiceos.dialogue.blocks import without_blocks
 
+        plain = dataclasses.replace(lm.options, lean_decode=False)
         variants["float32_weights"] = DialogueLM(
-            without_blocks(lm.model), lm.tokenizer, lm.options, name=lm.name, source=lm.source
+            without_blocks(lm.model), lm.tokenizer, plain, name=lm.name, source=lm.source
         )
     if lm.device == "cpu" and lm.model.dtype == torch.float32:
         variants["bfloat16"] = DialogueLM(

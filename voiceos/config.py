@@ -101,6 +101,7 @@ class DialogueOptions:
     seed: int | None = None
     dtype: str = _choice("auto", "float32", "bfloat16", "float16", default="auto")
     block_kernel: bool = True  # a GGUF on the CPU in float32: decode from its 4/8-bit blocks (same weights and sums)
+    lean_decode: bool = True  # a llama-layout LM on the CPU in float32: decode outside transformers' forward (same ops)
     cache_dir: str | None = None  # dequantized weights; default $XDG_CACHE_HOME/voiceos
 
 

@@ -26,6 +26,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,22 @@ def block_matvec(kind: int, blocks: torch.Tensor, out_features: int, x: torch.Te
         _threads(),
     )
     return y
+
+
+def fuse_block_rows(linears: Sequence[BlockLinear]) -> tuple[torch.Tensor, int, int] | None:
+    """One block matrix with the rows of all ``linears`` (same kind and input width) after each other, and its kind
+    and row count, for one product over all of them; each layer then reads its own rows as a view of it (no second
+    copy). None when they differ."""
+    if len({(m.kind, m.in_features, m.blocks.shape[1]) for m in linears}) != 1:
+        return None
+    if len(linears) == 1:
+        return linears[0].blocks, linears[0].kind, linears[0].out_features
+    fused = torch.cat([m.blocks for m in linears])
+    start = 0
+    for m in linears:
+        m.blocks = fused[start : start + m.out_features]
+        start += m.out_features
+    return fused, linears[0].kind, start
 
 
 def _threads() -> int:

@@ -21,6 +21,7 @@ import torch
 from voiceos import models
 from voiceos.config import DialogueOptions
 from voiceos.dialogue.blocks import use_gguf_blocks
+from voiceos.dialogue.decode_step import LlamaDecodeStep
 from voiceos.dialogue.detokenizer import IncrementalDetokenizer
 from voiceos.dialogue.loading import ensure_chat_template, from_pretrained, load_gguf_cached
 from voiceos.dialogue.model import DialogueModel
@@ -80,6 +81,8 @@ class DialogueLM:
         self._name = name
         self._stop_ids = _stop_token_ids(model, tokenizer)
         self.dialogue_model = DialogueModel(model)
+        # each decoded token outside transformers' forward (the same operations and logits), where the model allows
+        self.decode_step = LlamaDecodeStep.build(model) if options.lean_decode else None
         self._persona: dict[str, tuple[list[int], Any]] = {}  # system prompt -> its tokens and their KV cache
         self.prompt_cache = PromptCache(self.persona_prefix, self._new_cache)
 
@@ -138,13 +141,14 @@ class DialogueLM:
         lm.block_matrices = block_matrices
         lm.load_s = time.perf_counter() - start
         log.info(
-            "dialogue LM %s loaded from %s in %.1f s (%s, %s%s)",
+            "dialogue LM %s loaded from %s in %.1f s (%s, %s%s%s)",
             name,
             source,
             lm.load_s,
             lm.device,
             plan.lm_dtype,
             f", decoding from {block_matrices} GGUF block matrices" if block_matrices else "",
+            ", lean decode step" if lm.decode_step is not None else "",
         )
         return lm
 
@@ -152,6 +156,8 @@ class DialogueLM:
         """This model with other decoding options (e.g. ``temperature``, ``seed``); the weights are shared."""
         other = copy.copy(self)
         other.options = dataclasses.replace(self.options, **changes)
+        if other.options.lean_decode != self.options.lean_decode:
+            other.decode_step = LlamaDecodeStep.build(self.model) if other.options.lean_decode else None
         other.last_stats = GenerationStats()
         other.prompt_cache = PromptCache(other.persona_prefix, other._new_cache)  # its own conversation
         return other
@@ -278,6 +284,8 @@ class DialogueLM:
             return None
 
     def _forward_one(self, token: int, cache: Any) -> torch.Tensor:
+        if self.decode_step is not None:
+            return self.decode_step(token, cache)
         ids = torch.tensor([[token]], dtype=torch.long, device=self.model.device)
         with torch.inference_mode():  # per call, not around the yields: grad mode is thread state the caller shares
             return self.model(input_ids=ids, past_key_values=cache, use_cache=True).logits[:, -1, :].float()
