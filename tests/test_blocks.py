@@ -12,7 +12,7 @@ from torch import nn
 from voiceos import models
 from voiceos.bench_lm import AGREEMENT_PROMPTS
 from voiceos.dialogue import DialogueLM, blocks
-from voiceos.dialogue.blocks import BlockLinear, block_matvec, use_gguf_blocks, without_blocks
+from voiceos.dialogue.blocks import BlockLinear, block_matmul, block_matvec, use_gguf_blocks, without_blocks
 
 pytestmark = pytest.mark.skipif(not blocks.cpu_supported(), reason="the block kernel needs x86-64 with AVX2")
 
@@ -40,20 +40,35 @@ def test_block_products_are_as_exact_as_the_float32_products(lm: DialogueLM) -> 
     """Against a float64 product of the same weights, on the scale of sum(|w x|) (what float32 rounding depends
     on): blocks read in the wrong order or with a wrong scale would be off by ~1 on that scale."""
     generator = torch.Generator().manual_seed(1)
-    worst = {"blocks": 0.0, "float32": 0.0}
+    worst = {"blocks": 0.0, "float32": 0.0, "tiled": 0.0}
     for name, layer in _block_layers(lm.model).items():
         weight = layer.weight.detach()
         x = torch.randn(2, layer.in_features, generator=generator)
-        exact = x.double() @ weight.double().T
-        scale = x.abs().double() @ weight.abs().double().T
-        for variant, got in (
-            ("blocks", block_matvec(layer.kind, layer.blocks, layer.out_features, x)),
-            ("float32", x @ weight.T),
+        tokens = torch.randn(5, layer.in_features, generator=generator)  # a short prefill (padded to 8 rows)
+        for variant, inputs, got in (
+            ("blocks", x, block_matvec(layer.kind, layer.blocks, layer.out_features, x)),
+            ("float32", x, x @ weight.T),
+            ("tiled", tokens, block_matmul(layer.kind, layer.blocks, layer.out_features, tokens)),
         ):
+            exact = inputs.double() @ weight.double().T
+            scale = inputs.abs().double() @ weight.abs().double().T
             error = ((got.double() - exact).abs() / scale).max().item()
             worst[variant] = max(worst[variant], error)
             assert error < 1e-5, f"{name} ({variant}): error {error:.2e} of sum |w x|"
-    assert worst["blocks"] < 10 * worst["float32"], worst
+    assert worst["blocks"] < 10 * worst["float32"] and worst["tiled"] < 10 * worst["float32"], worst
+
+
+def test_the_tiled_kernel_multiplies_by_exactly_the_loaded_float32_weights(lm: DialogueLM) -> None:
+    """Unit vectors pick single weights out: the tiled kernel's dequantized blocks must equal the float32 weights
+    bit for bit (Q4_1 ``d * q + m`` rounded as the GGUF reader rounds it, and Q8_0)."""
+    layers = _block_layers(lm.model)
+    for name in ("model.layers.0.self_attn.q_proj", "model.layers.17.mlp.down_proj", "lm_head"):
+        layer = layers[name]
+        columns = torch.tensor([0, 31, 32, 100, layer.in_features - 1])
+        unit = torch.zeros(len(columns), layer.in_features)
+        unit[torch.arange(len(columns)), columns] = 1.0
+        got = block_matmul(layer.kind, layer.blocks, layer.out_features, unit)
+        assert torch.equal(got, layer.weight.detach()[:, columns].T), name
 
 
 def test_decoding_from_blocks_writes_the_same_greedy_replies_as_the_float32_weights(
@@ -87,17 +102,25 @@ def test_blocks_that_do_not_reproduce_the_weights_are_refused_and_the_rest_are_u
     assert any(q in r.getMessage() for r in caplog.records)
 
 
-def test_prefills_and_other_dtypes_use_the_float32_weights(lm: DialogueLM, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_long_prefills_and_other_dtypes_use_the_float32_weights(
+    lm: DialogueLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
     layer = lm.model.get_submodule("model.layers.3.mlp.up_proj")
-    calls, kernel = [], blocks.block_matvec
-    monkeypatch.setattr(blocks, "block_matvec", lambda *args: calls.append(args) or kernel(*args))
+    calls: list[str] = []
+    for name in ("block_matvec", "block_matmul"):
+        kernel = getattr(blocks, name)
+        monkeypatch.setattr(blocks, name, lambda *args, name=name, kernel=kernel: calls.append(name) or kernel(*args))
     with torch.inference_mode():
-        prefill = torch.randn(1, 5, layer.in_features)
-        assert torch.equal(layer(prefill), nn.functional.linear(prefill, layer.weight))
+        long_prefill = torch.randn(1, blocks.MAX_PREFILL_ROWS + 1, layer.in_features)
+        assert torch.equal(layer(long_prefill), nn.functional.linear(long_prefill, layer.weight))
         copy = without_blocks(nn.Sequential(layer)).to(torch.bfloat16)[0]  # a reduced-precision copy of it
-        assert isinstance(copy, nn.Linear) and copy(prefill[0, :1].bfloat16()).dtype == torch.bfloat16
-        layer(prefill[0, :1])  # one token: the kernel
-    assert len(calls) == 1
+        assert isinstance(copy, nn.Linear) and copy(long_prefill[0, :1].bfloat16()).dtype == torch.bfloat16
+        assert calls == []
+        short = long_prefill[:, :7]  # the tiled kernel where it pays (AVX-512), else BLAS
+        torch.testing.assert_close(layer(short), nn.functional.linear(short, layer.weight), rtol=1e-5, atol=1e-5)
+        layer(short[0, :1])  # one token
+    assert layer.tiles == blocks.tiled_kernel_pays()
+    assert calls == ["block_matmul", "block_matvec"] if layer.tiles else ["block_matvec"]
 
 
 def test_without_a_c_compiler_the_lm_decodes_from_its_float32_weights_and_says_why(

@@ -1,4 +1,5 @@
-// Matrix-vector products straight from GGUF Q4_1 / Q8_0 blocks, in float32 arithmetic (voiceos/dialogue/blocks.py).
+// Matrix-vector products straight from GGUF Q4_1 / Q8_0 blocks, in float32 arithmetic (voiceos/dialogue/blocks.py),
+// and (qgemm, at the end) products over a few tokens from the blocks dequantized tile by tile.
 // Built with -march=native on the machine that runs it: AVX-512 where the CPU has it, else AVX2 + FMA + F16C.
 // Only the product of one block's 32 quants with 32 floats of x differs between the two; the loops are shared.
 #include <stdint.h>
@@ -105,3 +106,77 @@ void qgemv(int kind, const uint8_t *w, int rows, int cols, const float *x, int n
         }
     }
 }
+
+// ---- several tokens at once (a short prefill): the blocks dequantized to the float32 weights, then an FMA product
+// w = d * q + m (Q4_1) or d * q (Q8_0), rounded as the dequantized float32 weights were (a product, then a sum; no
+// fused multiply-add), so this is the float32 product of the same weights in another summation order.
+#define TILE_ROWS 4  // weight rows dequantized together
+#define TILE_X 4     // x rows each dequantized block is applied to
+
+#if defined(__AVX512F__)
+#define LANES 16
+#define vec_load _mm512_loadu_ps
+#define vec_mul _mm512_mul_ps
+#define vec_add _mm512_add_ps
+static inline vec u8_to_vec(__m128i q) { return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(q)); }
+static inline vec i8_to_vec(__m128i q) { return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)); }
+#else
+#define LANES 8
+#define vec_load _mm256_loadu_ps
+#define vec_mul _mm256_mul_ps
+#define vec_add _mm256_add_ps
+static inline vec u8_to_vec(__m128i q) { return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(q)); }
+static inline vec i8_to_vec(__m128i q) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)); }
+#endif
+#define PARTS (32 / LANES)  // vectors per block of 32 weights
+
+// one block of one row as float32 weights, in PARTS vectors of LANES (element order 0..31)
+__attribute__((optimize("fp-contract=off")))
+static inline void dequant_block(int kind, const uint8_t *blk, vec out[PARTS]) {
+    uint8_t q[32];
+    if (kind == 0) {
+        __m128i raw = _mm_loadu_si128((const __m128i *)(blk + 4));
+        _mm_storeu_si128((__m128i *)q, _mm_and_si128(raw, _mm_set1_epi8(0x0F)));
+        _mm_storeu_si128((__m128i *)(q + 16), _mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0F)));
+        vec d = vec_set1(half_to_float(blk)), m = vec_set1(half_to_float(blk + 2));
+        for (int p = 0; p < PARTS; p++)
+            out[p] = vec_add(vec_mul(d, u8_to_vec(_mm_loadu_si128((const __m128i *)(q + p * LANES)))), m);
+    } else {
+        vec d = vec_set1(half_to_float(blk));
+        for (int p = 0; p < PARTS; p++)
+            out[p] = vec_mul(d, i8_to_vec(_mm_loadu_si128((const __m128i *)(blk + 2 + p * LANES))));
+    }
+}
+
+// y (n, rows) = x (n, cols) W^T with n % TILE_X == 0 and rows % TILE_ROWS == 0. Each tile of weight rows is
+// dequantized once into a buffer (at most 4 x 4096 floats: cols <= 4096) and applied to all x rows from there.
+void qgemm(int kind, const uint8_t *w, int rows, int cols, const float *x, int n, float *y, int threads) {
+    int nblocks = cols / 32;
+    size_t block_bytes = kind == 0 ? 20 : 34, row_bytes = (size_t)nblocks * block_bytes;
+    int tiles = rows / TILE_ROWS;
+    #pragma omp parallel for num_threads(threads) schedule(static) if(threads > 1)
+    for (int t = 0; t < tiles; t++) {
+        vec wbuf[TILE_ROWS][4096 / LANES];
+        const uint8_t *wt = w + row_bytes * (size_t)t * TILE_ROWS;
+        for (int r = 0; r < TILE_ROWS; r++)
+            for (int b = 0; b < nblocks; b++) dequant_block(kind, wt + row_bytes * r + block_bytes * b, &wbuf[r][b * PARTS]);
+        for (int i0 = 0; i0 < n; i0 += TILE_X) {
+            vec acc[TILE_ROWS][TILE_X];
+            for (int r = 0; r < TILE_ROWS; r++)
+                for (int j = 0; j < TILE_X; j++) acc[r][j] = vec_zero();
+            for (int v = 0; v < nblocks * PARTS; v++) {
+                for (int j = 0; j < TILE_X; j++) {
+                    vec xv = vec_load(x + (size_t)(i0 + j) * cols + v * LANES);
+                    for (int r = 0; r < TILE_ROWS; r++) acc[r][j] = vec_fmadd(wbuf[r][v], xv, acc[r][j]);
+                }
+            }
+            for (int r = 0; r < TILE_ROWS; r++)
+                for (int j = 0; j < TILE_X; j++)
+                    y[(size_t)(i0 + j) * rows + (size_t)t * TILE_ROWS + r] = vec_sum(acc[r][j]);
+        }
+    }
+}
+
+// floats per vector in this build (16: AVX-512, where qgemm beats BLAS on the float32 weights; 8: AVX2, where it
+// measured slower, so blocks.py keeps BLAS for prefills there)
+int qgemm_lanes(void) { return LANES; }
