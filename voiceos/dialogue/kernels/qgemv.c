@@ -17,6 +17,12 @@ typedef __m512 vec;
 #define vec_set1 _mm512_set1_ps
 #define vec_fmadd _mm512_fmadd_ps
 #define vec_sum _mm512_reduce_add_ps
+#define LANES 16
+#define vec_load _mm512_loadu_ps
+#define vec_mul _mm512_mul_ps
+#define vec_add _mm512_add_ps
+static inline vec u8_to_vec(__m128i q) { return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(q)); }
+static inline vec i8_to_vec(__m128i q) { return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)); }
 
 // sum(q * x) over a block, lanes not yet added: q as 16 low nibbles (elements 0-15) and 16 high ones (16-31)
 static inline vec dot_q4(__m128i lo, __m128i hi, const float *xb) {
@@ -34,6 +40,12 @@ typedef __m256 vec;
 #define vec_zero _mm256_setzero_ps
 #define vec_set1 _mm256_set1_ps
 #define vec_fmadd _mm256_fmadd_ps
+#define LANES 8
+#define vec_load _mm256_loadu_ps
+#define vec_mul _mm256_mul_ps
+#define vec_add _mm256_add_ps
+static inline vec u8_to_vec(__m128i q) { return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(q)); }
+static inline vec i8_to_vec(__m128i q) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)); }
 
 static inline float vec_sum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -113,21 +125,6 @@ void qgemv(int kind, const uint8_t *w, int rows, int cols, const float *x, int n
 #define TILE_ROWS 4  // weight rows dequantized together
 #define TILE_X 4     // x rows each dequantized block is applied to
 
-#if defined(__AVX512F__)
-#define LANES 16
-#define vec_load _mm512_loadu_ps
-#define vec_mul _mm512_mul_ps
-#define vec_add _mm512_add_ps
-static inline vec u8_to_vec(__m128i q) { return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(q)); }
-static inline vec i8_to_vec(__m128i q) { return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)); }
-#else
-#define LANES 8
-#define vec_load _mm256_loadu_ps
-#define vec_mul _mm256_mul_ps
-#define vec_add _mm256_add_ps
-static inline vec u8_to_vec(__m128i q) { return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(q)); }
-static inline vec i8_to_vec(__m128i q) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)); }
-#endif
 #define PARTS (32 / LANES)  // vectors per block of 32 weights
 
 // one block of one row as float32 weights, in PARTS vectors of LANES (element order 0..31)
