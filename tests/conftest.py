@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+import voiceos  # noqa: F401  first, as every entry point does: it sets OpenMP's wait policy before torch loads
+
 
 # ---------------------------------------------------------------------------------------------------------------
 # pulse_server: a private PulseAudio server with virtual speaker/mic devices (tests/audio_server.py)

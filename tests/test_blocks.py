@@ -138,3 +138,45 @@ def test_without_a_c_compiler_the_lm_decodes_from_its_float32_weights_and_says_w
         blocks.load_kernel.cache_clear()
     [warning] = [r.getMessage() for r in caplog.records if r.name == "voiceos.dialogue.blocks"]
     assert "could not be built" in warning and "no-such-cc" in warning and "\n" not in warning
+
+
+def test_the_kernels_threads_give_the_same_products_from_any_number_of_callers(lm: DialogueLM) -> None:
+    """The kernel's own thread pool: 1 or 2 threads give bit-identical rows; callers on several Python threads at
+    once (one gets the pool, the others run alone) and a forked child (whose pool did not come along) all get
+    the right products."""
+    import concurrent.futures
+    import multiprocessing
+
+    layer = lm.model.get_submodule("model.layers.5.mlp.gate_proj")
+    lib = blocks.kernel_library()
+    assert lib is not None
+    x = torch.randn(8, layer.in_features, generator=torch.Generator().manual_seed(3))
+    by_threads = []
+    for threads in (1, 2, 3):
+        y = torch.empty(1, layer.out_features)
+        lib.qgemv(layer.kind, layer.blocks.data_ptr(), layer.out_features, layer.in_features, x.data_ptr(), 1,
+                  y.data_ptr(), threads)  # fmt: skip
+        by_threads.append(y)
+    assert torch.equal(by_threads[0], by_threads[1]) and torch.equal(by_threads[0], by_threads[2])
+    want = [block_matvec(layer.kind, layer.blocks, layer.out_features, row[None]) for row in x]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        for _ in range(5):
+            got = list(pool.map(lambda row: block_matvec(layer.kind, layer.blocks, layer.out_features, row[None]), x))
+            assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
+    with multiprocessing.get_context("fork").Pool(1) as child:
+        assert child.apply(_product_sum, (layer.kind, layer.blocks, layer.out_features, x[:1])) == float(want[0].sum())
+
+
+def _product_sum(kind: int, blocks_: torch.Tensor, rows: int, x: torch.Tensor) -> float:
+    return float(block_matvec(kind, blocks_, rows, x).sum())
+
+
+def test_openmp_waits_passively_so_the_kernels_workers_have_the_cores() -> None:
+    """Set by `import voiceos` before torch loads (see voiceos/__init__.py); without it the kernel runs alone."""
+    import os
+
+    import voiceos
+
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert voiceos.OPENMP_WAITS_PASSIVELY
+    assert blocks._threads() == torch.get_num_threads()

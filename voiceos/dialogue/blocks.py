@@ -38,12 +38,14 @@ from typing import Any
 import torch
 from torch import nn
 
+import voiceos
+
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("kernels") / "qgemv.c"
 # -march=native: the library is built on the machine that runs it (AVX-512 where the CPU has it; the cache key
 # holds the CPU's flags, so a cache shared with another CPU builds its own)
-CFLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC")
+CFLAGS = ("-O3", "-march=native", "-pthread", "-shared", "-fPIC")
 KINDS = {"Q4_1": (0, 20), "Q8_0": (1, 34)}  # GGUF type -> (kernel kind, bytes per block of 32 weights)
 MAX_ROWS = 2  # a product over at most this many tokens (decoding) runs the matrix-vector kernel
 MAX_PREFILL_ROWS = 64  # up to this many (a turn's new tokens), the tiled kernel; a longer prefill goes to BLAS
@@ -157,7 +159,9 @@ def tiled_kernel_pays() -> bool:
 
 
 def _threads() -> int:
-    return max(1, torch.get_num_threads())
+    """torch's thread count, or 1 where OpenMP's workers may be spinning on the cores (see ``voiceos/__init__.py``):
+    the kernel's own workers would then fight them for the CPU."""
+    return max(1, torch.get_num_threads()) if voiceos.OPENMP_WAITS_PASSIVELY else 1
 
 
 def cpu_flags() -> frozenset[str]:

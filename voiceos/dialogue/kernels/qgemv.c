@@ -5,9 +5,12 @@
 #include <stdint.h>
 #include <string.h>
 #include <immintrin.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
 
 static inline float half_to_float(const uint8_t *p) { uint16_t h; memcpy(&h, p, 2); return _cvtsh_ss(h); }
 
@@ -98,6 +101,126 @@ static float row_q8_0(const uint8_t *row, const float *x, int nblocks) {
     return vec_sum(acc);
 }
 
+// ---- threads: a tiny pool of its own, not OpenMP. A token's ~120 products are ~50 us each, so a worker must be
+// awake when the next one comes. OpenMP's idle workers stop spinning after ~100 polls once the process has more
+// OpenMP threads than CPUs, which happens as soon as Whisper (CTranslate2) or a second Python thread uses OpenMP:
+// every product then waits for a sleeping worker, and decoding ran 2x slower. These workers poll for SPIN_NS after
+// their last job, then sleep on a condition variable (an idle process costs nothing after that).
+typedef void (*range_fn)(const void *job, int start, int end);
+
+#define MAX_WORKERS 63
+#define SPIN_NS 2000000L
+
+static struct {
+    pthread_mutex_t caller;  // one caller at a time; a concurrent caller runs its job alone
+    pthread_mutex_t lock;    // with `wake`: for workers that went to sleep
+    pthread_cond_t wake;
+    atomic_uint generation;  // one more per job
+    atomic_int pending;      // workers that have not finished the current job
+    int workers, parts, total;
+    range_fn fn;
+    const void *job;
+} pool = {.caller = PTHREAD_MUTEX_INITIALIZER, .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
+
+typedef struct { int index; unsigned seen; } worker_start;
+
+static long now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000000000L + t.tv_nsec;
+}
+
+// part `part` of `parts` contiguous ranges over [0, total), as OpenMP's static schedule cuts them
+static void run_part(int part) {
+    int per = (pool.total + pool.parts - 1) / pool.parts, start = part * per, end = start + per;
+    if (end > pool.total) end = pool.total;
+    if (start < end) pool.fn(pool.job, start, end);
+}
+
+static void *worker_main(void *arg) {
+    worker_start me = *(worker_start *)arg;
+    free(arg);
+    long until = now_ns() + SPIN_NS;  // polls until then after its last part of a job, then sleeps
+    for (;;) {
+        unsigned generation;
+        for (int polls = 1; (generation = atomic_load_explicit(&pool.generation, memory_order_acquire)) == me.seen;
+             polls++) {
+            _mm_pause();
+            if (polls % 256 == 0 && now_ns() > until) {
+                pthread_mutex_lock(&pool.lock);
+                while ((generation = atomic_load(&pool.generation)) == me.seen) pthread_cond_wait(&pool.wake, &pool.lock);
+                pthread_mutex_unlock(&pool.lock);
+                break;
+            }
+        }
+        me.seen = generation;
+        run_part(me.index);
+        atomic_fetch_sub_explicit(&pool.pending, 1, memory_order_acq_rel);
+        until = now_ns() + SPIN_NS;
+    }
+    return NULL;
+}
+
+// in a forked child: the workers did not come along, and a lock another thread held stays held
+static void forget_workers(void) {
+    pool.workers = 0;
+    pthread_mutex_init(&pool.caller, NULL);
+    pthread_mutex_init(&pool.lock, NULL);
+    pthread_cond_init(&pool.wake, NULL);
+}
+
+// fn(job, start, end) over [0, total) cut into contiguous ranges, one for this thread and one per worker (started up
+// to `threads` - 1, at most one per CPU; a later call asking for fewer still uses them all: the rows come out the same)
+static void parallel_for(range_fn fn, const void *job, int total, int threads) {
+    static long cpus = 0;  // read once: sysconf reads a file each time
+    if (cpus == 0) cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cpus > 0 && threads > cpus) threads = (int)cpus;  // more would only take turns on the same cores
+    if (threads > MAX_WORKERS + 1) threads = MAX_WORKERS + 1;
+    if (threads <= 1 || total < 2 || pthread_mutex_trylock(&pool.caller) != 0) {
+        fn(job, 0, total);
+        return;
+    }
+    if (pool.workers == 0) pthread_atfork(NULL, NULL, forget_workers);
+    while (pool.workers < threads - 1) {
+        worker_start *start = malloc(sizeof *start);
+        pthread_t thread;
+        if (start == NULL) break;
+        *start = (worker_start){pool.workers + 1, atomic_load(&pool.generation)};
+        if (pthread_create(&thread, NULL, worker_main, start) != 0) {
+            free(start);
+            break;
+        }
+        pthread_detach(thread);
+        pool.workers++;
+    }
+    pool.fn = fn, pool.job = job, pool.total = total;
+    pool.parts = pool.workers + 1;  // every worker takes part: none lags behind into the next job
+    atomic_store(&pool.pending, pool.workers);
+    pthread_mutex_lock(&pool.lock);
+    atomic_fetch_add_explicit(&pool.generation, 1, memory_order_release);
+    pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_unlock(&pool.lock);
+    run_part(0);
+    while (atomic_load_explicit(&pool.pending, memory_order_acquire) > 0) _mm_pause();
+    pthread_mutex_unlock(&pool.caller);
+}
+
+typedef struct {
+    int kind, nblocks;
+    size_t row_bytes;
+    const uint8_t *w;
+    const float *x, *xsum;
+    float *y;
+} gemv_job;
+
+static void gemv_rows(const void *arg, int start, int end) {
+    const gemv_job *j = arg;
+    for (int r = start; r < end; r++) {
+        const uint8_t *row = j->w + j->row_bytes * r;
+        j->y[r] = j->kind == 0 ? row_q4_1(row, j->x, j->xsum, j->nblocks) : row_q8_0(row, j->x, j->nblocks);
+    }
+}
+
 // y (n, rows) = x (n, cols) W^T; kind 0 = Q4_1, 1 = Q8_0; cols % 32 == 0
 void qgemv(int kind, const uint8_t *w, int rows, int cols, const float *x, int n, float *y, int threads) {
     int nblocks = cols / 32;
@@ -111,11 +234,8 @@ void qgemv(int kind, const uint8_t *w, int rows, int cols, const float *x, int n
             for (int j = 0; j < 32; j++) s += xi[32 * b + j];
             xsum[b] = s;
         }
-        #pragma omp parallel for num_threads(threads) schedule(static) if(threads > 1)
-        for (int r = 0; r < rows; r++) {
-            const uint8_t *row = w + row_bytes * r;
-            yi[r] = kind == 0 ? row_q4_1(row, xi, xsum, nblocks) : row_q8_0(row, xi, nblocks);
-        }
+        gemv_job job = {kind, nblocks, row_bytes, w, xi, xsum, yi};
+        parallel_for(gemv_rows, &job, rows, threads);
     }
 }
 
@@ -145,33 +265,46 @@ static inline void dequant_block(int kind, const uint8_t *blk, vec out[PARTS]) {
     }
 }
 
-// y (n, rows) = x (n, cols) W^T with n % TILE_X == 0 and rows % TILE_ROWS == 0. Each tile of weight rows is
-// dequantized once into a buffer (at most 4 x 4096 floats: cols <= 4096) and applied to all x rows from there.
-void qgemm(int kind, const uint8_t *w, int rows, int cols, const float *x, int n, float *y, int threads) {
-    int nblocks = cols / 32;
-    size_t block_bytes = kind == 0 ? 20 : 34, row_bytes = (size_t)nblocks * block_bytes;
-    int tiles = rows / TILE_ROWS;
-    #pragma omp parallel for num_threads(threads) schedule(static) if(threads > 1)
-    for (int t = 0; t < tiles; t++) {
+typedef struct {
+    int kind, rows, cols, n, nblocks;
+    size_t block_bytes, row_bytes;
+    const uint8_t *w;
+    const float *x;
+    float *y;
+} gemm_job;
+
+static void gemm_tiles(const void *arg, int start, int end) {
+    const gemm_job *j = arg;
+    int nblocks = j->nblocks, cols = j->cols;
+    for (int t = start; t < end; t++) {
         vec wbuf[TILE_ROWS][4096 / LANES];
-        const uint8_t *wt = w + row_bytes * (size_t)t * TILE_ROWS;
+        const uint8_t *wt = j->w + j->row_bytes * (size_t)t * TILE_ROWS;
         for (int r = 0; r < TILE_ROWS; r++)
-            for (int b = 0; b < nblocks; b++) dequant_block(kind, wt + row_bytes * r + block_bytes * b, &wbuf[r][b * PARTS]);
-        for (int i0 = 0; i0 < n; i0 += TILE_X) {
+            for (int b = 0; b < nblocks; b++)
+                dequant_block(j->kind, wt + j->row_bytes * r + j->block_bytes * b, &wbuf[r][b * PARTS]);
+        for (int i0 = 0; i0 < j->n; i0 += TILE_X) {
             vec acc[TILE_ROWS][TILE_X];
             for (int r = 0; r < TILE_ROWS; r++)
-                for (int j = 0; j < TILE_X; j++) acc[r][j] = vec_zero();
+                for (int k = 0; k < TILE_X; k++) acc[r][k] = vec_zero();
             for (int v = 0; v < nblocks * PARTS; v++) {
-                for (int j = 0; j < TILE_X; j++) {
-                    vec xv = vec_load(x + (size_t)(i0 + j) * cols + v * LANES);
-                    for (int r = 0; r < TILE_ROWS; r++) acc[r][j] = vec_fmadd(wbuf[r][v], xv, acc[r][j]);
+                for (int k = 0; k < TILE_X; k++) {
+                    vec xv = vec_load(j->x + (size_t)(i0 + k) * cols + v * LANES);
+                    for (int r = 0; r < TILE_ROWS; r++) acc[r][k] = vec_fmadd(wbuf[r][v], xv, acc[r][k]);
                 }
             }
             for (int r = 0; r < TILE_ROWS; r++)
-                for (int j = 0; j < TILE_X; j++)
-                    y[(size_t)(i0 + j) * rows + (size_t)t * TILE_ROWS + r] = vec_sum(acc[r][j]);
+                for (int k = 0; k < TILE_X; k++)
+                    j->y[(size_t)(i0 + k) * j->rows + (size_t)t * TILE_ROWS + r] = vec_sum(acc[r][k]);
         }
     }
+}
+
+// y (n, rows) = x (n, cols) W^T with n % TILE_X == 0 and rows % TILE_ROWS == 0. Each tile of weight rows is
+// dequantized once into a buffer (at most 4 x 4096 floats: cols <= 4096) and applied to all x rows from there.
+void qgemm(int kind, const uint8_t *w, int rows, int cols, const float *x, int n, float *y, int threads) {
+    size_t block_bytes = kind == 0 ? 20 : 34;
+    gemm_job job = {kind, rows, cols, n, cols / 32, block_bytes, (size_t)(cols / 32) * block_bytes, w, x, y};
+    parallel_for(gemm_tiles, &job, rows / TILE_ROWS, threads);
 }
 
 // floats per vector in this build (16: AVX-512, where qgemm beats BLAS on the float32 weights; 8: AVX2, where it
