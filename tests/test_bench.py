@@ -85,6 +85,8 @@ def test_bench_measures_end_of_speech_to_first_reply_sound(xdg_cache_home):
     if result["lm"]["block_matrices"]:  # decoding from the GGUF's blocks: the float32 weights are measured beside
         assert result["lm"]["float32_weights"]["same_greedy_replies"] == "6/6"
         assert result["lm"]["float32_weights"]["over_configured"] > 0
+    if result["lm"]["lean_decode_step"]:  # the same model through transformers' forward is measured beside it
+        assert result["lm"]["model_forward"]["same_greedy_replies"] == "6/6"
     talk = result["lm"]["conversation"]  # first token with the conversation's cache vs the history prefilled
     assert talk["turns"] == 5 and talk["reused_tokens_median"] > 0
     assert talk["first_token_ms_reuse_p50"] > 0 and talk["first_token_ms_history_prefilled_p50"] > 0

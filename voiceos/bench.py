@@ -196,7 +196,7 @@ def main(
         for q in ("p50", "p90"):
             ours, plain = result[f"end_to_first_audio_ms_{q}"], sequential[f"end_to_first_audio_ms_{q}"]
             result[f"sequential_over_streaming_{q}"] = round(plain / ours, 2) if ours else None
-        result["lm"] = lm_throughput(load_config(config_path))
+        result["lm"] = lm_throughput(load_config(config_path), config_path=config_path)
     print(json.dumps(result, indent=2) if as_json else summary(result))
     return 0 if result["utterances"] else 1
 
@@ -222,7 +222,12 @@ def summary(result: dict[str, Any]) -> str:
         line = f"LM {lm['model']} ({lm['device']}, {lm['dtype']}): {lm['tokens_per_s']} tok/s"
         if lm.get("llama_cpp_tokens_per_s"):
             line += f"; llama.cpp on the same GGUF {lm['llama_cpp_tokens_per_s']} tok/s ({lm['llama_cpp_over_ours']}x)"
-        for name, label in (("float32_weights", "from float32 weights"), ("bfloat16", "bfloat16")):
+        others = (
+            ("model_forward", "through transformers' forward"),
+            ("float32_weights", "from float32 weights"),
+            ("bfloat16", "bfloat16"),
+        )
+        for name, label in others:
             if lm.get(name):
                 other = lm[name]
                 line += f"; {label} {other['tokens_per_s']} tok/s, same greedy replies {other['same_greedy_replies']}"

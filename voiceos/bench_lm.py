@@ -6,14 +6,16 @@ reported (the prefill is timed apart as time to first token). Beside the configu
 decodes through the lean step (:mod:`voiceos.dialogue.decode_step`), the same model through transformers' forward
 (``model_forward``); when it decodes from the GGUF's blocks (:mod:`voiceos.dialogue.blocks`), the float32 weights
 through the model's forward (``float32_weights``: neither speed-up); and on the CPU the weights in bfloat16, which
-changes replies. Each comes with its speed over
-the configured one and the share of greedy replies that stay identical.
+changes replies. Each comes with its speed over the configured one and the share of greedy replies that stay
+identical. The float32, bfloat16 and llama.cpp figures come from a child process with OpenMP's default wait policy
+(:func:`_baselines_in_child`).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import logging
 import statistics
 import time
@@ -36,7 +38,16 @@ AGREEMENT_PROMPTS = (
 )
 
 
-def lm_throughput(config: Config, *, tokens: int = 64, runs: int = 3, agreement_tokens: int = 48) -> dict[str, Any]:
+def lm_throughput(
+    config: Config,
+    *,
+    config_path: str | None = None,
+    tokens: int = 64,
+    runs: int = 3,
+    agreement_tokens: int = 48,
+) -> dict[str, Any]:
+    """The configured LM's decoding rate, with the baselines beside it (module doc). ``config_path`` is ``config``'s
+    file, for the child process that measures the baselines."""
     from voiceos import models
     from voiceos.dialogue import DialogueLM
 
@@ -45,17 +56,6 @@ def lm_throughput(config: Config, *, tokens: int = 64, runs: int = 3, agreement_
     variants = {"configured": lm}
     if lm.decode_step is not None:  # each token through transformers' forward instead: what the lean step gains
         variants["model_forward"] = lm.with_options(lean_decode=False)
-    if lm.block_matrices:  # the float32 weights through the model's forward (neither speed-up): both gains together
-        from voiceos.dialogue.blocks import without_blocks
-
-        plain = dataclasses.replace(lm.options, lean_decode=False)
-        variants["float32_weights"] = DialogueLM(
-            without_blocks(lm.model), lm.tokenizer, plain, name=lm.name, source=lm.source
-        )
-    if lm.device == "cpu" and lm.model.dtype == torch.float32:
-        variants["bfloat16"] = DialogueLM(
-            copy.deepcopy(lm.model).to(torch.bfloat16), lm.tokenizer, lm.options, name=lm.name, source=lm.source
-        )
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
     for _ in range(runs):  # alternated, so that both see the same machine
         for name, variant in variants.items():
@@ -68,33 +68,90 @@ def lm_throughput(config: Config, *, tokens: int = 64, runs: int = 3, agreement_
         "tokens_per_s": rate,
         "first_token_ms": ttft,
         "block_matrices": lm.block_matrices,
+        "lean_decode_step": lm.decode_step is not None,
         "llama_cpp_tokens_per_s": None,
     }
-    for name in variants.keys() - {"configured"}:  # each beside the configured one: speed ratio, same replies?
-        other_rate, other_ttft = _medians(samples[name])
+    replies = _greedy_replies(lm, agreement_tokens)
+    measured = {
+        name: (*_medians(samples[name]), _greedy_replies(variants[name], agreement_tokens)) for name in variants
+    }
+    measured.update(_baselines_in_child(config_path, tokens, runs, agreement_tokens))
+    llama = measured.pop("llama_cpp", None)
+    for name, (other_rate, other_ttft, other_replies) in measured.items():
+        if name == "configured":
+            continue
+        same = sum(a == b for a, b in zip(replies, other_replies, strict=True))
         result[name] = {
             "tokens_per_s": other_rate,
             "first_token_ms": other_ttft,
             "over_configured": round(other_rate / rate, 2) if rate else None,
-            "same_greedy_replies": _same_replies(lm, variants[name], agreement_tokens),
+            "same_greedy_replies": f"{same}/{len(replies)}",
         }
     result["conversation"] = conversation_first_token(lm)
+    if llama is not None:
+        result["llama_cpp_tokens_per_s"] = llama[0]
+        result["llama_cpp_over_ours"] = round(llama[0] / rate, 2) if rate else None
+    return result
+
+
+def _baselines_in_child(
+    config_path: str | None, tokens: int, runs: int, agreement_tokens: int
+) -> dict[str, tuple[float, float, list[str]]]:
+    """The torch-only baselines (float32 weights through the model's forward, as before the block kernel; bfloat16)
+    and llama.cpp, measured in a child process with OpenMP's default wait policy: this process tells OpenMP to wait
+    passively for the block kernel's sake (``voiceos/__init__.py``), which slows torch's own decoding and
+    llama.cpp's OpenMP threads, and would make them look slower than they are."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OMP_WAIT_POLICY="")  # set, so `import voiceos` keeps it; empty is OpenMP's default
+    command = [sys.executable, "-m", "voiceos.bench_lm", "--tokens", str(tokens), "--runs", str(runs)]
+    command += ["--agreement-tokens", str(agreement_tokens)] + (["--config", config_path] if config_path else [])
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        log.warning("the LM baselines failed: %s", (done.stderr.strip().splitlines() or ["no output"])[-1])
+        return {}
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    return {name: (v["tokens_per_s"], v["first_token_ms"], v["replies"]) for name, v in found.items()}
+
+
+def baselines(config: Config, *, tokens: int, runs: int, agreement_tokens: int) -> dict[str, dict[str, Any]]:
+    """What :func:`_baselines_in_child` runs: the float32 weights through the model's forward, bfloat16 (CPU only)
+    and llama.cpp on the GGUF when llama-cpp-python is importable."""
+    from voiceos import models
+    from voiceos.dialogue import DialogueLM
+
+    plain = dataclasses.replace(config.dialogue, block_kernel=False, lean_decode=False)
+    lm = DialogueLM.load(plain, models.plan_for(config), threads=config.runtime.threads)
+    lm = lm.with_options(temperature=0.0)
+    variants = {"float32_weights": lm}
+    if lm.device == "cpu" and lm.model.dtype == torch.float32:
+        variants["bfloat16"] = DialogueLM(
+            copy.deepcopy(lm.model).to(torch.bfloat16), lm.tokenizer, lm.options, name=lm.name, source=lm.source
+        )
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
+    for _ in range(runs):
+        for name, variant in variants.items():
+            samples[name].append(_decode_once(variant, tokens))
+    found: dict[str, dict[str, Any]] = {}
+    for name, variant in variants.items():
+        rate, ttft = _medians(samples[name])
+        found[name] = {
+            "tokens_per_s": rate,
+            "first_token_ms": ttft,
+            "replies": _greedy_replies(variant, agreement_tokens),
+        }
     gguf = _gguf_file(config)
     if gguf is not None:
         llama = llama_cpp_throughput(gguf, lm.tokenizer, tokens=tokens, runs=runs, threads=config.runtime.threads)
         if llama is not None:
-            result["llama_cpp_tokens_per_s"] = llama
-            result["llama_cpp_over_ours"] = round(llama / result["tokens_per_s"], 2) if result["tokens_per_s"] else None
-    return result
+            found["llama_cpp"] = {"tokens_per_s": llama, "first_token_ms": None, "replies": []}
+    return found
 
 
-def _same_replies(lm: Any, other: Any, tokens: int) -> str:
-    """How many of the agreement prompts' greedy replies ``other`` writes exactly as ``lm`` does."""
-    same = sum(
-        lm.reply([], text, max_new_tokens=tokens) == other.reply([], text, max_new_tokens=tokens)
-        for text in AGREEMENT_PROMPTS
-    )
-    return f"{same}/{len(AGREEMENT_PROMPTS)}"
+def _greedy_replies(lm: Any, tokens: int) -> list[str]:
+    return [lm.reply([], text, max_new_tokens=tokens) for text in AGREEMENT_PROMPTS]
 
 
 def conversation_first_token(lm: Any, turns: tuple[str, ...] = AGREEMENT_PROMPTS, tokens: int = 32) -> dict[str, Any]:
@@ -172,3 +229,24 @@ def llama_cpp_throughput(gguf: Path, tokenizer: Any, *, tokens: int, runs: int, 
         if first is not None and count > 1 and end > first:
             rates.append((count - 1) / (end - first))
     return round(statistics.median(rates), 1) if rates else None
+
+
+def _main() -> None:
+    import argparse
+
+    from voiceos.config import load_config
+
+    parser = argparse.ArgumentParser(description="the LM baselines of `voiceos bench` (one JSON line)")
+    parser.add_argument("--config")
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--agreement-tokens", type=int, default=48)
+    args = parser.parse_args()
+    found = baselines(
+        load_config(args.config), tokens=args.tokens, runs=args.runs, agreement_tokens=args.agreement_tokens
+    )
+    print(json.dumps(found))
+
+
+if __name__ == "__main__":
+    _main()

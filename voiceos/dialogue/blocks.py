@@ -27,8 +27,6 @@ import hashlib
 import json
 import logging
 import os
-import platform
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -39,6 +37,7 @@ import torch
 from torch import nn
 
 import voiceos
+from voiceos.cpu import c_compiler, cpu_flags, cpu_supported
 
 log = logging.getLogger(__name__)
 
@@ -164,19 +163,6 @@ def _threads() -> int:
     return max(1, torch.get_num_threads()) if voiceos.OPENMP_WAITS_PASSIVELY else 1
 
 
-def cpu_flags() -> frozenset[str]:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return frozenset()
-    return frozenset(next((line for line in lines if line.startswith("flags")), "").partition(":")[2].split())
-
-
-def cpu_supported() -> bool:
-    """x86-64 with AVX2, FMA and F16C (what the kernel's intrinsics need at least)."""
-    return platform.machine().lower() in ("x86_64", "amd64") and {"avx2", "fma", "f16c"} <= cpu_flags()
-
-
 def kernel_library() -> ctypes.CDLL | None:
     """The compiled kernel (built on first use into the cache directory), or None (see :func:`kernel_problem`)."""
     return load_kernel()[0]
@@ -193,7 +179,7 @@ def load_kernel() -> tuple[ctypes.CDLL | None, str]:
     from voiceos import models
 
     problem = "" if cpu_supported() else "this CPU lacks AVX2/FMA/F16C"
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    compiler = c_compiler()
     if not problem and compiler is None:
         problem = "no C compiler (cc/gcc) was found; `apt-get install gcc` enables it"
     if problem:
