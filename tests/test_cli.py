@@ -164,6 +164,7 @@ def test_doctor_passes_with_embedded_models_and_fails_on_a_missing_model(tmp_pat
     assert not checks["audio devices"]["ok"] and not checks["audio devices"]["required"]
     kernel = checks["LM block kernel"]  # make installs gcc
     assert kernel["ok"] and "ready" in kernel["detail"], kernel
+    assert "threads)" in kernel["detail"], kernel  # `voiceos` set OpenMP's wait policy before torch loaded
 
     config = tmp_path / "missing.yaml"
     config.write_text(f"asr:\n  model: {tmp_path}/no-whisper-here\n")

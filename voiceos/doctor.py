@@ -96,7 +96,13 @@ def _block_kernel(config: Config) -> str:
         return "off (dialogue.block_kernel: false): the LM decodes from float32 weights"
     if blocks.kernel_library() is None:
         raise VoiceosError(f"the LM decodes from float32 weights, ~1.5x slower: {blocks.kernel_problem()}")
-    return "ready: a GGUF LM on the CPU decodes from its 4/8-bit blocks"
+    threads = blocks._threads()
+    if threads == 1 and config.runtime.threads != 1:
+        return (
+            "ready, on 1 thread: OpenMP does not wait passively in this process (OMP_WAIT_POLICY set otherwise, or "
+            "torch loaded before voiceos)"
+        )
+    return f"ready: a GGUF LM on the CPU decodes from its 4/8-bit blocks ({threads} threads)"
 
 
 def _voice(config: Config) -> str:
