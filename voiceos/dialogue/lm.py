@@ -284,7 +284,7 @@ class DialogueLM:
             return None
 
     def _forward_one(self, token: int, cache: Any) -> torch.Tensor:
-        if self.decode_step is not None:
+        if self.decode_step is not None and hasattr(cache, "layers"):  # (a transformers cache with layers)
             return self.decode_step(token, cache)
         ids = torch.tensor([[token]], dtype=torch.long, device=self.model.device)
         with torch.inference_mode():  # per call, not around the yields: grad mode is thread state the caller shares
