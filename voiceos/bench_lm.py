@@ -56,11 +56,8 @@ def lm_throughput(
     variants = {"configured": lm}
     if lm.decode_step is not None:  # each token through transformers' forward instead: what the lean step gains
         variants["model_forward"] = lm.with_options(lean_decode=False)
-    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
-    for _ in range(runs):  # alternated, so that both see the same machine
-        for name, variant in variants.items():
-            samples[name].append(_decode_once(variant, tokens))
-    rate, ttft = _medians(samples["configured"])
+    measured = _measure(variants, tokens, runs, agreement_tokens)
+    rate, ttft, replies = measured.pop("configured")
     result: dict[str, Any] = {
         "model": lm.name,
         "device": lm.device,
@@ -71,15 +68,9 @@ def lm_throughput(
         "lean_decode_step": lm.decode_step is not None,
         "llama_cpp_tokens_per_s": None,
     }
-    replies = _greedy_replies(lm, agreement_tokens)
-    measured = {
-        name: (*_medians(samples[name]), _greedy_replies(variants[name], agreement_tokens)) for name in variants
-    }
     measured.update(_baselines_in_child(config_path, tokens, runs, agreement_tokens))
     llama = measured.pop("llama_cpp", None)
     for name, (other_rate, other_ttft, other_replies) in measured.items():
-        if name == "configured":
-            continue
         same = sum(a == b for a, b in zip(replies, other_replies, strict=True))
         result[name] = {
             "tokens_per_s": other_rate,
@@ -130,24 +121,31 @@ def baselines(config: Config, *, tokens: int, runs: int, agreement_tokens: int) 
         variants["bfloat16"] = DialogueLM(
             copy.deepcopy(lm.model).to(torch.bfloat16), lm.tokenizer, lm.options, name=lm.name, source=lm.source
         )
-    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
-    for _ in range(runs):
-        for name, variant in variants.items():
-            samples[name].append(_decode_once(variant, tokens))
-    found: dict[str, dict[str, Any]] = {}
-    for name, variant in variants.items():
-        rate, ttft = _medians(samples[name])
-        found[name] = {
-            "tokens_per_s": rate,
-            "first_token_ms": ttft,
-            "replies": _greedy_replies(variant, agreement_tokens),
-        }
+    found: dict[str, dict[str, Any]] = {
+        name: {"tokens_per_s": rate, "first_token_ms": ttft, "replies": replies}
+        for name, (rate, ttft, replies) in _measure(variants, tokens, runs, agreement_tokens).items()
+    }
     gguf = _gguf_file(config)
     if gguf is not None:
         llama = llama_cpp_throughput(gguf, lm.tokenizer, tokens=tokens, runs=runs, threads=config.runtime.threads)
         if llama is not None:
             found["llama_cpp"] = {"tokens_per_s": llama, "first_token_ms": None, "replies": []}
     return found
+
+
+def _measure(
+    variants: dict[str, Any], tokens: int, runs: int, agreement_tokens: int
+) -> dict[str, tuple[float, float, list[str]]]:
+    """Per variant: median tokens/s and first-token ms over ``runs`` decodes (the variants alternated, so that all
+    see the same machine), and its greedy replies to the agreement prompts."""
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
+    for _ in range(runs):
+        for name, variant in variants.items():
+            samples[name].append(_decode_once(variant, tokens))
+    return {
+        name: (*_medians(samples[name]), _greedy_replies(variant, agreement_tokens))
+        for name, variant in variants.items()
+    }
 
 
 def _greedy_replies(lm: Any, tokens: int) -> list[str]:
