@@ -3,12 +3,14 @@ needs it before torch loads)."""
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import shutil
 from pathlib import Path
 
 
+@functools.cache  # read at `import voiceos` and again when the kernel is built: the CPU does not change
 def cpu_flags() -> frozenset[str]:
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()

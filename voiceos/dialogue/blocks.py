@@ -100,38 +100,30 @@ class BlockLinear(nn.Linear):
 
 def block_matvec(kind: int, blocks: torch.Tensor, out_features: int, x: torch.Tensor) -> torch.Tensor:
     """``x @ W.T`` for ``x`` (n, in) float32 and ``W`` given as GGUF blocks (out, row bytes)."""
-    lib = kernel_library()
-    if lib is None:
-        raise RuntimeError("the quantized-block kernel is not available")
-    x = x.contiguous()
-    y = torch.empty(x.shape[0], out_features, dtype=torch.float32)
-    lib.qgemv(
-        kind,
-        blocks.data_ptr(),
-        out_features,
-        x.shape[1],
-        x.data_ptr(),
-        x.shape[0],
-        y.data_ptr(),
-        _threads(),
-    )
-    return y
+    return _kernel_product("qgemv", kind, blocks, out_features, x)
 
 
 def block_matmul(kind: int, blocks: torch.Tensor, out_features: int, x: torch.Tensor) -> torch.Tensor:
     """``x @ W.T`` for a few rows of ``x`` (a short prefill): the blocks dequantized to the float32 weights tile by
     tile and multiplied in float32 (the float32 product in another summation order)."""
-    lib = kernel_library()
-    if lib is None:
-        raise RuntimeError("the quantized-block kernel is not available")
     rows = x.shape[0]
     padded = -rows % TILE_X
     if padded:
         x = torch.cat([x, x.new_zeros(padded, x.shape[1])])
+    y = _kernel_product("qgemm", kind, blocks, out_features, x)
+    return y[:rows] if padded else y
+
+
+def _kernel_product(entry: str, kind: int, blocks: torch.Tensor, out_features: int, x: torch.Tensor) -> torch.Tensor:
+    """One call of the kernel's ``entry`` (qgemv or qgemm, same arguments) into a new (n, out_features) tensor."""
+    lib = kernel_library()
+    if lib is None:
+        raise RuntimeError("the quantized-block kernel is not available")
     x = x.contiguous()
     y = torch.empty(x.shape[0], out_features, dtype=torch.float32)
-    lib.qgemm(kind, blocks.data_ptr(), out_features, x.shape[1], x.data_ptr(), x.shape[0], y.data_ptr(), _threads())
-    return y[:rows] if padded else y
+    product = getattr(lib, entry)
+    product(kind, blocks.data_ptr(), out_features, x.shape[1], x.data_ptr(), x.shape[0], y.data_ptr(), _threads())
+    return y
 
 
 def fuse_block_rows(linears: Sequence[BlockLinear]) -> tuple[torch.Tensor, int, int] | None:

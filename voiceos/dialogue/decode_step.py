@@ -176,14 +176,10 @@ def _unsupported(model: Any) -> str:
     if getattr(config, "_attn_implementation", "sdpa") != "sdpa":
         return f"attention implementation {config._attn_implementation!r}"
     for layer in model.model.layers:
-        for linear in (*_attention(layer), layer.mlp.gate_proj, layer.mlp.up_proj, layer.mlp.down_proj):
+        attn, mlp = layer.self_attn, layer.mlp
+        for linear in (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, mlp.gate_proj, mlp.up_proj, mlp.down_proj):
             if type(linear) not in (nn.Linear, BlockLinear) or linear.bias is not None:
                 return f"a changed projection ({type(linear).__name__})"
     if type(model.lm_head) not in (nn.Linear, BlockLinear):
         return f"a changed output layer ({type(model.lm_head).__name__})"
     return ""
-
-
-def _attention(layer: Any) -> tuple[nn.Module, ...]:
-    attn = layer.self_attn
-    return attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj
