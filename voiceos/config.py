@@ -64,6 +64,8 @@ class VadOptions:
     hangover_ms: int = _range(500, 0, 10000)
     speculate_ms: int = _range(120, 0, 10000)  # silence after which end-of-turn work starts early; 0 = off
     speculate_reply: bool = True  # ...the reply too (LM + TTS), played only if the turn ends at that pause
+    end_level_db: float = _range(25.0, 0.0, 90.0)  # voice this far below the utterance's level counts as silence
+    # for the end of the turn (a fading tail, breath, room noise); 0 = webrtcvad alone decides
     start_ms: int = _range(90, 0, 2000)
     min_speech_ms: int = _range(250, 0, 60000)
     max_utterance_s: float = _range(30.0, 1.0, 600.0)

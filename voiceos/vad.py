@@ -13,7 +13,13 @@ Conventions (all times in seconds from the first sample fed since construction, 
   pre-roll brings its beginning back.
 - An utterance begins up to ``pre_roll_ms`` before the onset (never before the stream start or the previous
   utterance's last voiced frame), so soft onsets the VAD missed are kept.
-- An utterance ends at the end of its last voiced frame: the hangover audio is *not* included.
+- The end of speech is the last *loud* voiced frame: voiced, and within ``end_level_db`` of the utterance's speech
+  level (the 90th percentile of its voiced frames' energy). webrtcvad keeps calling a word's fading tail, breath
+  and steady room noise voice, for 0.1-0.4 s (more after resampling), and the hangover would start only after it.
+  The hangover counts from the last loud frame.
+- An utterance ends at the end of its last voiced frame no more than ``TAIL_MS`` after its last loud one, so a soft
+  word ending stays in; the hangover audio is *not* included. Those frames are all heard by the time of the pause
+  (``SpeechPaused`` waits at least ``TAIL_MS``), so the pause's samples are the end's.
 - An utterance with less than ``min_speech_ms`` of voiced frames is dropped: :class:`SpeechDiscarded` replaces
   :class:`SpeechEnded` so a listener can undo whatever it did on :class:`SpeechStarted`.
 - An utterance reaching ``max_utterance_s`` (pre-roll included) is force-ended (``SpeechEnded.forced``). If the
@@ -23,6 +29,7 @@ Conventions (all times in seconds from the first sample fed since construction, 
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 from collections import deque
@@ -36,6 +43,8 @@ from voiceos.config import VadOptions
 log = logging.getLogger(__name__)
 
 WARMUP_MS = 150  # webrtcvad reports 60-120 ms of "speech" at the start of any noisy stream (measured)
+TAIL_MS = 90  # quieter voiced audio kept after the last loud frame (a soft final consonant)
+LEVEL_PERCENTILE = 0.9  # the utterance's speech level: this percentile of its voiced frames' energy
 
 __all__ = [
     "SpeechDiscarded",
@@ -123,7 +132,9 @@ class VadSegmenter:
         self._window = 2 * self._need
         self._pre_roll = math.ceil(o.pre_roll_ms / o.frame_ms)
         self._hangover = math.ceil(o.hangover_ms / o.frame_ms)
-        self._speculate = math.ceil(o.speculate_ms / o.frame_ms) if o.speculate_ms else 0  # 0: never
+        self._tail = math.ceil(TAIL_MS / o.frame_ms) if o.end_level_db else 0
+        # 0: never; else not before the tail is complete (the samples must be the end's)
+        self._speculate = max(math.ceil(o.speculate_ms / o.frame_ms), self._tail) if o.speculate_ms else 0
         self._min_voiced = math.ceil(o.min_speech_ms / o.frame_ms)
         self._max_frames = max(self._window + 1, int(o.max_utterance_s * 1000 // o.frame_ms))
         self._warmup = math.ceil(WARMUP_MS / o.frame_ms)
@@ -141,8 +152,10 @@ class VadSegmenter:
         self._utt: list[np.ndarray] = []
         self._utt_start = 0  # frame index of the first frame in _utt
         self._last_voiced = -1
+        self._last_loud = -1
+        self._levels: list[float] = []  # the open utterance's voiced frames' energy (dB), sorted
         self._voiced = 0
-        self._silence_run = 0
+        self._silence_run = 0  # frames since the last loud voiced frame
 
     def feed(self, samples: np.ndarray) -> list[VadEvent]:
         """Add audio (float32 in [-1, 1] or int16, mono, any length); returns the events it completed."""
@@ -179,14 +192,21 @@ class VadSegmenter:
             self._ring.append(voiced)
             if voiced and sum(self._ring) >= self._need:
                 self._start(i, events)
+                self._is_loud(flt)  # the first level
             return
         self._utt.append(frame)
         if voiced:
-            self._last_voiced = i
             self._voiced += 1
-            self._silence_run = 0
+            if self._is_loud(flt):
+                self._last_voiced = self._last_loud = i
+                self._silence_run = 0
+            else:
+                if i - self._last_loud <= self._tail:
+                    self._last_voiced = i
+                self._silence_run += 1
         else:
             self._silence_run += 1
+        if self._silence_run:
             if self._silence_run >= self._hangover:
                 self._close(events, forced=False)
                 return
@@ -201,8 +221,17 @@ class VadSegmenter:
             if not pausing:  # still talking: the next utterance starts with the next frame
                 self._triggered = True
                 self._utt_start = i + 1
-                self._last_voiced = i
+                self._last_voiced = self._last_loud = i
                 events.append(SpeechStarted(self._time(i + 1)))
+
+    def _is_loud(self, flt: np.ndarray) -> bool:
+        """A voiced frame: is it within ``end_level_db`` of the utterance's level (counting itself)?"""
+        if not self.options.end_level_db:
+            return True
+        level_db = 10 * math.log10(float(np.dot(flt, flt)) / len(flt) + 1e-12)
+        bisect.insort(self._levels, level_db)
+        speech_db = self._levels[int(LEVEL_PERCENTILE * (len(self._levels) - 1))]
+        return level_db >= speech_db - self.options.end_level_db
 
     def _start(self, i: int, events: list[VadEvent]) -> None:
         ring = list(self._ring)
@@ -212,7 +241,7 @@ class VadSegmenter:
         self._utt = list(self._history)[start - first_kept :]
         self._utt_start = start
         self._voiced = sum(ring[onset - (i - len(ring) + 1) :])
-        self._last_voiced = i
+        self._last_voiced = self._last_loud = i
         self._silence_run = 0
         self._triggered = True
         self._ring.clear()
@@ -232,6 +261,7 @@ class VadSegmenter:
         for frame in self._utt[max(keep, 0) :]:
             self._history.append(frame)
         self._utt = []
+        self._levels = []
         self._triggered = False
         self._voiced = 0
         self._silence_run = 0
