@@ -28,18 +28,16 @@ from typing import Any
 import numpy as np
 
 from voiceos import __version__
-from voiceos.audio.files import resample
 from voiceos.config import Config, VadOptions
 from voiceos.daemon.audio_loop import SAMPLE_RATE, AudioLoop
 from voiceos.daemon.bus import EventBus
 from voiceos.daemon.interruption import MinSpeechInterruption
+from voiceos.daemon.reply import heard_text, reply_in_model_thread, wait_until_heard
 from voiceos.daemon.speculation import SpeculativeTranscription
 from voiceos.daemon.turn import HeadStart, Turn
-from voiceos.emotion.labels import EmotionResult
-from voiceos.errors import AudioDeviceError, AudioInputError, VoiceosError
+from voiceos.errors import AudioInputError, VoiceosError
 from voiceos.events import (
     ErrorEvent,
-    ReplyDelta,
     SpeakingEnded,
     SpeakingStarted,
     SpeechEndedEvent,
@@ -47,7 +45,6 @@ from voiceos.events import (
     StateChanged,
     TimingsEvent,
     TranscriptEvent,
-    UserEmotionEvent,
 )
 from voiceos.pipeline import Pipeline, TurnResult
 from voiceos.privacy import TranscriptLog
@@ -369,11 +366,19 @@ class Assistant:
             self.set_state("thinking")
         turn.publish(TranscriptEvent(text, source=source), self.bus.publish)
         try:
-            result = await loop.run_in_executor(self._models, self._reply_in_model_thread, turn, loop)
+            result = await loop.run_in_executor(
+                self._models,
+                reply_in_model_thread,
+                self.pipeline,
+                self.audio,
+                turn,
+                self.bus.publish_threadsafe,
+                lambda: loop.call_soon_threadsafe(self._speaking_started),
+            )
             if turn.is_held:  # a head start the user talked on over: nothing was heard or said
                 return {}
             if turn.speaking and not turn.cancel.is_set():
-                await self._wait_until_heard(turn, result)
+                await wait_until_heard(self.audio, turn, result)
             return self._finish_turn(turn, result)
         except VoiceosError as err:
             turn.publish(ErrorEvent(str(err)), self.bus.publish)
@@ -386,74 +391,13 @@ class Assistant:
                 if self.state in ("thinking", "speaking"):
                     self.set_state("listening" if self.audio.microphone else "no_audio")
 
-    def _reply_in_model_thread(self, turn: Turn, loop: asyncio.AbstractEventLoop) -> TurnResult:
-        player = self.audio.player
-        out_rate = player.sample_rate if player is not None else self.pipeline.tts.sample_rate
-        turn.reply_started_at = time.perf_counter()
-
-        def on_audio(chunk: np.ndarray) -> None:
-            if turn.is_held and not turn.wait_until_decided():  # a head start waits for the end of the turn
-                return
-            player = self.audio.player
-            if turn.cancel.is_set() or player is None:
-                return
-            if not turn.speaking:
-                turn.speaking = True
-                turn.played_at_start = player.played_seconds
-                loop.call_soon_threadsafe(self._speaking_started)
-            if out_rate != self.pipeline.tts.sample_rate:
-                chunk = resample(chunk, self.pipeline.tts.sample_rate, out_rate)
-            try:
-                player.write(chunk)
-            except (RuntimeError, AudioDeviceError) as err:  # the device went away mid-reply
-                log.warning("playback failed: %s", err)
-
-        def on_delta(delta: str) -> None:
-            turn.publish(ReplyDelta(delta), self.bus.publish_threadsafe)
-
-        def on_user_emotion(result: EmotionResult) -> None:
-            turn.publish(UserEmotionEvent(result.label, result.as_json()["scores"]), self.bus.publish_threadsafe)
-
-        try:
-            return self.pipeline.reply(
-                turn.user_text,
-                on_audio=on_audio,
-                remember=False,
-                cancel=turn.cancel,
-                on_delta=on_delta,
-                on_user_emotion=on_user_emotion,
-            )
-        finally:
-            if turn.head_start:
-                turn.wait_until_decided()  # a dropped one wrote nothing: another turn's audio may be playing
-            if self.audio.player is not None and not turn.is_held:
-                self.audio.player.finish()  # the queue running dry after the last sentence is the end, not a gap
-
     def _speaking_started(self) -> None:
         if self._turn is not None and not self._turn.cancel.is_set():
             self.set_state("speaking")
             self.bus.publish(SpeakingStarted())
 
-    async def _wait_until_heard(self, turn: Turn, result: TurnResult) -> None:
-        player = self.audio.player
-        if player is None:
-            return
-        total = result.audio_seconds
-        deadline = time.monotonic() + total + player.latency + 10.0
-        while not turn.cancel.is_set() and self.audio.player is player and time.monotonic() < deadline:
-            if player.played_seconds - turn.played_at_start >= total - 0.01:
-                return
-            await asyncio.sleep(0.02)
-
     def _finish_turn(self, turn: Turn, result: TurnResult) -> dict:
-        if turn.interrupted and turn.speaking:
-            player = self.audio.player
-            played = (player.played_seconds if player else turn.played_at_start) - turn.played_at_start
-            heard = result.heard_text(int(played * result.sample_rate))
-        elif turn.interrupted:
-            heard = ""
-        else:
-            heard = result.reply
+        heard = heard_text(self.audio, turn, result)
         if heard:  # else nothing was heard: the user's words come back with the next utterance (carry-over)
             self.pipeline.remember(turn.user_text, heard)
             if self.transcripts is not None:  # privacy.save_transcripts: exactly what the memory keeps
