@@ -40,7 +40,9 @@ def test_the_summary_shows_end_to_end_figures_the_ratio_and_decoding_speeds():
         "history_prefilled_over_reuse": 3.99,
         "same_replies": "5/5",
     }
+    result["audio_faults"] = {"output_underruns": 2, "input_overflows": 0}
     text = summary(result)
+    assert "audio faults: {'output_underruns': 2}" in text and "audio faults: none" in text  # (sequential: none)
     assert "120 ms from the last reply's cache vs 480 ms prefilling the history (3.99x), same replies 5/5" in text
     assert "(reply head start" not in text  # none measured in this result
     assert "p50 1500 ms, p90 2100 ms" in text and "2.5x at p50, 3.1x at p90" in text
@@ -76,6 +78,7 @@ def test_bench_measures_end_of_speech_to_first_reply_sound(xdg_cache_home):
     assert result["sequential_over_streaming_p50"] == round(
         sequential["end_to_first_audio_ms_p50"] / result["end_to_first_audio_ms_p50"], 2
     )
+    assert set(result["audio_faults"]) >= {"output_underflows_in_reply", "output_underruns", "input_overflows"}
     assert result["lm"]["tokens_per_s"] > 0 and result["lm"]["first_token_ms"] > 0
     assert "llama_cpp_tokens_per_s" in result["lm"]  # null unless llama-cpp-python is installed
     reduced = result["lm"]["bfloat16"]  # the embedded LM runs float32 on this CPU: bfloat16 is measured beside it

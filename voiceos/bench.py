@@ -129,7 +129,10 @@ def run_bench(config_path: str | None, utterances: int = 5, speech_dir: Path | N
             marks.append((name, sent_at, len(samples) / MIC_RATE, ended, timings))
             time.sleep(0.5)
         mic_audio, speaker_audio = mic.stop(), speaker.stop()
-        return _analyse(marks, mic, mic_audio, speaker, speaker_audio, clock_offset)
+        result = _analyse(marks, mic, mic_audio, speaker, speaker_audio, clock_offset)
+        # a lower latency bought with gaps in the sound is no gain: the daemon's counts since its start
+        result["audio_faults"] = rig.client.request("status").get("audio_faults", {})
+        return result
     finally:
         rig.stop(10.0)
 
@@ -212,6 +215,8 @@ def summary(result: dict[str, Any]) -> str:
             if run.get("head_start_ms_p50"):
                 stages += f"  (reply head start {run['head_start_ms_p50']:.0f})"
             lines.append(f"  stage p50 (ms): {stages}")
+            faults = {key: count for key, count in run.get("audio_faults", {}).items() if count}
+            lines.append(f"  audio faults: {faults or 'none'}")
     if "sequential_over_streaming_p50" in result:
         lines.append(
             f"sequential / streaming: {result['sequential_over_streaming_p50']}x at p50, "
