@@ -133,7 +133,13 @@ class AudioLoop:
         audio = self.config.audio
         out_index = resolve_device(audio.output_device, "output")
         in_index = resolve_device(audio.input_device, "input")
-        self.player = ChunkPlayer(self.output_rate, out_index, max_queued_s=600.0, on_played=self.reference.write)
+        self.player = ChunkPlayer(
+            self.output_rate,
+            out_index,
+            max_queued_s=600.0,
+            latency=audio.output_latency_ms / 1000,
+            on_played=self.reference.write,
+        )
         self.microphone = Microphone(in_index, sample_rate=audio.input_sample_rate)
         log.info("listening on %s, speaking on %s", self.microphone.name, self.output_name())
 

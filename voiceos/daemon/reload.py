@@ -37,6 +37,7 @@ LIVE_KEYS = (
     "vad.frame_ms",
     "vad.pre_roll_ms",
     "vad.hangover_ms",
+    "vad.end_level_db",
     "vad.start_ms",
     "vad.min_speech_ms",
     "vad.max_utterance_s",
