@@ -49,7 +49,7 @@ class AudioOptions:
     input_device: str = "auto"  # name (substring), index, or auto (the system default)
     output_device: str = "auto"
     output_sample_rate: int = _range(0, 0, 192000)  # 0 = play at the voice's own rate
-    output_latency_ms: int = _range(50, 5, 2000)  # the output stream's buffer: each reply is heard this much later
+    output_latency_ms: int = _range(100, 5, 2000)  # the output stream's buffer: each reply is heard this much later
     input_sample_rate: int = _range(0, 0, 192000)  # 0 = capture at the microphone's own rate
     barge_in: bool = True  # the user speaking over the assistant stops it
     barge_in_min_ms: int = _range(400, 0, 5000)  # voiced speech over a reply needed to stop it (shorter: ignored)

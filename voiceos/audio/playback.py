@@ -135,9 +135,9 @@ class ChunkPlayer:
 
     ``latency`` defaults to 0.1 s, not PortAudio's "low" (~9 ms): the callback needs the GIL, and with two busy
     Python threads in the process a "low" (or "high", 35 ms) stream underran constantly and stalled, while 0.1 s
-    played cleanly. The daemon asks for ``audio.output_latency_ms`` (50 ms): since the LM decodes in C without the
-    GIL, 25 and 50 ms played ``voiceos bench`` and a 5-minute soak without an underflow. Cutting with :meth:`stop`
-    does not wait for that buffer; only the first sound is later.
+    played cleanly. The daemon asks for ``audio.output_latency_ms`` (100 ms). Since the LM decodes in C without
+    the GIL, 50 ms plays ~55 ms sooner with few faults, but the models ran ~20 ms slower beside it in
+    ``voiceos bench``. Cutting with :meth:`stop` does not wait for that buffer; only the first sound is later.
     """
 
     def __init__(
