@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,12 +22,15 @@ from voiceos.errors import AudioDeviceError
 from voiceos.events import ReplyDelta, UserEmotionEvent
 from voiceos.pipeline import Pipeline, TurnResult
 
+if TYPE_CHECKING:
+    from voiceos.daemon.audio_loop import AudioLoop
+
 log = logging.getLogger(__name__)
 
 
 def reply_in_model_thread(
     pipeline: Pipeline,
-    audio: Any,
+    audio: AudioLoop,
     turn: Turn,
     publish_threadsafe: Callable[[Any], None],
     on_speaking: Callable[[], None],
@@ -79,7 +82,7 @@ def reply_in_model_thread(
             audio.player.finish()  # the queue running dry after the last sentence is the end, not a gap
 
 
-async def wait_until_heard(audio: Any, turn: Turn, result: TurnResult) -> None:
+async def wait_until_heard(audio: AudioLoop, turn: Turn, result: TurnResult) -> None:
     """Until the speaker has played the whole reply, the turn is cut, or the player changes (a lost device)."""
     player = audio.player
     if player is None:
@@ -92,7 +95,7 @@ async def wait_until_heard(audio: Any, turn: Turn, result: TurnResult) -> None:
         await asyncio.sleep(0.02)
 
 
-def heard_text(audio: Any, turn: Turn, result: TurnResult) -> str:
+def heard_text(audio: AudioLoop, turn: Turn, result: TurnResult) -> str:
     """What the user heard of the reply: all of it, the played share of a cut one, or nothing."""
     if turn.interrupted and turn.speaking:
         player = audio.player
