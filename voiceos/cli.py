@@ -362,7 +362,7 @@ class _Speaker:
             return
         try:
             device = resolve_device(config.audio.output_device, "output")
-            self._player = ChunkPlayer(sample_rate, device=device)
+            self._player = ChunkPlayer(sample_rate, device=device, latency=config.audio.output_latency_ms / 1000)
         except VoiceosError as err:
             self.note = str(err)
             log.warning("cannot play the reply: %s", err)
