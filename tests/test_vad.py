@@ -50,6 +50,11 @@ def librivox_files() -> list[tuple[Path, float, float]]:
     return [(DATA / r["path"], float(r["speech_start_s"]), float(r["speech_end_s"])) for r in rows]
 
 
+def followed_by_quiet_copy(samples: np.ndarray, below_db: float) -> np.ndarray:
+    """The recording, then itself again ``below_db`` quieter: a voice webrtcvad hears, far below the speaker's."""
+    return np.concatenate([samples, samples * np.float32(10 ** (-below_db / 20))])
+
+
 def run(samples: np.ndarray, options: VadOptions, chunks: list[int] | None = None) -> list:
     seg = VadSegmenter(options)
     if chunks is None:
@@ -128,7 +133,7 @@ def test_a_quiet_voice_after_the_speaker_does_not_hold_the_turn_open() -> None:
     speech, but it does not keep the speaker's turn open; the turn ends at their last word."""
     samples, ref_start, ref_end = librivox_files()[1]
     speech = load(samples)
-    quiet = np.concatenate([speech, speech * np.float32(10 ** (-30 / 20)), np.zeros(16000, np.float32)])
+    quiet = np.concatenate([followed_by_quiet_copy(speech, 30), np.zeros(16000, np.float32)])
     events = run(quiet, VadOptions())
     first = ended(events)[0]
     assert_matches(first.start_s, first.end_s, onsets(events)[0], (ref_start, ref_end), 0.3)
@@ -289,7 +294,7 @@ def test_pause_event_carries_exactly_the_samples_the_end_event_will(quiet_tail_d
     """Also with quiet voice after the last loud frame: the pause waits for the kept tail to be complete."""
     samples, _, _ = _first_librivox()
     if quiet_tail_db is not None:
-        samples = np.concatenate([samples, samples * np.float32(10 ** (-quiet_tail_db / 20))])
+        samples = followed_by_quiet_copy(samples, quiet_tail_db)
     options = dataclasses.replace(VadOptions(), speculate_ms=120)
     events = run(samples, options)
     ends = [i for i, e in enumerate(events) if isinstance(e, SpeechEnded)]
