@@ -70,7 +70,8 @@ def manifest_rows(speech_dir: Path) -> list[dict[str, str]]:
     return rows
 
 
-def _utterances(speech_dir: Path, count: int) -> list[tuple[str, np.ndarray]]:
+def bench_clips(speech_dir: Path, count: int) -> list[tuple[str, np.ndarray]]:
+    """The first ``count`` recordings of five words or more (cycled), as 16 kHz samples: what the bench speaks."""
     rows = manifest_rows(speech_dir)
     sentences = [r for r in rows if len(r["transcript"].split()) >= 5] or rows  # questions-length utterances
     picked = [sentences[i % len(sentences)] for i in range(count)]
@@ -106,7 +107,7 @@ def run_bench(config_path: str | None, utterances: int = 5, speech_dir: Path | N
     from voiceos.daemon.client import EventFollower
     from voiceos.daemon.harness import VirtualAudioDaemon
 
-    clips = _utterances(speech_dir or DEFAULT_SPEECH, utterances)
+    clips = bench_clips(speech_dir or DEFAULT_SPEECH, utterances)
     rig = VirtualAudioDaemon(Path(tempfile.mkdtemp(prefix="voiceos-bench-")), config_path, client_timeout=30)
     clock_offset = time.time() - time.monotonic()  # event times are wall clock; recordings are monotonic
     try:
