@@ -25,9 +25,9 @@ from voiceos.audio.echo import (
     EchoCanceller,
     EchoGate,
     EchoOptions,
-    PlaybackReference,
 )
 from voiceos.audio.files import read_audio, resample
+from voiceos.audio.reference import PlaybackReference
 from voiceos.config import VadOptions
 from voiceos.vad import SpeechStarted, VadSegmenter
 

@@ -17,9 +17,10 @@ from typing import Protocol
 
 import numpy as np
 
-from voiceos.audio.echo import EchoGate, PlaybackReference
+from voiceos.audio.echo import EchoGate
 from voiceos.audio.microphone import Microphone, device_name, rescan_devices
 from voiceos.audio.playback import ChunkPlayer, resolve_device
+from voiceos.audio.reference import PlaybackReference
 from voiceos.config import Config
 from voiceos.errors import AudioDeviceError
 from voiceos.vad import VadEvent, VadSegmenter
