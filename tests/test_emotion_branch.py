@@ -152,7 +152,7 @@ def test_a_branch_checkpoint_that_does_not_fit_the_lm_fails_with_one_line(lm, tm
             assert "\n" not in str(err.value) and "emotion head does not fit" in str(err.value)
 
 
-def test_each_corpus_can_balance_its_classes_on_its_own_power():
+def test_each_corpus_can_balance_its_classes_on_its_own_power_and_weigh_in_at_its_own_share():
     from voiceos.emotion.fitting import balanced_weights, corpus_row_weights
 
     skewed = torch.tensor([4] * 6 + [0] * 2 + [5] * 1)  # neutral-heavy, as MELD is
@@ -164,6 +164,8 @@ def test_each_corpus_can_balance_its_classes_on_its_own_power():
     rows = corpus_row_weights([other, skewed], [1.0, 0.0])
     assert rows.shape == (12,) and torch.equal(rows[3:], torch.ones(9))  # the second corpus unweighted
     assert torch.equal(rows[:3], balanced_weights(other)[other])
+    scaled = corpus_row_weights([other, skewed], [1.0, 0.0], [1.0, 2.0])  # the second corpus's rows count twice
+    assert torch.equal(scaled[:3], rows[:3]) and torch.equal(scaled[3:], 2 * rows[3:])
 
 
 def test_averaging_checkpoints_takes_the_mean_of_weights_and_keeps_counters_from_the_last():

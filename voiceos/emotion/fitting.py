@@ -261,9 +261,13 @@ def balanced_weights(labels: torch.Tensor, power: float = 1.0) -> torch.Tensor:
     return (counts.sum() / (len(LABELS) * counts.clamp(min=1))) ** power
 
 
-def corpus_row_weights(labels: list[torch.Tensor], powers: list[float]) -> torch.Tensor:
-    """One weight per row of several corpora (in order), each corpus's classes balanced on their own to ``power``."""
-    return torch.cat([balanced_weights(y, p)[y] for y, p in zip(labels, powers, strict=True)])
+def corpus_row_weights(
+    labels: list[torch.Tensor], powers: list[float], scales: list[float] | None = None
+) -> torch.Tensor:
+    """One weight per row of several corpora (in order), each corpus's classes balanced on their own to ``power``,
+    and each corpus's rows multiplied by its ``scales`` entry (its share of the loss; default 1)."""
+    scales = scales or [1.0] * len(labels)
+    return torch.cat([balanced_weights(y, p)[y] * s for y, p, s in zip(labels, powers, scales, strict=True)])
 
 
 def pooled_features(states: TokenStates, batch_size: int = 256) -> torch.Tensor:

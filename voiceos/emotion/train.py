@@ -27,6 +27,7 @@ from voiceos.emotion.classifier import head_probabilities
 from voiceos.emotion.data import DEFAULT_DATA_DIR, Example, read_goemotions, read_meld, stratified_subsample
 from voiceos.emotion.features import FeatureExtractor, TokenStates, cached_features, cached_token_states
 from voiceos.emotion.fitting import (
+    balanced_weights,
     concat_states,
     corpus_row_weights,
     fit_branch_head,
@@ -66,6 +67,7 @@ class TrainOptions:
     average_last: int = 0  # branch: >= 2 also tries the mean weights of the last 2..n epochs (kept if better on dev)
     meld_class_weight_power: float | None = None  # branch: None balances the classes over both corpora together; a
     # number balances each corpus on its own, MELD's weights raised to it (0: unweighted, as weighted-F1 rewards)
+    meld_weight: float = 1.0  # branch: MELD rows' weights times this (MELD's share of the loss; 2: each row twice)
     layer: int = -1  # hidden_states index the features come from (-1: the final output)
     epochs: int = 200
     patience: int = 25
@@ -141,10 +143,14 @@ def train(options: TrainOptions, lm: Any | None = None, *, progress: bool = True
             "goemotions": (states["goemotions_dev"], labels["goemotions_dev"]),
             "meld": (states["meld_dev"], labels["meld_dev"]),
         }
-        row_weights = None
+        row_weights = None  # classes balanced over both corpora together
         if options.meld_class_weight_power is not None:
             by_corpus = [torch.from_numpy(labels[name]).long() for name in ("goemotions_train", "meld_train")]
-            row_weights = corpus_row_weights(by_corpus, [1.0, options.meld_class_weight_power])
+            powers, scales = [1.0, options.meld_class_weight_power], [1.0, options.meld_weight]
+            row_weights = corpus_row_weights(by_corpus, powers, scales)
+        elif options.meld_weight != 1.0:
+            row_weights = balanced_weights(train_y)[train_y]
+            row_weights[len(labels["goemotions_train"]) :] *= options.meld_weight
         head, result = fit_branch_head(
             lm.model, train_states, train_y, dev_states, options, progress=progress, row_weights=row_weights
         )
