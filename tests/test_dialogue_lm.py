@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from voiceos import models
 from voiceos.config import DialogueOptions
 from voiceos.dialogue import DialogueLM, blocks
 from voiceos.dialogue.detokenizer import IncrementalDetokenizer
+from voiceos.dialogue.hf_cache import cache_kwargs
 from voiceos.dialogue.loading import CACHE_MARKER, cache_complete, cache_key
 from voiceos.errors import ModelNotFoundError
 
@@ -149,6 +151,25 @@ def test_prefill_returns_logits_hidden_states_and_a_cache_for_the_prompt(lm: Dia
     assert tuple(result.hidden_states.shape) == (1, ids.shape[1], hidden)
     assert tuple(result.logits.shape) == (1, lm.model.config.vocab_size)
     assert result.cache.get_seq_length() == ids.shape[1]
+
+
+def test_the_cache_goes_to_the_model_under_the_name_its_transformers_version_takes(lm: DialogueLM) -> None:
+    class Renamed:  # transformers 5.x
+        def forward(self, input_ids=None, cache=None, use_cache=None): ...
+
+    class Older:  # transformers 4.x
+        def forward(self, input_ids=None, past_key_values=None, use_cache=None): ...
+
+    assert cache_kwargs(Renamed(), "kv") == {"cache": "kv"}
+    assert cache_kwargs(Older(), "kv") == {"past_key_values": "kv"}
+    # The installed version: a prefill and a few decoded tokens raise no deprecation warning about the argument
+    # (one printed in every `voiceos say` otherwise).
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ids = lm.build_prompt(lm.messages_for([], GREETING))
+        assert lm.prefill(ids).cache.get_seq_length() == ids.shape[1]
+        assert "".join(lm.stream_reply([], GREETING, max_new_tokens=4))
+    assert not [w for w in caught if "past_key_values" in str(w.message) or "cache_params" in str(w.message)]
 
 
 def test_incremental_detokenizer_never_splits_a_multibyte_character(lm: DialogueLM) -> None:

@@ -23,6 +23,7 @@ from voiceos.config import DialogueOptions
 from voiceos.dialogue.blocks import use_gguf_blocks
 from voiceos.dialogue.decode_step import LlamaDecodeStep
 from voiceos.dialogue.detokenizer import IncrementalDetokenizer
+from voiceos.dialogue.hf_cache import cache_kwargs, output_cache
 from voiceos.dialogue.loading import ensure_chat_template, from_pretrained, load_gguf_cached
 from voiceos.dialogue.model import DialogueModel
 from voiceos.dialogue.prompt_cache import PromptCache
@@ -219,9 +220,13 @@ class DialogueLM:
         cache = DynamicCache(config=self.model.config)
         with torch.inference_mode():
             out = self.model(
-                input_ids=input_ids, past_key_values=cache, use_cache=True, output_hidden_states=True, logits_to_keep=1
+                input_ids=input_ids,
+                **cache_kwargs(self.model, cache),
+                use_cache=True,
+                output_hidden_states=True,
+                logits_to_keep=1,
             )
-        return PrefillResult(out.logits[:, -1, :].float(), out.hidden_states[-1], out.past_key_values)
+        return PrefillResult(out.logits[:, -1, :].float(), out.hidden_states[-1], output_cache(out))
 
     def persona_prefix(self, system: str) -> tuple[list[int], Any]:
         """The system turn's token ids and their KV cache, computed once per system prompt (do not modify the cache:
@@ -233,7 +238,9 @@ class DialogueLM:
             prefix = self.tokenizer(text, add_special_tokens=False)["input_ids"]
             cache = DynamicCache(config=self.model.config)
             with torch.inference_mode():
-                self.model(input_ids=torch.tensor([prefix], device=self.model.device), past_key_values=cache)
+                self.model(
+                    input_ids=torch.tensor([prefix], device=self.model.device), **cache_kwargs(self.model, cache)
+                )
             self._persona = {system: (list(prefix), cache)}  # one persona at a time
         return self._persona[system]
 
@@ -288,7 +295,7 @@ class DialogueLM:
             return self.decode_step(token, cache)
         ids = torch.tensor([[token]], dtype=torch.long, device=self.model.device)
         with torch.inference_mode():  # per call, not around the yields: grad mode is thread state the caller shares
-            return self.model(input_ids=ids, past_key_values=cache, use_cache=True).logits[:, -1, :].float()
+            return self.model(input_ids=ids, **cache_kwargs(self.model, cache), use_cache=True).logits[:, -1, :].float()
 
     def stream_reply(
         self,

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from voiceos.dialogue.hf_cache import cache_kwargs, output_cache
 from voiceos.emotion.features import resolve_layer
 from voiceos.emotion.head import EmotionHead
 from voiceos.emotion.labels import EmotionResult
@@ -59,7 +60,7 @@ class DialogueModel(nn.Module):
         with torch.inference_mode():
             out = self.lm(
                 input_ids=input_ids,
-                past_key_values=cache,
+                **cache_kwargs(self.lm, cache),
                 use_cache=True,
                 output_hidden_states=wants_emotion,
                 logits_to_keep=1,
@@ -72,7 +73,7 @@ class DialogueModel(nn.Module):
                 lengths = torch.tensor([hidden.shape[1]])
                 features = head.pool(hidden, lengths, torch.tensor([user_span]))
                 emotion_logits = head(features.to(head.out.weight.device))[0]
-        return DialogueOutput(out.logits[:, -1, :].float(), out.past_key_values, emotion_logits)
+        return DialogueOutput(out.logits[:, -1, :].float(), output_cache(out), emotion_logits)
 
     def emotion(self, emotion_logits: torch.Tensor) -> EmotionResult:
         probs = emotion_logits.float().softmax(dim=-1).cpu()

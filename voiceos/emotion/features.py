@@ -154,7 +154,9 @@ class FeatureExtractor:
         if p:
             cache = copy.deepcopy(prefix_cache)
             cache.batch_repeat_interleave(len(ids_list))
-            kwargs.update(past_key_values=cache, use_cache=True)
+            from voiceos.dialogue.hf_cache import cache_kwargs  # (voiceos.dialogue imports this module)
+
+            kwargs.update(cache_kwargs(self.model, cache), use_cache=True)
         hidden = self._layer_states(**kwargs)
         return [hidden[row, : lengths[row]] for row in range(len(ids_list))], p
 
