@@ -51,8 +51,8 @@ def test_the_summary_shows_end_to_end_figures_the_ratio_and_decoding_speeds():
     assert "llama.cpp" not in summary({**result, "lm": lm | {"llama_cpp_tokens_per_s": None}})
 
 
-def test_bench_measures_end_of_speech_to_first_reply_sound(xdg_cache_home):
-    env = {"XDG_CACHE_HOME": str(xdg_cache_home)}
+def test_bench_measures_end_of_speech_to_first_reply_sound(xdg_cache_home, short_tmp_dir):
+    env = {"XDG_CACHE_HOME": str(xdg_cache_home), "TMPDIR": str(short_tmp_dir)}
     proc = subprocess.run(
         # and the sequential baseline, LM speed
         [sys.executable, "-m", "voiceos", "bench", "--utterances", "2", "--json"],
@@ -63,6 +63,7 @@ def test_bench_measures_end_of_speech_to_first_reply_sound(xdg_cache_home):
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not list(short_tmp_dir.glob("voiceos-bench-*"))  # a finished run leaves no sound server or logs behind
     result = json.loads(proc.stdout)
     assert result["utterances"] == 2
     for key in ("end_to_first_audio_ms_p50", "end_to_first_audio_ms_p90"):

@@ -13,6 +13,7 @@ import csv
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -108,7 +109,9 @@ def run_bench(config_path: str | None, utterances: int = 5, speech_dir: Path | N
     from voiceos.daemon.harness import VirtualAudioDaemon
 
     clips = bench_clips(speech_dir or DEFAULT_SPEECH, utterances)
-    rig = VirtualAudioDaemon(Path(tempfile.mkdtemp(prefix="voiceos-bench-")), config_path, client_timeout=30)
+    root = Path(tempfile.mkdtemp(prefix="voiceos-bench-"))  # sound server, daemon log, the clips played
+    rig = VirtualAudioDaemon(root, config_path, client_timeout=30)
+    finished = False
     clock_offset = time.time() - time.monotonic()  # event times are wall clock; recordings are monotonic
     try:
         rig.require_listening(300.0, "bench")
@@ -133,9 +136,14 @@ def run_bench(config_path: str | None, utterances: int = 5, speech_dir: Path | N
         result = _analyse(marks, mic, mic_audio, speaker, speaker_audio, clock_offset)
         # a lower latency bought with gaps in the sound is no gain: the daemon's counts since its start
         result["audio_faults"] = rig.client.request("status").get("audio_faults", {})
+        finished = True
         return result
     finally:
         rig.stop(10.0)
+        if finished:  # ~2 MB per run; a failed run keeps its daemon and sound server logs
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            log.warning("bench: its daemon and sound server logs are kept in %s", root)
 
 
 def _analyse(marks, mic, mic_audio, speaker, speaker_audio, clock_offset: float) -> dict[str, Any]:
