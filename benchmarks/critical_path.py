@@ -44,8 +44,10 @@ def main() -> None:
         for _name, samples in clips:
             last = segment(samples, config.vad)[-1]  # the turn's last utterance: what is transcribed after its end
             start = time.perf_counter()
-            text = pipeline.transcriber.transcribe(last.samples).text or "Hello."
+            text = pipeline.transcriber.transcribe(last.samples).text
             asr_ms = (time.perf_counter() - start) * 1000
+            if not text:  # nothing to answer: the daemon would not reply either
+                continue
             turn = pipeline.reply(text, remember=False)
             stages = {"asr": asr_ms, **{k: turn.timings_ms[k] for k in STAGES[1:4]}}
             stages["floor"] = asr_ms + turn.timings_ms["tts_first_audio"]
