@@ -42,7 +42,10 @@ def main() -> None:
     per_stage: dict[str, list[float]] = {key: [] for key in STAGES}
     for _ in range(args.passes):
         for _name, samples in clips:
-            last = segment(samples, config.vad)[-1]  # the turn's last utterance: what is transcribed after its end
+            utterances = segment(samples, config.vad)
+            if not utterances:
+                continue
+            last = utterances[-1]  # the turn's last utterance: what is transcribed after its end
             start = time.perf_counter()
             text = pipeline.transcriber.transcribe(last.samples).text
             asr_ms = (time.perf_counter() - start) * 1000
