@@ -27,22 +27,6 @@ class DaemonProcess(_Daemon):
         except VoiceosError as err:
             raise AssertionError(str(err)) from None
 
-    def wait_for_quiet(self, quiet_s: float = 1.0, timeout: float = 60.0) -> None:
-        """Until the daemon has been listening, with no utterance open in its VAD, for ``quiet_s`` in a row.
-
-        Call it before a test's mark: what an earlier test left on the microphone (its reply's echo tail, the
-        canceller leaking for a moment after double talk) then cannot end inside this test as a turn of its own,
-        nor can that turn's reply be taken for this test's.
-        """
-        deadline = time.monotonic() + timeout
-        quiet_since = time.monotonic()
-        while time.monotonic() - quiet_since < quiet_s:
-            assert time.monotonic() < deadline, f"the daemon was not idle for {quiet_s} s within {timeout} s"
-            status = self.client.request("status")
-            if status["user_speaking"] or status["state"] != "listening":
-                quiet_since = time.monotonic()
-            time.sleep(0.05)
-
     def say_at_length(self, mark: int, settle_s: float = 1.5) -> tuple[threading.Thread, dict[str, Any]]:
         """Ask for a long reply on a background thread; return once it has been speaking for ``settle_s``."""
         result: dict[str, Any] = {}

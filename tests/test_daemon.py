@@ -60,7 +60,6 @@ def test_daemon_reports_its_devices_models_and_state(daemon):
     assert status["models"] == {"asr": "tiny.en", "lm": status["models"]["lm"], "voice": "joe", "device": "cpu"}
     assert "SmolLM2" in status["models"]["lm"]
     assert status["uptime_s"] > 0
-    assert status["user_speaking"] is False  # nobody is talking to it
 
 
 def test_a_spoken_question_gets_a_spoken_reply_on_the_speaker(daemon, pulse_server, transcriber):
@@ -221,7 +220,6 @@ def test_listen_on_the_socket_answers_a_file_and_refuses_relative_paths(daemon):
 
 def test_barge_in_cuts_playback_and_memory_keeps_only_what_was_heard(daemon, pulse_server):
     daemon.client.request("reset")
-    daemon.wait_for_quiet()
     mark = daemon.events.mark()
     recorder = pulse_server.start_recording()
     recording_started = time.time()

@@ -214,22 +214,6 @@ def test_a_short_blip_is_discarded_after_it_was_announced() -> None:
     assert [type(e) for e in kept] == [SpeechStarted, SpeechPaused, SpeechEnded]
 
 
-def test_an_utterance_is_open_from_its_start_until_its_end_or_discard() -> None:
-    speech = load(librivox_files()[1][0])
-    blip = speech[int(1.5 * 16000) : int(1.65 * 16000)]
-    silence = np.zeros(16000, np.float32)
-    seg = VadSegmenter(VadOptions())
-    states = []  # (events of a 30 ms feed, whether an utterance is open after it)
-    for part in (silence, blip, silence, speech, silence):
-        for pos in range(0, len(part), 480):
-            states.append(([type(e) for e in seg.feed(part[pos : pos + 480])], seg.in_utterance))
-    opened = [i for i, (events, _) in enumerate(states) if SpeechStarted in events]
-    closed = [i for i, (events, _) in enumerate(states) if SpeechDiscarded in events or SpeechEnded in events]
-    assert len(opened) == len(closed) == 2  # the blip, discarded; the utterance, ended
-    for i, (_, is_open) in enumerate(states):
-        assert is_open == any(start <= i < end for start, end in zip(opened, closed, strict=True)), i
-
-
 def test_voiced_time_grows_while_speech_goes_on_and_is_carried_by_the_utterance() -> None:
     samples = load(TRACK)
     options = dataclasses.replace(VadOptions(), hangover_ms=300, speculate_ms=0)

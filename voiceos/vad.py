@@ -268,11 +268,6 @@ class VadSegmenter:
         self._ring.clear()
 
     @property
-    def in_utterance(self) -> bool:
-        """Whether an utterance is open: speech began and neither its end nor its discard has come yet."""
-        return self._triggered
-
-    @property
     def voiced_s(self) -> float:
         """Voice heard so far in the open utterance (0 when none is open)."""
         return self._voiced_time() if self._triggered else 0.0

@@ -113,7 +113,6 @@ class Assistant:
             "history_messages": len(p.history),
             "barge_in": self.config.audio.barge_in,
             "echo": self.audio.echo.mode,  # aec, gate (livekit missing) or off
-            "user_speaking": self.audio.vad.in_utterance,  # the VAD holds an utterance open right now
             **{name: section() for name, section in self.extra_status.items()},
             "audio_faults": self.audio.faults(),
         }
