@@ -131,6 +131,40 @@ def test_training_a_branch_head_writes_a_checkpoint_the_reply_prefill_reads(lm, 
         assert seen[0].scores[name] == pytest.approx(expected.scores[name], abs=1e-4)
 
 
+def test_features_only_caches_the_token_states_that_a_later_training_run_reads_without_the_lm(
+    lm, tmp_path, monkeypatch
+):
+    """`--features-only` (run on a big machine first) leaves the states in the cache and no checkpoint; the training
+    run after it never runs the LM over the examples again."""
+    from voiceos.emotion.features import FeatureExtractor
+    from voiceos.emotion.train import TrainOptions, train
+
+    options = TrainOptions(
+        out_dir=str(tmp_path / "out"),
+        cache_dir=str(tmp_path / "cache"),
+        goemotions_train=21,
+        meld_train=14,
+        goemotions_dev=14,
+        meld_dev=14,
+        layer=LAYER,
+        branch_layers=1,
+        lora_rank=4,
+        branch_epochs=1,
+        baseline=False,
+        features_only=True,
+    )
+    result = train(options, lm, progress=False)
+    assert len(result["sizes"]) == 4 and not (tmp_path / "out").exists()
+    assert len(list((tmp_path / "cache" / "emotion-features").glob("*.tokens.npy"))) == 4
+
+    def no_lm_pass(*args, **kwargs):
+        raise AssertionError("the LM ran over the examples again")
+
+    monkeypatch.setattr(FeatureExtractor, "token_states", no_lm_pass)
+    metrics = train(TrainOptions(**{**options.__dict__, "features_only": False}), lm, progress=False)
+    assert metrics["epochs_run"] == 1 and (tmp_path / "out" / "head.safetensors").is_file()
+
+
 def test_a_branch_checkpoint_that_does_not_fit_the_lm_fails_with_one_line(lm, tmp_path):
     import json
 

@@ -165,8 +165,11 @@ def fit_branch_head(
         lora_rank=options.lora_rank,
         lora_alpha=options.lora_alpha,
     ).bind(lm_model)
+    device = next(lm_model.parameters()).device  # the branch sits beside the LM's layers: the head goes there too
+    head.to(device)
     if row_weights is None:
         row_weights = balanced_weights(train_y)[train_y]
+    train_y, row_weights = train_y.to(device), row_weights.to(device)
     loss_fn = torch.nn.CrossEntropyLoss(reduction="none")
     trainable = [(n, p) for n, p in head.named_parameters() if p.requires_grad]
     groups = [
@@ -205,8 +208,9 @@ def fit_branch_head(
         for b in bar:
             x, lengths, spans = train_states.batch(batches[b])
             opt.zero_grad()
-            weights = row_weights[batches[b]]
-            loss = (loss_fn(head(head.pool(x, lengths, spans)), train_y[batches[b]]) * weights).sum() / weights.sum()
+            rows = torch.tensor(batches[b], device=device)
+            weights = row_weights[rows]
+            loss = (loss_fn(head(head.pool(x, lengths, spans)), train_y[rows]) * weights).sum() / weights.sum()
             loss.backward()
             opt.step()
             schedule.step()

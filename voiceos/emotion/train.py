@@ -77,6 +77,7 @@ class TrainOptions:
     seed: int = 0
     feature_batch_size: int = 32
     baseline: bool = True  # also train the same head on mean-pooled features (reported beside the head)
+    features_only: bool = False  # cache what the frozen LM computes (e.g. on a GPU machine) and stop there
     command: str = ""  # recorded in the model card
 
 
@@ -124,6 +125,8 @@ def train(options: TrainOptions, lm: Any | None = None, *, progress: bool = True
             feats[name] = pooled_features(states[name])
         else:
             feats[name] = torch.from_numpy(cached_features(extractor, rows, cache_dir, **cache_args))
+    if options.features_only:
+        return {"sizes": {name: len(rows) for name, rows in sets.items()}, "cache_dir": str(cache_dir)}
     labels = {name: np.array([ex.label for ex in rows]) for name, rows in sets.items()}
     hidden = int(lm.model.config.hidden_size)
 
@@ -301,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "-m", "voiceos.emotion.train", *recorded_arguments(argv)])
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     metrics = train(TrainOptions(**vars(args), command=command))
-    print(json.dumps({k: metrics[k] for k in ("dev", "baseline") if k in metrics}, indent=2))
+    print(json.dumps({k: metrics[k] for k in ("dev", "baseline", "sizes") if k in metrics}, indent=2))
     return 0
 
 
