@@ -13,15 +13,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
+from voiceos.audio.device_thread import DeviceThread
 from voiceos.audio.echo import EchoGate
 from voiceos.audio.microphone import Microphone, device_name, rescan_devices
 from voiceos.audio.playback import ChunkPlayer, resolve_device
 from voiceos.audio.reference import PlaybackReference
-from voiceos.config import Config
+from voiceos.config import AudioOptions, Config
 from voiceos.errors import AudioDeviceError
 from voiceos.vad import VadEvent, VadSegmenter
 
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 ECHO_FRAME = SAMPLE_RATE // 100  # the echo stage works in 10 ms steps
+T = TypeVar("T")
 
 
 class SpeechListener(Protocol):
@@ -52,6 +55,50 @@ def device_counters(mic: Microphone | None, player: ChunkPlayer | None) -> dict[
     }
 
 
+SLOW_DEVICE_CALL_S = 3.0  # a device call this slow: the sound system does not answer (opening takes ~0.1 s)
+
+
+class _Stopped(Exception):
+    """The daemon stops while a device call still runs: nobody waits for it any more."""
+
+
+def open_devices(
+    audio: AudioOptions,
+    output_rate: int,
+    on_played: Callable[..., None],
+    loop: asyncio.AbstractEventLoop,
+) -> tuple[ChunkPlayer, Microphone, str]:
+    """The speaker and the microphone streams, and the speaker's name (device thread: PortAudio calls). If the
+    microphone cannot be opened, the speaker opened before it is closed again."""
+    player = ChunkPlayer(
+        output_rate,
+        resolve_device(audio.output_device, "output"),
+        max_queued_s=600.0,
+        latency=audio.output_latency_ms / 1000,
+        on_played=on_played,
+    )
+    try:
+        microphone = Microphone(
+            resolve_device(audio.input_device, "input"), sample_rate=audio.input_sample_rate, loop=loop
+        )
+    except BaseException:
+        with contextlib.suppress(Exception):
+            player.close()
+        raise
+    return player, microphone, device_name(player.device, "output")
+
+
+def close_devices(player: ChunkPlayer | None, microphone: Microphone | None, rescan: bool) -> None:
+    """Close both streams (device thread), then re-initialise PortAudio if ``rescan`` (a device was lost)."""
+    if microphone is not None:
+        microphone.close()
+    if player is not None:
+        with contextlib.suppress(Exception):
+            player.close()
+    if rescan:
+        rescan_devices()
+
+
 class AudioLoop:
     def __init__(self, config: Config, output_rate: int, listener: SpeechListener) -> None:
         self.config = config
@@ -68,6 +115,8 @@ class AudioLoop:
         self.last_adc = 0.0  # capture time of the end of the last microphone audio processed
         self._pending = np.zeros(0, dtype=np.float32)  # microphone samples short of a 10 ms echo frame
         self._totals = device_counters(None, None)  # of streams closed so far (reopened after a loss)
+        self._output_name = ""
+        self.devices = DeviceThread()  # every PortAudio call that may block (open, close, rescan)
 
     # -- configuration -------------------------------------------------------------------------------------------
     def use_config(self, config: Config, *, new_vad: bool = False, new_echo: bool = False) -> None:
@@ -81,7 +130,7 @@ class AudioLoop:
 
     # -- state ---------------------------------------------------------------------------------------------------
     def output_name(self) -> str | None:
-        return device_name(self.player.device, "output") if self.player is not None else None
+        return self._output_name if self.player is not None else None
 
     def faults(self) -> dict[str, int]:
         """Overflows, underflows, dropped blocks and mid-reply gaps since start, over every stream opened."""
@@ -96,63 +145,81 @@ class AudioLoop:
 
     # -- the loop ------------------------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
-        """Open the devices and listen until ``stop``; a lost device or sound server is reopened with backoff."""
+        """Open the devices and listen until ``stop``; a lost device or sound server is reopened with backoff.
+        Opening, closing and rescanning run on the device thread (see :mod:`voiceos.audio.device_thread`)."""
         delay = 0.5
-        while not stop.is_set():
-            try:
-                self._open()
-            except AudioDeviceError as err:
-                self.error = str(err)
-                self.listener.on_audio_state("no_audio", f"{err}; retrying in {delay:.1f} s")
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
-                delay = min(delay * 2, self.config.audio.reconnect_max_s)
-                self.close()
-                rescan_devices()
-                continue
-            delay = 0.5
-            self.error = ""
-            self.ready.set()
-            self.listener.on_audio_state("open")
-            try:
-                lost = await self._listen(stop)
-            except Exception:  # a bug must not leave the daemon deaf while it still answers on the socket
-                log.exception("the audio loop failed; reopening the devices")
-                lost = True
-                await asyncio.sleep(0.5)  # no busy loop if it fails again at once
-            microphone = self.microphone.name if self.microphone is not None else "?"
-            self.ready.clear()
-            self.close()
-            if lost:
-                self.lost += 1
-                self.error = f"microphone {microphone} stopped (device removed or sound server gone)"
-                log.warning("audio stopped: %s; reopening", self.error)
-                self.listener.on_audio_state("lost", f"{self.error}; reconnecting")
-                rescan_devices()
+        loop = asyncio.get_running_loop()
+        try:
+            while not stop.is_set():
+                try:
+                    self.player, self.microphone, self._output_name = await self._on_device_thread(
+                        stop, open_devices, self.config.audio, self.output_rate, self.reference.write, loop
+                    )
+                except AudioDeviceError as err:
+                    self.error = str(err)
+                    self.listener.on_audio_state("no_audio", f"{err}; retrying in {delay:.1f} s")
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(stop.wait(), delay)
+                    delay = min(delay * 2, self.config.audio.reconnect_max_s)
+                    await self._on_device_thread(stop, rescan_devices)
+                    continue
+                delay = 0.5
+                self.error = ""
+                self.ready.set()
+                log.info("listening on %s, speaking on %s", self.microphone.name, self._output_name)
+                self.listener.on_audio_state("open")
+                try:
+                    lost = await self._listen(stop)
+                except Exception:  # a bug must not leave the daemon deaf while it still answers on the socket
+                    log.exception("the audio loop failed; reopening the devices")
+                    lost = True
+                    await asyncio.sleep(0.5)  # no busy loop if it fails again at once
+                microphone = self.microphone.name if self.microphone is not None else "?"
+                self.ready.clear()
+                devices = self._detach()
+                if lost:
+                    self.lost += 1
+                    self.error = f"microphone {microphone} stopped (device removed or sound server gone)"
+                    log.warning("audio stopped: %s; reopening", self.error)
+                    self.listener.on_audio_state("lost", f"{self.error}; reconnecting")
+                await self._on_device_thread(stop, close_devices, *devices, lost)
+        except _Stopped:
+            pass
 
-    def _open(self) -> None:
-        audio = self.config.audio
-        out_index = resolve_device(audio.output_device, "output")
-        in_index = resolve_device(audio.input_device, "input")
-        self.player = ChunkPlayer(
-            self.output_rate,
-            out_index,
-            max_queued_s=600.0,
-            latency=audio.output_latency_ms / 1000,
-            on_played=self.reference.write,
-        )
-        self.microphone = Microphone(in_index, sample_rate=audio.input_sample_rate)
-        log.info("listening on %s, speaking on %s", self.microphone.name, self.output_name())
+    async def _on_device_thread(self, stop: asyncio.Event, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` on the device thread. While it takes over ``SLOW_DEVICE_CALL_S``, status says the sound
+        system does not answer; at ``stop`` the loop stops waiting for it (:class:`_Stopped`)."""
+        future = self.devices.submit(fn, *args)
+        hung = False
+        while True:
+            done, _ = await asyncio.wait({future}, timeout=0.25)
+            if done:
+                if hung:
+                    log.warning("the sound system answers again (%s returned)", fn.__name__)
+                return future.result()
+            if stop.is_set():
+                raise _Stopped
+            if not hung and self.devices.busy_s() > SLOW_DEVICE_CALL_S:
+                hung = True
+                self.ready.clear()
+                self.error = f"the sound system does not answer ({self.devices.current} has waited over "
+                self.error += f"{SLOW_DEVICE_CALL_S:.0f} s)"
+                log.warning("%s", self.error)
+                self.listener.on_audio_state("no_audio", f"{self.error}; waiting for it")
+
+    def _detach(self) -> tuple[ChunkPlayer | None, Microphone | None]:
+        """Take the streams out of use (on the loop), keeping their counters, for closing on the device thread."""
+        self._totals = self.faults()
+        devices = self.player, self.microphone
+        self.player = self.microphone = None
+        return devices
 
     def close(self) -> None:
-        self._totals = self.faults()
-        if self.microphone is not None:
-            self.microphone.close()
-        if self.player is not None:
-            with contextlib.suppress(Exception):
-                self.player.close()
-        self.microphone = None
-        self.player = None
+        """Release both devices (at shutdown): on the device thread, waited for at most 2 s."""
+        player, microphone = self._detach()
+        if (player or microphone) and not self.devices.call(close_devices, player, microphone, False, timeout=2.0):
+            log.warning("closing the audio devices did not finish in 2 s; the sound system does not answer")
+        self.devices.stop()
 
     async def _listen(self, stop: asyncio.Event) -> bool:
         """Feed microphone frames to the VAD until stop (False) or the stream stalls (True)."""
