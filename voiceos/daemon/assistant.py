@@ -279,10 +279,14 @@ class Assistant:
         return True
 
     def _begin_audio_turn(self) -> Turn:
-        """The turn of an utterance that just ended; a previous turn still thinking is cut, its words kept."""
-        turn = Turn("", "microphone", done=asyncio.get_running_loop().create_future())
+        """The turn of an utterance that just ended; a previous turn still thinking is cut, its words kept (a
+        say/listen turn learns which utterance cut it: if that had no words, it is answered after all)."""
+        loop = asyncio.get_running_loop()
+        turn = Turn("", "microphone", done=loop.create_future(), words=loop.create_future())
         previous, self._turn = self._turn, turn
         if previous is not None:
+            if previous.source != "microphone" and not previous.speaking and not previous.cancel.is_set():
+                previous.cut_by = turn
             self._cut_turn(previous, "a new utterance")
         return turn
 
@@ -323,6 +327,8 @@ class Assistant:
             if turn.cancel.is_set():  # the user went on talking: this is the start of their next utterance
                 self._carry_over = text
                 return None
+            if turn.words is not None:
+                turn.words.set_result(text)
             if not text:
                 log.info(
                     "nothing intelligible in %.2f s of speech", 0 if samples is None else len(samples) / SAMPLE_RATE
@@ -335,6 +341,8 @@ class Assistant:
             }
             return await self.respond(text, "microphone", extra_timings=timings, turn=turn)
         finally:
+            if turn.words is not None and not turn.words.done():
+                turn.words.set_result(None)  # cancelled, or failed: not known to be without words
             if not turn.done.done():
                 turn.done.set_result(None)
             if self._turn is turn:
@@ -379,6 +387,8 @@ class Assistant:
                 return {}
             if turn.speaking and not turn.cancel.is_set():
                 await wait_until_heard(self.audio, turn, result)
+            if await self._false_interruption(turn):
+                return await self.respond(text, source, extra_timings)
             return self._finish_turn(turn, result)
         except VoiceosError as err:
             turn.publish(ErrorEvent(str(err)), self.bus.publish)
@@ -390,6 +400,23 @@ class Assistant:
                 self._turn = None
                 if self.state in ("thinking", "speaking"):
                     self.set_state("listening" if self.audio.microphone else "no_audio")
+
+    async def _false_interruption(self, turn: Turn) -> bool:
+        """Was ``turn`` (say/listen) cut before it spoke by an utterance without words (a cough, a leak of its own
+        echo)? Then it is answered after all, if nothing else has started meanwhile (LiveKit's "false
+        interruption": here the cut reply had not been heard yet, so it starts again from the beginning)."""
+        cutter = turn.cut_by
+        if cutter is None or cutter.words is None or turn.speaking:
+            return False
+        words = await asyncio.shield(cutter.words)
+        if words != "" or (self._turn is not None and self._turn is not turn):
+            return False
+        log.info("the utterance that cut the %s reply had no words: answering it after all", turn.source)
+        if not turn.done.done():
+            turn.done.set_result(None)
+        if self._turn is turn:
+            self._turn = None
+        return True
 
     def _speaking_started(self) -> None:
         if self._turn is not None and not self._turn.cancel.is_set():

@@ -53,6 +53,8 @@ class Turn:
     asr_done_at: float = 0.0  # perf_counter() when the transcript was there
     created_at: float = 0.0  # time.monotonic() when a held turn began
     max_hold_s: float = 0.0  # a held turn not decided by then cancels itself (a safety net: the VAD decides)
+    words: asyncio.Future | None = None  # a microphone turn's transcript once known ("": none; None: unknown)
+    cut_by: Turn | None = None  # the microphone turn whose utterance cut this say/listen turn before it spoke
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
