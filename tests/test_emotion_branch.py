@@ -224,3 +224,28 @@ def test_adapters_are_made_on_the_device_and_dtype_of_the_layer_they_adapt():
     adapted = LoRALinear(base, rank=2, alpha=4.0)
     for p in (adapted.lora_a, adapted.lora_b):
         assert p.device.type == "meta" and p.dtype == torch.bfloat16
+
+
+def test_attention_pooling_starts_as_the_mean_and_a_learnt_query_weighs_the_tokens_it_points_to():
+    states = torch.randn(2, 6, 8)
+    lengths, spans = torch.tensor([6, 4]), torch.tensor([[1, 4], [0, 3]])
+    zero = torch.zeros(8)
+    torch.testing.assert_close(
+        pool_states(states, lengths, spans, "attn+last", zero), pool_states(states, lengths, spans, "mean+last")
+    )
+    query = states[0, 2] * 100.0  # the first row's token 2, by far
+    pooled = pool_states(states, lengths, spans, "attn+last", query)
+    torch.testing.assert_close(pooled[0, :8], states[0, 2], atol=1e-3, rtol=1e-3)
+    torch.testing.assert_close(pooled[:, 8:], states[torch.arange(2), lengths - 1])
+    with pytest.raises(ValueError, match="query"):
+        pool_states(states, lengths, spans, "attn+last")
+
+
+def test_a_head_with_attention_pooling_saves_and_loads_its_query(tmp_path):
+    head = EmotionHead(16, 7, pooling="attn+last")
+    with torch.no_grad():
+        head.attn_query.copy_(torch.arange(8.0))
+    head.save(tmp_path)
+    loaded = EmotionHead.load(tmp_path)
+    torch.testing.assert_close(loaded.attn_query, torch.arange(8.0))
+    assert EmotionHead(16, 7).attn_query is None  # mean+last heads (the shipped one) are unchanged

@@ -85,14 +85,29 @@ class EmotionBranch(nn.Module):
         return {prefix + k: v for k, v in self.state_dict().items() if k.endswith(ADAPTER_SUFFIXES)}
 
 
-def pool_states(states: torch.Tensor, lengths: torch.Tensor, spans: torch.Tensor, pooling: str) -> torch.Tensor:
-    """(b, t, hidden) -> (b, features): ``mean`` over each user text span, ``last`` real token, or both (mean|last)."""
+def pool_states(
+    states: torch.Tensor,
+    lengths: torch.Tensor,
+    spans: torch.Tensor,
+    pooling: str,
+    query: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """(b, t, hidden) -> (b, features): ``mean`` over each user text span, ``last`` real token, or both (mean|last);
+    ``attn+last``: an attention-weighted mean over the span (weights: softmax of the states times the head's learnt
+    ``query``; a zero query gives the plain mean), then the last token."""
     t = states.shape[1]
     positions = torch.arange(t, device=states.device).unsqueeze(0)
     spans = spans.to(states.device)
     inside = (positions >= spans[:, :1]) & (positions < spans[:, 1:])
-    mean = (states * inside.unsqueeze(-1)).sum(dim=1) / inside.sum(dim=1, keepdim=True).clamp(min=1)
     last = states[torch.arange(len(states), device=states.device), lengths.to(states.device) - 1]
+    if pooling == "attn+last":
+        if query is None:
+            raise ValueError("attention pooling needs the head's query vector")
+        scores = states @ query.to(states.device, states.dtype) / math.sqrt(states.shape[-1])
+        scores = scores.masked_fill(~inside, torch.finfo(scores.dtype).min)
+        weights = scores.softmax(dim=1) * inside  # (a row without span tokens pools to zeros, like the mean)
+        return torch.cat([(states * weights.unsqueeze(-1)).sum(dim=1), last], dim=-1)
+    mean = (states * inside.unsqueeze(-1)).sum(dim=1) / inside.sum(dim=1, keepdim=True).clamp(min=1)
     if pooling == "mean":
         return mean
     if pooling == "last":

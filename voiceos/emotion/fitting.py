@@ -154,7 +154,7 @@ def fit_branch_head(
 
     set_seeds(options.seed)
     hidden = int(train_states.states.shape[1])
-    in_dim = 2 * hidden if options.pooling == "mean+last" else hidden
+    in_dim = 2 * hidden if options.pooling in ("mean+last", "attn+last") else hidden
     head = EmotionHead(
         in_dim,
         len(LABELS),

@@ -2,9 +2,10 @@
 
 The user turn's states at ``layer`` go optionally through a branch of the LM's next ``branch_layers`` layers with
 LoRA adapters (:mod:`voiceos.emotion.branch`), are pooled (``mean`` over the user's text, the turn's ``last``
-token, or both) and classified by LayerNorm + Linear (with ``hidden_units``, one GELU layer before the output).
-A head with a branch must be bound to its LM (:meth:`EmotionHead.bind`) before it reads states: the checkpoint
-holds only the adapters, the frozen weights come from the LM.
+token, or both; ``attn+last`` learns how to weigh the user's tokens) and classified by LayerNorm + Linear (with
+``hidden_units``, one GELU layer before the output). A head with a branch must be bound to its LM
+(:meth:`EmotionHead.bind`) before it reads states: the checkpoint holds only the adapters, the frozen weights come
+from the LM.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class EmotionHead(nn.Module):
             nn.Sequential(nn.Linear(in_dim, hidden_units), nn.GELU(), nn.Dropout(dropout)) if hidden_units else None
         )
         self.out = nn.Linear(hidden_units or in_dim, n_labels)
+        # attn+last: the attention query over the user's tokens; zero starts as the plain mean
+        self.attn_query = nn.Parameter(torch.zeros(in_dim // 2)) if pooling == "attn+last" else None
 
     def bind(self, lm: Any) -> EmotionHead:
         """Build the branch from ``lm`` (a causal LM module) and load its adapters; nothing to do without a branch."""
@@ -78,7 +81,7 @@ class EmotionHead(nn.Module):
                 raise RuntimeError("this emotion head has an LM branch: bind() it to its dialogue LM first")
             weight = self.branch.layers[0].self_attn.q_proj.base.weight
             states = self.branch(states.to(weight.device, weight.dtype), lengths)
-        return pool_states(states, lengths, spans, self.pooling).float()
+        return pool_states(states, lengths, spans, self.pooling, self.attn_query).float()
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         x = self.drop(self.norm(features))

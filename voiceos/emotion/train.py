@@ -54,7 +54,7 @@ class TrainOptions:
     meld_dev: int | None = None
     context_turns: int = 2  # MELD: preceding utterances given as earlier chat turns
     meld_speaker_roles: bool = False  # MELD context: the speaker's own turns as "user", others' as "assistant"
-    pooling: str = "mean+last"  # mean | last | mean+last
+    pooling: str = "mean+last"  # mean | last | mean+last | attn+last (with a branch: a learnt weighting of tokens)
     hidden_units: int = 0  # 0: LayerNorm + Linear; else one GELU layer of this width before the output
     branch_layers: int = 0  # > 0: copies of the LM's next layers with LoRA adapters before pooling (branch.py)
     lora_rank: int = 8
