@@ -219,7 +219,7 @@ def _check_rows(
 
 
 def _model_card(metrics: dict[str, Any], options: TrainOptions) -> str:
-    dev, sizes = metrics["dev"], metrics["sizes"]
+    dev, sizes, pooling = metrics["dev"], metrics["sizes"], metrics["pooling"]
     units = options.hidden_units
     head_kind = f"LayerNorm + Linear({units}) + GELU + Linear" if units else "LayerNorm + Linear"
     k = options.branch_layers
@@ -227,9 +227,9 @@ def _model_card(metrics: dict[str, Any], options: TrainOptions) -> str:
         "# voiceos emotion head",
         "",
         f"{head_kind} over the frozen dialogue LM's ({metrics['model']}) hidden states (hidden_states index",
-        f"{metrics['layer']}) of the user's turn, pooled as `{metrics['pooling']}` (mean over the user's tokens, and",
-        "the turn's last token), computed from the same chat prompt the dialogue prefills (system prompt + history +",
-        "user turn), so a reply's own prefill yields the emotion.",
+        f"{metrics['layer']}) of the user's turn, pooled as `{pooling}` ({POOLING_WORDS[pooling]}),",
+        "computed from the same chat prompt the dialogue prefills (system prompt + history + user turn), so a",
+        "reply's own prefill yields the emotion.",
         f"Labels: {', '.join(metrics['labels'])}.",
         "",
     ]
@@ -264,6 +264,12 @@ def _model_card(metrics: dict[str, Any], options: TrainOptions) -> str:
     return "\n".join(lines)
 
 
+POOLING_WORDS = {
+    "mean": "the mean over the user's tokens",
+    "last": "the state of the turn's last token",
+    "mean+last": "the mean over the user's tokens, and the turn's last token",
+    "attn+last": "a learnt attention-weighted mean over the user's tokens, and the turn's last token",
+}
 LOCAL_PATH_OPTIONS = ("--out-dir", "--cache-dir")  # where this machine keeps things: not part of the recipe
 
 
