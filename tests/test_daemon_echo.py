@@ -105,7 +105,12 @@ def test_started_without_a_sound_server_the_daemon_waits_and_says_so(pulse_serve
         proc = DaemonProcess(env, tmp_path)
         try:
             status = proc.wait_until("no_audio")
-            assert "retrying" in status["detail"] and status["devices"]["error"]
+            # ALSA's default device may open and then stall ("... stopped; reconnecting") before opening fails
+            deadline = time.monotonic() + 10
+            while "retrying" not in status["detail"] and time.monotonic() < deadline:
+                time.sleep(0.1)
+                status = proc.client.request("status")
+            assert "retrying" in status["detail"] and status["devices"]["error"], status
             pulse_server.start()
             status = proc.wait_until("listening", timeout=60)
             assert status["devices"]["input"] and status["devices"]["error"] is None
