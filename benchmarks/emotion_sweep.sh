@@ -20,9 +20,10 @@ start=$SECONDS
 mkdir -p "$out"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
+trainer=("$py" -m voiceos.emotion.train --feature-batch-size 64 --no-baseline)
 train() {
     # shellcheck disable=SC2086
-    "$py" -m voiceos.emotion.train --cache-dir "$cache" --feature-batch-size 64 --no-baseline ${EXTRA:-} "$@"
+    "${trainer[@]}" --cache-dir "$cache" ${EXTRA:-} "$@"
 }
 
 # 1. The LM's states. Runs that share a cache file (GoEmotions' has no context) must not write it at once, so the
@@ -44,8 +45,8 @@ while read -r name args; do
     variant_cache=$cache
     [[ $args == *"--context-turns 4"* ]] && variant_cache=$cache-context4
     # shellcheck disable=SC2086
-    timeout "$left" "$py" -m voiceos.emotion.train --cache-dir "$variant_cache" --feature-batch-size 64 --no-baseline \
-        $shared ${EXTRA:-} $args --out-dir "$out/$name" >"$out/$name.log" 2>&1 &
+    timeout "$left" "${trainer[@]}" --cache-dir "$variant_cache" $shared ${EXTRA:-} $args --out-dir "$out/$name" \
+        >"$out/$name.log" 2>&1 &
 done <<<"$table"
 wait
 echo "variants ended after $((SECONDS - start)) s"

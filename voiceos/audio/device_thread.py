@@ -91,7 +91,7 @@ class DeviceThread:
         return done.wait(timeout)
 
     def _put(self, job: Callable[[], None]) -> None:
-        if not self._thread.is_alive() and self._thread.ident is None:
+        if self._thread.ident is None:  # not started yet
             self._thread.start()
         self._jobs.put(job)
 

@@ -200,8 +200,7 @@ class AudioLoop:
             if stop.is_set():
                 raise _Stopped
             if not hung and self.devices.busy_s() > SLOW_DEVICE_CALL_S:
-                hung = True
-                self.ready.clear()
+                hung = True  # (no device is in use during these calls: ready is clear already)
                 self.error = f"the sound system does not answer ({self.devices.current} has waited over "
                 self.error += f"{SLOW_DEVICE_CALL_S:.0f} s)"
                 log.warning("%s", self.error)
