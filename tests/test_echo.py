@@ -41,16 +41,15 @@ REPLY_TEXT = "Sure. Mars is cold and dusty today, with a high of minus sixty deg
 
 
 @pytest.fixture(scope="module")
-def reply(tts_engine) -> tuple[np.ndarray, int]:
+def reply(seeded_tts) -> tuple[np.ndarray, int]:
     """The assistant's voice: Piper output at its own rate (22050 Hz), as ChunkPlayer plays it.
 
-    Piper samples noise inside the model, so every synthesis differs; a fixed onnxruntime seed keeps the echo
-    these tests judge close to the same from run to run (not bit-stable: thread scheduling still varies it).
+    Piper samples noise inside the model, so every synthesis differs; a fresh engine seeded before its session was
+    made says exactly the same reply in every run, whatever the tests before it synthesized (the shared engine did
+    not: seeding onnxruntime after its session was made changed nothing, and the echo these tests judge varied).
     """
-    import onnxruntime
-
-    onnxruntime.set_seed(1234)
-    return tts_engine.synthesize_all(REPLY_TEXT), tts_engine.sample_rate
+    engine = seeded_tts(1234)
+    return engine.synthesize_all(REPLY_TEXT), engine.sample_rate
 
 
 @pytest.fixture(scope="module")

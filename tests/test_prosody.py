@@ -22,8 +22,12 @@ from voiceos.tts.prosody import ProsodyStats, measure, shift_pitch
 SR = 22050
 SENTENCE = "The weather is lovely today, so let's go for a walk in the park."
 EMOTIONS = load_voice("joe").emotion_names
-# Piper samples its noise afresh on every call, so each emotion is measured over this many syntheses.
-TAKES = 2
+# Piper samples its noise afresh on every call, so each emotion is measured over this many syntheses, from an engine
+# seeded with SEED (the same audio in every run). Every test below passed for each of seeds 0-15 at 3 takes; at 2
+# takes one seed in 12 failed one of them (the spread of the mean was too wide for the bounds: calm moved -0.59 st
+# to -1.27 st over the seeds, wanted -1.0 st within a factor of 2, and once -0.46 st in CI).
+TAKES = 3
+SEED = 0
 
 # --- a synthetic vowel: harmonics of a (possibly gliding) F0 under an /a/-like formant envelope -------------------
 
@@ -161,13 +165,18 @@ def test_measure_reports_f0_range_level_and_speech_duration() -> None:
 
 
 @pytest.fixture(scope="module")
-def takes(tts_engine) -> dict[str, tuple[ProsodyStats, np.ndarray]]:
-    """Per emotion: the stats of SENTENCE averaged over TAKES syntheses, and the first take's audio."""
-    assert tts_engine.profile.name == "joe"
+def takes(seeded_tts) -> dict[str, tuple[ProsodyStats, np.ndarray]]:
+    """Per emotion: the stats of SENTENCE averaged over TAKES syntheses, and the first take's audio.
+
+    From a freshly seeded engine, so every run measures the same audio (see ``seeded_tts``); the bounds below hold
+    for each of the 16 seeds tried, not only for this one (see TAKES).
+    """
+    engine = seeded_tts(SEED)
+    assert engine.profile.name == "joe"
     results = {}
     for emotion in EMOTIONS:
-        audios = [tts_engine.synthesize_all(SENTENCE, emotion) for _ in range(TAKES)]
-        stats = [measure(audio, tts_engine.sample_rate) for audio in audios]
+        audios = [engine.synthesize_all(SENTENCE, emotion) for _ in range(TAKES)]
+        stats = [measure(audio, engine.sample_rate) for audio in audios]
         mean = ProsodyStats(
             *(float(np.mean([getattr(s, f) for s in stats])) for f in ProsodyStats.__dataclass_fields__)
         )
