@@ -302,8 +302,11 @@ class EchoGate:
             if heard and aec and (unsettled or young or m < x * _REDUCED):
                 # The canceller may have left echo here: misaligned, still in its initial state, or it let a loud
                 # echo through (AEC3 does when it is louder than the reference). Believe only a voice that stands
-                # out of the raw echo.
-                heard = m > self.raw_coupling.gain * r * self._margin
+                # out of the raw echo, and that the canceller did not take guard_db off: it leaves a user's voice
+                # alone, and one loud enough to stand out of the echo is barely reduced (measured: young AEC3 took
+                # 27 dB off an onset of the reply and left the rest 35 dB over its usual residual; the raw envelope
+                # had fallen to where that onset passed it, and the echo started a turn).
+                heard = m > self.raw_coupling.gain * r * self._margin and m <= x * self._guard
             if heard:
                 user = True
                 self.user_frames += 1
