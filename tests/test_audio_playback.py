@@ -63,6 +63,14 @@ def record(pulse_server, action) -> np.ndarray:
 # -- devices -----------------------------------------------------------------------------------------------------
 
 
+def test_the_private_sound_server_runs_realtime_without_a_cpu_time_limit_that_would_kill_it(pulse_server) -> None:
+    """At PulseAudio's default rlimit-rttime (200 ms) the kernel SIGKILLs the server when a realtime sink thread
+    runs that long without sleeping; CI once lost the server mid-reply that way ("Connection terminated")."""
+    limits = Path(f"/proc/{pulse_server._server.pid}/limits").read_text().splitlines()
+    timeout = next(line for line in limits if line.startswith("Max realtime timeout"))
+    assert timeout.split()[3:5] == ["unlimited", "unlimited"], timeout
+
+
 def test_list_devices_shows_the_virtual_devices(pulse_server) -> None:
     devices = list_devices()
     names = [d["name"] for d in devices]

@@ -243,6 +243,31 @@ def test_barge_in_cuts_playback_and_memory_keeps_only_what_was_heard(daemon, pul
     daemon.wait_until("listening", timeout=60)
 
 
+def test_a_sound_server_lost_mid_reply_ends_the_turn_and_says_so(daemon, pulse_server):
+    """PulseAudio goes away while the assistant speaks (CI once saw "Connection terminated" mid-reply): the turn
+    still ends, interrupted, the say request gets its answer, status says why, and the daemon answers again once
+    the server is back."""
+    mark = daemon.events.mark()
+    speaker, result = daemon.say_at_length(mark)
+    pulse_server.kill()
+    try:
+        ended = daemon.events.wait_for("speaking_ended", mark, timeout=30)
+        speaker.join(30)
+        assert not speaker.is_alive(), ("the say request got no answer", daemon.log_tail(3000))
+        assert ended["interrupted"] and result["interrupted"], result
+        assert result["interrupted_by"] == "audio lost", result
+        error = daemon.events.wait_for("error", mark, timeout=10)
+        assert error["message"].startswith("the audio stopped while the reply was spoken: microphone"), error
+        status = daemon.client.request("status")
+        assert status["state"] == "no_audio" and status["detail"], status
+    finally:
+        pulse_server.start()
+    daemon.wait_until("listening", timeout=60)
+    mark = daemon.events.mark()
+    pulse_server.speak_into_mic(speech("sense_and_sensibility_01_austen_64kb-0930.wav"))
+    daemon.events.wait_for("speaking_ended", mark, timeout=120)
+
+
 def test_the_daemon_recovers_when_the_sound_server_restarts(daemon, pulse_server):
     pulse_server.kill()
     time.sleep(1.0)

@@ -128,7 +128,9 @@ def run_bench(config_path: str | None, utterances: int = 5, speech_dir: Path | N
             rig.server.speak_into_mic(samples)
             ended = events.wait_for("speech_ended", mark, BENCH_EVENT_TIMEOUT_S)
             timings = events.wait_for("timings", mark, BENCH_EVENT_TIMEOUT_S)
-            events.wait_for("speaking_ended", mark, BENCH_EVENT_TIMEOUT_S)
+            end = events.wait_for(("speaking_ended", "error"), mark, BENCH_EVENT_TIMEOUT_S)
+            if end["event"] == "error":  # e.g. the sound server went away: the turn ended unheard
+                raise VoiceosError(f"bench: the daemon could not answer {name}: {end['message']}")
             rig.require_listening(300.0, "bench")
             marks.append((name, sent_at, len(samples) / MIC_RATE, ended, timings))
             time.sleep(0.5)

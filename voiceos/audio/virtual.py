@@ -108,6 +108,10 @@ class PulseServer:
         )
         (self.root / "asoundrc").write_text(ASOUNDRC)
         (self.root / "client.conf").write_text("autospawn = no\n")
+        # Realtime scheduling stays (as on a desktop), but without its CPU-time limit: at the default 200 ms the
+        # kernel SIGKILLs the server when a null sink's realtime thread renders a long catch-up (a VM paused under
+        # load), and every client sees "Connection terminated" mid-test.
+        (self.root / "daemon.conf").write_text("rlimit-rttime = -1\n")
         self.client_env = {
             "XDG_RUNTIME_DIR": str(self.root),
             "PULSE_SERVER": f"unix:{self.socket}",
@@ -133,7 +137,7 @@ class PulseServer:
         if self.running:
             return
         atexit.register(self.stop)  # a test process that dies of an exception must not leave a server behind
-        server_env = {**self.env, "HOME": str(self.root)}
+        server_env = {**self.env, "HOME": str(self.root), "PULSE_CONFIG": str(self.root / "daemon.conf")}
         cmd = ["pulseaudio", "-n", "-F", str(self.root / "pa.pa"), "--daemonize=no", "--exit-idle-time=-1"]
         with open(self.log_path, "ab") as log:
             self._server = subprocess.Popen(

@@ -51,6 +51,7 @@ from voiceos.privacy import TranscriptLog
 from voiceos.vad import SpeechDiscarded, SpeechEnded, SpeechPaused, SpeechStarted, VadEvent
 
 log = logging.getLogger(__name__)
+AUDIO_LOST = "audio lost"  # why a turn is interrupted when the devices go away
 
 
 class Assistant:
@@ -144,7 +145,7 @@ class Assistant:
             return
         if state == "lost":
             self._drop_head_start()  # no end of turn will come for its utterance
-            self.interrupt_turn("audio lost")
+            self.interrupt_turn(AUDIO_LOST)
         self.set_state("no_audio", detail)
 
     def on_speech(self, events: list[VadEvent], voiced_s: float) -> None:
@@ -434,6 +435,9 @@ class Assistant:
         timings = turn.head_start_timings({**turn.timings_ms, **result.timings_ms})
         if turn.speaking:
             self.bus.publish(SpeakingEnded(interrupted=turn.interrupted, spoken_text=heard))
+        if turn.interrupted_by == AUDIO_LOST:  # a turn cut before it spoke would otherwise end without a word
+            when = "while" if turn.speaking else "before"
+            self.bus.publish(ErrorEvent(f"the audio stopped {when} the reply was spoken: {self.audio.error}"))
         self.bus.publish(TimingsEvent(timings))
         data = result.as_json()
         data["timings_ms"] = {k: round(v, 1) for k, v in timings.items()}

@@ -196,18 +196,22 @@ class EventFollower:
         with self._cond:
             return [e for e in self.events[mark:] if name is None or e["event"] == name]
 
-    def wait_for(self, name: str, mark: int = 0, timeout: float = 120.0, where=lambda e: True) -> dict[str, Any]:
-        """The first ``name`` event from ``mark`` on that ``where`` accepts; :class:`EventTimeout` after ``timeout``."""
+    def wait_for(
+        self, name: str | tuple[str, ...], mark: int = 0, timeout: float = 120.0, where=lambda e: True
+    ) -> dict[str, Any]:
+        """The first ``name`` event (or any of several names) from ``mark`` on that ``where`` accepts;
+        :class:`EventTimeout` after ``timeout``."""
+        names = (name,) if isinstance(name, str) else name
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
                 for event in self.events[mark:]:
-                    if event["event"] == name and where(event):
+                    if event["event"] in names and where(event):
                         return event
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    names = [e["event"] for e in self.events[mark:]]
-                    raise EventTimeout(f"the daemon sent no {name!r} event within {timeout:.0f} s; saw {names}")
+                    seen = [e["event"] for e in self.events[mark:]]
+                    raise EventTimeout(f"the daemon sent no {name!r} event within {timeout:.0f} s; saw {seen}")
                 self._cond.wait(left)
 
     def wait(self, seconds: float) -> None:
