@@ -76,6 +76,7 @@ class Assistant:
         self._head_start: HeadStart | None = None
         self._speculation = SpeculativeTranscription(self._models, lambda x: self.pipeline.transcriber.transcribe(x))
         self._barge_in: MinSpeechInterruption[Turn] = MinSpeechInterruption(self.config.audio.barge_in_min_ms)
+        self._audio_lost_because = ""  # the audio loop's error when the devices were last lost
         output_rate = self.config.audio.output_sample_rate or pipeline.tts.sample_rate
         self.audio = AudioLoop(self.config, output_rate, self)
         self.transcripts = TranscriptLog() if self.config.privacy.save_transcripts else None
@@ -145,6 +146,7 @@ class Assistant:
             return
         if state == "lost":
             self._drop_head_start()  # no end of turn will come for its utterance
+            self._audio_lost_because = self.audio.error  # a reconnect attempt overwrites audio.error at once
             self.interrupt_turn(AUDIO_LOST)
         self.set_state("no_audio", detail)
 
@@ -437,7 +439,7 @@ class Assistant:
             self.bus.publish(SpeakingEnded(interrupted=turn.interrupted, spoken_text=heard))
         if turn.interrupted_by == AUDIO_LOST:  # a turn cut before it spoke would otherwise end without a word
             when = "while" if turn.speaking else "before"
-            self.bus.publish(ErrorEvent(f"the audio stopped {when} the reply was spoken: {self.audio.error}"))
+            self.bus.publish(ErrorEvent(f"the audio stopped {when} the reply was spoken: {self._audio_lost_because}"))
         self.bus.publish(TimingsEvent(timings))
         data = result.as_json()
         data["timings_ms"] = {k: round(v, 1) for k, v in timings.items()}
