@@ -22,6 +22,7 @@ from voiceos.audio.device_thread import DeviceThread
 from voiceos.audio.echo import EchoGate
 from voiceos.audio.microphone import Microphone, device_name, rescan_devices
 from voiceos.audio.playback import ChunkPlayer, resolve_device
+from voiceos.audio.probe import probe_command, probe_devices
 from voiceos.audio.reference import PlaybackReference
 from voiceos.config import AudioOptions, Config
 from voiceos.errors import AudioDeviceError
@@ -149,13 +150,17 @@ class AudioLoop:
         Opening, closing and rescanning run on the device thread (see :mod:`voiceos.audio.device_thread`)."""
         delay = 0.5
         loop = asyncio.get_running_loop()
+        retrying = False  # after a failed open or a lost device: try in a child first (voiceos.audio.probe)
         try:
             while not stop.is_set():
                 try:
+                    if retrying:
+                        await self._probe()
                     self.player, self.microphone, self._output_name = await self._on_device_thread(
                         stop, open_devices, self.config.audio, self.output_rate, self.reference.write, loop
                     )
                 except AudioDeviceError as err:
+                    retrying = True
                     self.error = str(err)
                     self.listener.on_audio_state("no_audio", f"{err}; retrying in {delay:.1f} s")
                     with contextlib.suppress(asyncio.TimeoutError):
@@ -163,7 +168,7 @@ class AudioLoop:
                     delay = min(delay * 2, self.config.audio.reconnect_max_s)
                     await self._on_device_thread(stop, rescan_devices)
                     continue
-                delay = 0.5
+                delay, retrying = 0.5, False
                 self.error = ""
                 self.ready.set()
                 log.info("listening on %s, speaking on %s", self.microphone.name, self._output_name)
@@ -178,6 +183,7 @@ class AudioLoop:
                 self.ready.clear()
                 devices = self._detach()
                 if lost:
+                    retrying = True
                     self.lost += 1
                     self.error = f"microphone {microphone} stopped (device removed or sound server gone)"
                     log.warning("audio stopped: %s; reopening", self.error)
@@ -185,6 +191,14 @@ class AudioLoop:
                 await self._on_device_thread(stop, close_devices, *devices, lost)
         except _Stopped:
             pass
+
+    async def _probe(self) -> None:
+        """AudioDeviceError unless a child process could open the configured devices (see voiceos.audio.probe)."""
+        audio = self.config.audio
+        what = f"microphone {audio.input_device} / speaker {audio.output_device}"
+        failure = await probe_devices(probe_command(audio), what)
+        if failure is not None:
+            raise AudioDeviceError(failure)
 
     async def _on_device_thread(self, stop: asyncio.Event, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` on the device thread. While it takes over ``SLOW_DEVICE_CALL_S``, status says the sound
