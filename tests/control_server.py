@@ -50,6 +50,10 @@ class FakeHandler:
         self.calls.append("reset")
         return {"reset": True}
 
+    async def memory(self, remove: object = None) -> dict:
+        self.calls.append("memory")
+        return {"facts": []}
+
     def subscribe(self) -> Subscription:
         self.calls.append("subscribe")
         return self.bus.subscribe(maxsize=8)

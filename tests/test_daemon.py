@@ -209,6 +209,24 @@ def test_status_and_reset_commands_are_thin_clients_of_the_daemon(daemon):
     assert daemon.client.request("status")["history_messages"] == 0
 
 
+def test_what_the_user_tells_about_themselves_is_listed_removable_and_reset(daemon):
+    daemon.client.request("reset")
+    daemon.client.request("say", text="Hi, my name is Ada and I have a dog called Rex.")
+    facts = daemon.client.request("memory")["facts"]
+    assert [f["text"] for f in facts] == ["The user's name is Ada.", "The user has a dog called Rex."]
+    run = [sys.executable, "-m", "voiceos", "memory"]
+    listed = subprocess.run(run, env=daemon.env, capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0 and "for this conversation only" in listed.stdout, listed
+    assert "  1. The user's name is Ada." in listed.stdout.splitlines()
+    removed = subprocess.run([*run, "--remove", "2"], env=daemon.env, capture_output=True, text=True, timeout=60)
+    assert removed.stdout.splitlines()[0] == "forgot: The user has a dog called Rex.", removed
+    wrong = subprocess.run([*run, "--remove", "9"], env=daemon.env, capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == 1, wrong
+    assert wrong.stderr.strip() == "voiceos: error: no fact number 9 (there are 1; `voiceos memory` lists them)"
+    assert daemon.client.request("reset")["cleared_facts"] == 1
+    assert daemon.client.request("memory")["facts"] == []
+
+
 def test_listen_on_the_socket_answers_a_file_and_refuses_relative_paths(daemon):
     data = daemon.client.request("listen", path=str(LIBRIVOX / "sense_and_sensibility_01_austen_64kb-0930.wav"))
     assert word_error_rate("he might even have been made amiable himself", data["transcript"]) <= 0.2

@@ -69,7 +69,7 @@ def test_history_keeps_both_sides_of_each_turn_until_reset(pipeline):
     pipeline.reset()
     assert pipeline.history == []
     pipeline.reply("Hello again.")  # nothing of the forgotten conversation is reused: only the persona
-    assert pipeline.lm.last_stats.reused_tokens == len(pipeline.lm.persona_prefix(pipeline.lm.options.system_prompt)[0])
+    assert pipeline.lm.last_stats.reused_tokens == len(pipeline.lm.persona_prefix(pipeline.system_prompt())[0])
     pipeline.reset()
 
 

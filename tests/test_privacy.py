@@ -127,16 +127,18 @@ def test_turn_logs_show_what_was_said_only_with_log_transcripts(test_config, dev
 
 def test_forget_erases_transcripts_and_reply_audio_keeps_the_model_cache_and_is_idempotent(tmp_path, forget_env):
     transcripts = tmp_path / "data" / "voiceos" / "transcripts.jsonl"
+    facts = transcripts.with_name("memory.json")  # privacy.remember
     replies = [Path(forget_env["XDG_RUNTIME_DIR"]) / "voiceos" / "last-reply.wav"]
     replies.append(tmp_path / "tmp" / "voiceos" / "last-reply.wav")  # from a session without a runtime dir
     model = tmp_path / "cache" / "voiceos" / "lm" / "model.safetensors"
-    for path in (transcripts, *replies, model):
+    for path in (transcripts, facts, *replies, model):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"something personal")
 
     proc = run_voiceos("forget", env=forget_env)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     assert proc.stdout.splitlines() == [
+        f"erased the facts kept across restarts: {facts}",
         f"erased saved transcripts: {transcripts}",
         f"erased the last reply's audio: {replies[0]}",
         f"erased the last reply's audio: {replies[1]}",

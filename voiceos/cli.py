@@ -73,6 +73,20 @@ def build_parser() -> argparse.ArgumentParser:
         client_cmd = sub.add_parser(name, help=text)
         client_cmd.add_argument("--socket", metavar="PATH", help="control socket of the daemon")
 
+    chat = sub.add_parser("chat", help="a text conversation (same persona, memory and LM as the daemon)")
+    chat.add_argument(
+        "--jsonl",
+        action="store_true",
+        help='stdin: {"text": ...} or {"reset": true} a line; '
+        "stdout: one JSON object per line (reply, user_emotion, reply_emotion, timings_ms)",
+    )
+    chat.add_argument("--speak", action="store_true", help="also speak each reply")
+
+    memory = sub.add_parser("memory", help="list what voiceos remembers about you (the daemon's, else the saved)")
+    memory.add_argument("--remove", type=int, metavar="N", help="forget fact N (as listed)")
+    memory.add_argument("--json", action="store_true")
+    memory.add_argument("--socket", metavar="PATH", help="control socket of the daemon")
+
     forget_help = "erase what voiceos stores about you (conversation memory, transcripts, reply audio); keeps models"
     forget = sub.add_parser("forget", help=forget_help, description=FORGET_DESCRIPTION)
     forget.add_argument("--socket", metavar="PATH", help="control socket of the daemon")
@@ -250,6 +264,44 @@ def cmd_client(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def cmd_chat(args: argparse.Namespace, config: Config) -> int:
+    from voiceos.chat import run_interactive, run_jsonl
+    from voiceos.pipeline import Pipeline
+
+    pipeline = Pipeline.load(config, stages=("lm", "tts") if args.speak else ("lm",))
+    rate = pipeline.tts.sample_rate if pipeline.tts is not None else 0
+    with _Speaker(config, rate, play=args.speak) as speaker:
+        on_audio = speaker.write if args.speak else None
+        if args.jsonl:
+            return run_jsonl(pipeline, sys.stdin, sys.stdout, on_audio)
+        return run_interactive(pipeline, on_audio)
+
+
+def cmd_memory(args: argparse.Namespace, config: Config) -> int:
+    """The running daemon's facts (it holds them even when they are not saved), else those saved on disk."""
+    from voiceos.daemon.client import ControlClient, DaemonUnavailable
+    from voiceos.memory import MemoryStore, memory_path
+    from voiceos.memory.store import memory_command
+
+    fields = {"remove": args.remove} if args.remove is not None else {}
+    try:
+        with ControlClient(args.socket, timeout=60) as client:
+            data, where = client.request("memory", **fields), "the running daemon"
+    except DaemonUnavailable:
+        data, where = memory_command(MemoryStore(memory_path()), args.remove), str(memory_path())
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False))
+        return 0
+    if data.get("removed"):
+        print(f"forgot: {data['removed']['text']}")
+    facts = data.get("facts") or []
+    kept = "kept across restarts" if data.get("kept_across_restarts") else "for this conversation only"
+    print(f"what voiceos remembers about you ({where}, {kept}):" if facts else f"nothing remembered ({where})")
+    for number, fact in enumerate(facts, 1):
+        print(f"  {number}. {fact['text']}")
+    return 0
+
+
 def cmd_forget(args: argparse.Namespace, config: Config) -> int:
     from voiceos.privacy import forget_command
 
@@ -338,6 +390,8 @@ COMMANDS = {
     "interrupt": cmd_client,
     "reset": cmd_client,
     "forget": cmd_forget,
+    "chat": cmd_chat,
+    "memory": cmd_memory,
     "install-service": cmd_install_service,
     "bench": cmd_bench,
     "emotion": cmd_emotion,

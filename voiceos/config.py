@@ -91,11 +91,12 @@ class AsrOptions:
 class DialogueOptions:
     model: str = "embedded"  # embedded SmolLM2-135M-Instruct GGUF; else a Hugging Face id or local directory
     gguf_file: str | None = None
-    system_prompt: str = (
-        "You are voiceos, a friendly voice assistant running privately on the user's own computer. "
-        "Answer in one or two short, natural spoken sentences. Do not use lists, markdown or emoji."
-    )
+    # How it speaks; the system prompt is persona.name and persona.description, then this, then the facts about the
+    # user (voiceos.dialogue.persona).
+    system_prompt: str = "Answer in one or two short, natural spoken sentences. Do not use lists, markdown or emoji."
     max_new_tokens: int = _range(80, 1, 4096)
+    # stop after this many sentences unless the user asked for detail (voiceos.dialogue.length); 0 = no limit
+    max_sentences: int = _range(2, 0, 1000)
     max_prompt_tokens: int = _range(1024, 64, 1_000_000)  # persona + history + message; oldest turns go first
     temperature: float = _range(0.0, 0.0, 5.0)  # 0 = greedy
     top_p: float = _range(0.9, 0.0, 1.0)
@@ -124,11 +125,26 @@ class LimitOptions:
 
 
 @dataclass(frozen=True)
+class PersonaOptions:
+    """Who the assistant is: its own short, speakable name and a few lines of character."""
+
+    name: str = "Milo"
+    # Measured on the base 135M LM (benchmarks/README.md, "Conversation probes"): longer character lines bought
+    # empathy at the cost of factual answers (0.9 -> 0.3); this one keeps them.
+    description: str = "You are kind, and you listen well."
+
+    def __post_init__(self) -> None:
+        if not self.name.strip() or len(self.name) > 40 or "\n" in self.name:
+            raise ValueError("name must be a short name on one line (1-40 characters)")
+
+
+@dataclass(frozen=True)
 class PrivacyOptions:
     """What voiceos keeps of a conversation beyond the daemon's memory. Both off: nothing is written anywhere."""
 
     log_transcripts: bool = False  # false: logs show "<redacted N chars>" instead of what was said and answered
     save_transcripts: bool = False  # true: the daemon appends each turn to $XDG_DATA_HOME/voiceos/transcripts.jsonl
+    remember: bool = False  # true: the facts the user tells about themselves are kept across restarts (memory.json)
 
 
 @dataclass(frozen=True)
@@ -139,6 +155,7 @@ class Config:
     vad: VadOptions = field(default_factory=VadOptions)
     asr: AsrOptions = field(default_factory=AsrOptions)
     dialogue: DialogueOptions = field(default_factory=DialogueOptions)
+    persona: PersonaOptions = field(default_factory=PersonaOptions)
     emotion: EmotionOptions = field(default_factory=EmotionOptions)
     tts: TtsOptions = field(default_factory=TtsOptions)
     limits: LimitOptions = field(default_factory=LimitOptions)

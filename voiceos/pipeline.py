@@ -20,9 +20,12 @@ from voiceos.asr import SAMPLE_RATE, Transcriber, Transcript
 from voiceos.audio.files import read_audio
 from voiceos.config import Config
 from voiceos.dialogue import DialogueLM, SentenceChunker
+from voiceos.dialogue.length import ends_sentence, wants_detail
+from voiceos.dialogue.persona import persona_prompt
 from voiceos.emotion.labels import EmotionResult
 from voiceos.emotion.policy import reply_style
 from voiceos.errors import AudioInputError, TextInputError
+from voiceos.memory import MemoryStore, memory_path
 from voiceos.models import DevicePlan, plan_for
 from voiceos.privacy import redact
 from voiceos.tts import TtsEngine, load_engine
@@ -142,6 +145,8 @@ class Pipeline:
         self.tts = tts
         self.voice = voice
         self.history: list[dict[str, str]] = []
+        # what the user tells about themselves: for the conversation, or on disk too with privacy.remember
+        self.memory = MemoryStore(memory_path() if config.privacy.remember else None)
 
     @classmethod
     def load(cls, config: Config, stages: Iterable[str] = STAGES, warm: bool = True) -> Pipeline:
@@ -214,7 +219,7 @@ class Pipeline:
         Setting ``cancel`` (from any thread) stops the LM and the synthesis at the next token or audio chunk; the
         result then has ``cancelled`` set and nothing is remembered (the caller knows what was heard).
         """
-        assert self.lm is not None and self.tts is not None, "reply() needs the lm and tts stages"
+        assert self.lm is not None, "reply() needs the lm stage (and tts, to speak: without it, text only)"
         user_text = clean_text(text, self.config.limits.max_text_chars)
         start = time.perf_counter()
         timings: dict[str, float] = {}
@@ -245,6 +250,9 @@ class Pipeline:
             nonlocal produced
             first = produced
             timings.setdefault("first_sentence", _ms_since(start))
+            if self.tts is None:  # a text reply (voiceos chat): the sentences without their audio
+                spans.append(SentenceSpan(sentence, first, first))
+                return
             for chunk in self.tts.synthesize(sentence, emotion=reply_emotion):
                 if cancelled():
                     break
@@ -263,16 +271,21 @@ class Pipeline:
                 speak(sentence)
 
         dialogue = self.config.dialogue
+        # Before the reply, so "I'm Maya, what's my name?" can be answered at once; whatever becomes of the reply
+        # (the daemon remembers only what was heard), the user did say it.
+        self.memory.learn(user_text)
         deltas = self.lm.stream_reply(
             self.history,
             user_text,
-            system_prompt=dialogue.system_prompt,
+            system_prompt=self.system_prompt(),
             max_new_tokens=dialogue.max_new_tokens,
             on_emotion=on_emotion,
         )
+        sentence_cap = 0 if wants_detail(user_text) else dialogue.max_sentences
+        said = 0  # whole sentences so far
         try:
             for delta in deltas:
-                if cancelled():
+                if cancelled() or (sentence_cap and said >= sentence_cap):
                     break
                 if "lm_first_token" not in timings:
                     timings["lm_first_token"] = _ms_since(start)
@@ -280,12 +293,14 @@ class Pipeline:
                     on_delta(delta)
                 for sentence in chunker.push(delta):
                     finished(sentence)
-                    if cancelled():
+                    said += ends_sentence(sentence)
+                    if cancelled() or (sentence_cap and said >= sentence_cap):
                         break
         finally:
             deltas.close()  # stops decoding at once when we left early
         timings["lm_total"] = _ms_since(start)
-        tail = [] if cancelled() else chunker.flush()
+        capped = bool(sentence_cap and said >= sentence_cap)
+        tail = [] if cancelled() or capped else chunker.flush()
         if self.lm.last_stats.stop_reason == "max_tokens" and (spans or written):
             # The reply ran into dialogue.max_new_tokens mid-sentence: end on the last whole sentence.
             log.info("dropping %d unfinished chunk(s) cut off by max_new_tokens", len(tail))
@@ -319,7 +334,7 @@ class Pipeline:
             reply,
             sentences,
             audio,
-            self.tts.sample_rate,
+            self.tts.sample_rate if self.tts is not None else 0,
             timings,
             user_emotion=user_emotion,
             reply_emotion=reply_emotion,
@@ -378,11 +393,20 @@ class Pipeline:
             raise AudioInputError(f"{name}: speech detected but nothing intelligible was transcribed")
         return transcript, utterances, {"vad": vad_ms, "asr": asr_ms}
 
-    def reset(self) -> None:
-        """Forget the conversation, including the LM's cache of it (keys and values of everything said)."""
+    def system_prompt(self) -> str:
+        """The persona, the speaking instructions and what the user has told about themselves."""
+        return persona_prompt(self.config.persona, self.config.dialogue.system_prompt, self.memory.facts)
+
+    def reset(self, *, forget_facts: bool = True) -> int:
+        """Forget the conversation, including the LM's cache of it (keys and values of everything said), and the
+        facts about the user; ``forget_facts=False`` (a new conversation) keeps facts that are kept across restarts
+        (privacy.remember). Returns how many facts were forgotten."""
         self.history.clear()
         if self.lm is not None:
             self.lm.prompt_cache.clear()
+        if forget_facts or not self.memory.persistent:
+            return self.memory.clear()
+        return 0
 
 
 def _ms_since(start: float) -> float:

@@ -4,7 +4,8 @@
   it shows only the length (``privacy.log_transcripts``).
 - :class:`TranscriptLog` appends finished turns to ``$XDG_DATA_HOME/voiceos/transcripts.jsonl`` when
   ``privacy.save_transcripts`` is on (file 0600 in a 0700 directory).
-- :func:`forget` (``voiceos forget``) clears the running daemon's memory and deletes the saved transcripts and the
+- :func:`forget` (``voiceos forget``) clears the running daemon's memory and deletes the remembered facts
+  (``privacy.remember``), the saved transcripts and the
   last reply's audio. The model cache (``~/.cache/voiceos``) is not personal and is kept.
 """
 
@@ -109,14 +110,22 @@ def forget(socket_path: str | os.PathLike[str] | None = None) -> ForgetReport:
     # The daemon first: reset interrupts a turn in flight, which could otherwise save itself after the files go.
     try:
         with ControlClient(socket_path, timeout=60) as client:
-            cleared = int(client.request("reset").get("cleared_messages") or 0)
-        if cleared:
-            report.erased.append(f"erased the running daemon's conversation memory ({cleared} messages)")
+            result = client.request("reset")
+        cleared, facts = int(result.get("cleared_messages") or 0), int(result.get("cleared_facts") or 0)
+        if cleared or facts:
+            what = [f"{cleared} messages"] if cleared else []
+            what += [f"{facts} fact{'s' if facts != 1 else ''} about you"] if facts else []
+            report.erased.append(f"erased the running daemon's conversation memory ({', '.join(what)})")
     except DaemonUnavailable:
         pass
     except VoiceosError as err:
         report.errors.append(f"could not clear the running daemon's memory: {err}")
 
+    from voiceos.memory.store import memory_path  # (it imports this module)
+
+    remembered = memory_path()
+    if _remove(remembered, report):
+        report.erased.append(f"erased the facts kept across restarts: {remembered}")
     transcripts = transcripts_path()
     if _remove(transcripts, report):
         report.erased.append(f"erased saved transcripts: {transcripts}")

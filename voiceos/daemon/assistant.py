@@ -46,6 +46,7 @@ from voiceos.events import (
     TimingsEvent,
     TranscriptEvent,
 )
+from voiceos.memory.store import memory_command
 from voiceos.pipeline import Pipeline, TurnResult
 from voiceos.privacy import TranscriptLog
 from voiceos.vad import SpeechDiscarded, SpeechEnded, SpeechPaused, SpeechStarted, VadEvent
@@ -472,9 +473,12 @@ class Assistant:
         messages = len(self.pipeline.history)
         self.interrupt_turn("reset")
         self._drop_head_start()
-        self.pipeline.reset()
+        facts = self.pipeline.reset()
         self._carry_over = ""
-        return {"cleared_messages": messages}
+        return {"cleared_messages": messages, "cleared_facts": facts}
+
+    async def memory(self, remove: object = None) -> dict:
+        return memory_command(self.pipeline.memory, remove)
 
     def subscribe(self):
         return self.bus.subscribe()

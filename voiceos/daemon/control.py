@@ -58,6 +58,7 @@ class ControlHandler(Protocol):
     def status(self) -> dict[str, Any]: ...
     async def interrupt(self) -> dict[str, Any]: ...
     async def reset(self) -> dict[str, Any]: ...
+    async def memory(self, remove: object = None) -> dict[str, Any]: ...  # the facts (after removing one)
     def subscribe(self) -> Subscription: ...
 
 
@@ -305,6 +306,8 @@ class ControlServer:
             return await handler.interrupt()
         if cmd == "reset":
             return await handler.reset()
+        if cmd == "memory":
+            return await handler.memory(request.body.get("remove"))
         return {"pong": True, "pid": os.getpid()}
 
     async def _stream_events(self, subscription: Subscription, lines: LineReader, writer: asyncio.StreamWriter) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from voiceos.dialogue.persona import runtime_system_prompt
 from voiceos.emotion.classifier import head_probabilities
 from voiceos.emotion.data import DEFAULT_DATA_DIR, read_goemotions, read_meld, stratified_subsample
 from voiceos.emotion.features import FeatureExtractor, cached_features, cached_token_states
@@ -106,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config()
     plan = models.plan_for(config)
     lm = DialogueLM.load(config.dialogue, plan, threads=config.runtime.threads)
+    lm = lm.with_options(system_prompt=runtime_system_prompt(config))  # the states the head sees at run time
     result = evaluate_checkpoint(
         lm, args.checkpoint, data_dir=args.data_dir, goemotions=args.goemotions_dev, meld=args.meld_dev
     )

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from voiceos.dialogue.persona import runtime_system_prompt
 from voiceos.emotion.classifier import head_probabilities
 from voiceos.emotion.data import DEFAULT_DATA_DIR, Example, read_goemotions, read_meld, stratified_subsample
 from voiceos.emotion.features import FeatureExtractor, TokenStates, cached_features, cached_token_states
@@ -112,6 +113,7 @@ def train(options: TrainOptions, lm: Any | None = None, *, progress: bool = True
         config = load_config()
         plan = models.plan_for(config)
         lm = DialogueLM.load(config.dialogue, plan, threads=config.runtime.threads)
+        lm = lm.with_options(system_prompt=runtime_system_prompt(config))  # the states the head sees at run time
     cache_dir = Path(options.cache_dir) if options.cache_dir else models.cache_dir(lm.options.cache_dir)
     sets = _load_sets(options)
     extractor = FeatureExtractor(lm, options.layer)

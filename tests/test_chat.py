@@ -1,0 +1,73 @@
+"""`voiceos chat`: the --jsonl contract, memory within a conversation and the spoken-length cap, on the real LM."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from voiceos.chat import answer_line
+from voiceos.dialogue.length import ends_sentence
+from voiceos.pipeline import Pipeline
+
+
+@pytest.fixture
+def text_pipeline(test_config, device_plan, lm):
+    """The LM alone (no voice): what `voiceos chat` without --speak loads."""
+    pipeline = Pipeline(test_config, device_plan, lm=lm)
+    yield pipeline
+    pipeline.reset()
+
+
+def test_a_turn_line_gets_the_reply_both_emotions_and_timings(text_pipeline):
+    out = answer_line(text_pipeline, json.dumps({"text": "I lost my job today.", "id": 7}))
+    assert out["id"] == 7 and out["reply"] and out["words"] == len(out["reply"].split())
+    assert out["user_emotion"]["label"] in out["user_emotion"]["scores"]
+    assert isinstance(out["reply_emotion"], str) and out["timings_ms"]["lm_first_token"] > 0
+
+
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        ("not json", "not a JSON object"),
+        ("[1, 2]", "expected a JSON object"),
+        ('{"text": 5}', "'text' must be a string"),
+        ('{"txt": "hi"}', "unknown key 'txt'"),
+        ('{"text": "   "}', "empty text"),
+    ],
+)
+def test_a_bad_line_gets_an_error_object_and_changes_nothing(text_pipeline, line, error):
+    out = answer_line(text_pipeline, line)
+    assert set(out) == {"error"} and error in out["error"], out
+    assert text_pipeline.history == [] and text_pipeline.memory.facts == []
+
+
+def test_what_the_user_says_about_themselves_reaches_the_next_prompts_until_a_new_conversation(text_pipeline):
+    out = answer_line(text_pipeline, json.dumps({"text": "Hi, my name is Maya and I have a dog called Biscuit."}))
+    learnt = [fact["text"] for fact in out["learnt"]]
+    assert learnt == ["The user's name is Maya.", "The user has a dog called Biscuit."]
+    assert "The user's name is Maya." in text_pipeline.system_prompt()
+    answer_line(text_pipeline, json.dumps({"text": "What is my dog called?"}))
+    assert answer_line(text_pipeline, '{"reset": true}') == {"reset": True, "forgotten_facts": 2}
+    assert text_pipeline.history == [] and "Maya" not in text_pipeline.system_prompt()
+
+
+def test_a_passing_remark_gets_at_most_two_sentences_a_story_more(text_pipeline):
+    short = text_pipeline.reply("I went to the park with my kids this afternoon.")
+    assert sum(ends_sentence(s) for s in short.sentences) <= 2, short.sentences
+    story = text_pipeline.reply("Tell me a long story about a dragon who learns to bake bread.")
+    assert sum(ends_sentence(s) for s in story.sentences) > 2, story.sentences
+
+
+def test_voiceos_chat_jsonl_answers_every_line_in_order_in_one_process(no_sound_env, tmp_path):
+    lines = ['{"text": "Hello!"}', "oops", '{"reset": true}', '{"text": "What is the capital of France?"}']
+    command = [sys.executable, "-m", "voiceos", "chat", "--jsonl"]
+    env = dict(no_sound_env, XDG_DATA_HOME=str(tmp_path / "data"))
+    done = subprocess.run(command, input="\n".join(lines) + "\n", capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(out) == 4 and out[0]["reply"] and "error" in out[1] and out[2]["reset"] is True
+    assert out[3]["input"] == "What is the capital of France?" and out[3]["reply"], out[3]
+    assert not (tmp_path / "data").exists()  # privacy.remember is off: nothing written
