@@ -49,9 +49,11 @@ def test_what_the_user_says_about_themselves_reaches_the_next_prompts_until_a_ne
     learnt = [fact["text"] for fact in out["learnt"]]
     assert learnt == ["The user's name is Maya.", "The user has a dog called Biscuit."]
     assert "The user's name is Maya." in text_pipeline.system_prompt()
+    corrected = answer_line(text_pipeline, json.dumps({"text": "Sorry, my name is actually Mia."}))
+    assert [fact["text"] for fact in corrected["learnt"]] == ["The user's name is Mia."]  # a correction is news too
     answer_line(text_pipeline, json.dumps({"text": "What is my dog called?"}))
     assert answer_line(text_pipeline, '{"reset": true}') == {"reset": True, "forgotten_facts": 2}
-    assert text_pipeline.history == [] and "Maya" not in text_pipeline.system_prompt()
+    assert text_pipeline.history == [] and "Mia" not in text_pipeline.system_prompt()
 
 
 def test_a_passing_remark_gets_at_most_two_sentences_a_story_more(text_pipeline):

@@ -20,7 +20,7 @@ AudioSink = Callable[[Any], None]
 HELP = "type what you would say; /reset starts a new conversation, /memory lists what I know about you, /quit ends"
 
 
-def turn_json(turn: TurnResult, new_facts: list[dict[str, str]]) -> dict[str, Any]:
+def turn_json(turn: TurnResult) -> dict[str, Any]:
     """One ``--jsonl`` output line for a turn."""
     return {
         "input": turn.input,
@@ -28,7 +28,7 @@ def turn_json(turn: TurnResult, new_facts: list[dict[str, str]]) -> dict[str, An
         "words": len(turn.reply.split()),
         "user_emotion": turn.user_emotion,
         "reply_emotion": turn.reply_emotion,
-        "learnt": new_facts,
+        "learnt": [fact.as_json() for fact in turn.learnt],
         "audio_s": round(turn.audio_seconds, 3),
         "timings_ms": {k: round(v, 1) for k, v in turn.timings_ms.items()},
     }
@@ -53,13 +53,11 @@ def answer_line(pipeline: Pipeline, line: str, on_audio: AudioSink | None = None
     text = request.get("text")
     if not isinstance(text, str):
         return _with_id(request, {"error": "'text' must be a string (or send {\"reset\": true})"})
-    before = {fact.key for fact in pipeline.memory.facts}
     try:
         turn = pipeline.reply(text, on_audio=on_audio)
     except VoiceosError as err:
         return _with_id(request, {"error": str(err)})
-    learnt = [fact.as_json() for fact in pipeline.memory.facts if fact.key not in before]
-    return _with_id(request, turn_json(turn, learnt))
+    return _with_id(request, turn_json(turn))
 
 
 def _with_id(request: dict[str, Any], reply: dict[str, Any]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from voiceos.dialogue.persona import persona_prompt
 from voiceos.emotion.labels import EmotionResult
 from voiceos.emotion.policy import reply_style
 from voiceos.errors import AudioInputError, TextInputError
-from voiceos.memory import MemoryStore, memory_path
+from voiceos.memory import Fact, MemoryStore, memory_path
 from voiceos.models import DevicePlan, plan_for
 from voiceos.privacy import redact
 from voiceos.tts import TtsEngine, load_engine
@@ -63,6 +63,7 @@ class TurnResult:
     audio_path: str | None = None
     spans: list[SentenceSpan] = field(default_factory=list)
     cancelled: bool = False
+    learnt: list[Fact] = field(default_factory=list)  # facts about the user taken from this turn (new or corrected)
 
     def heard_text(self, samples_played: int) -> str:
         """The part of the reply a listener heard when playback stopped after ``samples_played`` samples.
@@ -273,7 +274,7 @@ class Pipeline:
         dialogue = self.config.dialogue
         # Before the reply, so "I'm Maya, what's my name?" can be answered at once; whatever becomes of the reply
         # (the daemon remembers only what was heard), the user did say it.
-        self.memory.learn(user_text)
+        learnt = self.memory.learn(user_text)
         deltas = self.lm.stream_reply(
             self.history,
             user_text,
@@ -283,9 +284,13 @@ class Pipeline:
         )
         sentence_cap = 0 if wants_detail(user_text) else dialogue.max_sentences
         said = 0  # whole sentences so far
+
+        def said_enough() -> bool:
+            return sentence_cap > 0 and said >= sentence_cap
+
         try:
             for delta in deltas:
-                if cancelled() or (sentence_cap and said >= sentence_cap):
+                if cancelled() or said_enough():
                     break
                 if "lm_first_token" not in timings:
                     timings["lm_first_token"] = _ms_since(start)
@@ -294,13 +299,12 @@ class Pipeline:
                 for sentence in chunker.push(delta):
                     finished(sentence)
                     said += ends_sentence(sentence)
-                    if cancelled() or (sentence_cap and said >= sentence_cap):
+                    if cancelled() or said_enough():
                         break
         finally:
             deltas.close()  # stops decoding at once when we left early
         timings["lm_total"] = _ms_since(start)
-        capped = bool(sentence_cap and said >= sentence_cap)
-        tail = [] if cancelled() or capped else chunker.flush()
+        tail = [] if cancelled() or said_enough() else chunker.flush()
         if self.lm.last_stats.stop_reason == "max_tokens" and (spans or written):
             # The reply ran into dialogue.max_new_tokens mid-sentence: end on the last whole sentence.
             log.info("dropping %d unfinished chunk(s) cut off by max_new_tokens", len(tail))
@@ -340,6 +344,7 @@ class Pipeline:
             reply_emotion=reply_emotion,
             spans=spans,
             cancelled=was_cancelled,
+            learnt=learnt,
         )
 
     def remember(self, user_text: str, reply: str) -> None:
