@@ -51,31 +51,29 @@ def loudest(samples: np.ndarray, seconds: float) -> np.ndarray:
     return samples[start : start + n]
 
 
-def test_a_short_sound_over_the_reply_does_not_interrupt_it(echoing_daemon, pulse_server):
-    """0.2 s of voice over the reply (a cough, an "mm-hm"): no interruption, no turn.
+def test_short_sounds_over_the_reply_do_not_interrupt_it(echoing_daemon, pulse_server):
+    """0.2 s of voice over the reply (a cough, an "mm-hm"), three times 1.3 s apart: no interruption, no turn.
 
-    Judged on the events of that sound only, up to the next start of speech: once (in a clean-clone run) AEC3 leaked
-    the echo for ~0.5 s after this double talk (residual -18 dB under the played level, where it had learnt -75 dB)
-    and that later leak cut the reply; a weakness of the echo path, not of this rule (see the issue notes)."""
+    At this loopback the echo is as loud as the played reply, and AEC3 sometimes suppresses such a burst as a whole
+    (it took 50 dB off one): the daemon must hear at least one of the three as voice, or the rule is not exercised.
+    Until the noise floor was learnt only where nothing played, one burst in five cut the reply: the floor rose to
+    the echo's quietest frames, and the VAD took the echo-shaped comfort noise after the burst for more voice.
+    """
     daemon = echoing_daemon
     mark = daemon.events.mark()
     speaker, result = daemon.say_at_length(mark, settle_s=3.0)  # the canceller has learnt the echo path
     burst = loudest(read_audio(LIBRIVOX / "sense_and_sensibility_01_austen_64kb-0880.wav", SAMPLE_RATE), 0.2)
-    pulse_server.speak_into_mic(burst)
-    started = daemon.events.wait_for("speech_started", mark, timeout=10)  # heard as voice over the echo
+    for _ in range(3):
+        pulse_server.speak_into_mic(burst)
+        time.sleep(1.1)
     speaker.join(120)
     assert result["audio"]["played"], result
     # The events stream may lag behind the say reply: wait for this reply's end, so the next test's mark follows it.
-    daemon.events.wait_for("speaking_ended", mark, timeout=30)
-    events = daemon.events.since(mark)
-    of_the_sound = []
-    for event in events[events.index(started) + 1 :]:
-        if event["event"] == "speech_started":
-            break
-        of_the_sound.append(event)
-    cut = [e for e in of_the_sound if e["event"] == "speaking_ended" and e["interrupted"]]
-    assert not cut, ("the sound cut the reply", result, daemon.log_tail(2000))
-    assert not [e for e in of_the_sound if e["event"] == "speech_ended"], "0.2 s over the reply became a turn"
+    ended = daemon.events.wait_for("speaking_ended", mark, timeout=30)
+    assert not ended["interrupted"], ("a short sound cut the reply", result, daemon.log_tail(2000))
+    heard = daemon.events.since(mark, "speech_started")
+    assert heard, ("none of the three sounds was heard over the echo", daemon.log_tail(2000))
+    assert daemon.events.since(mark, "speech_ended") == [], "0.2 s over the reply became a turn"
 
 
 def test_the_user_still_barges_in_over_the_echo(echoing_daemon, pulse_server):
