@@ -24,7 +24,8 @@ def plain_lm(lm: DialogueLM) -> DialogueLM:
 
 
 def _block_layers(model: nn.Module) -> dict[str, BlockLinear]:
-    return {name: m for name, m in model.named_modules() if isinstance(m, BlockLinear)}
+    """By projection path (an adapted projection's base keeps its path: the adapter adds ``.base``)."""
+    return {name.removesuffix(".base"): m for name, m in model.named_modules() if isinstance(m, BlockLinear)}
 
 
 def test_every_projection_and_the_output_matrix_of_the_embedded_lm_reads_its_gguf_blocks(lm: DialogueLM) -> None:

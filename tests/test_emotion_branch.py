@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from voiceos.dialogue.adapter import set_adapter_enabled
 from voiceos.emotion.branch import EmotionBranch, pool_states
 from voiceos.emotion.features import FeatureExtractor, prompt_and_span
 from voiceos.emotion.head import EmotionHead
@@ -22,9 +23,14 @@ def _states(lm, text: str, context=()) -> tuple[torch.Tensor, tuple[int, int]]:
 
 
 def test_an_untrained_branch_reproduces_the_lms_own_next_layers(lm):
-    """lora_b starts at zero, so two branch layers over hidden_states[14] give the LM's hidden_states[16]: the
-    copies, the rotary positions and the causal mask are the LM's own."""
-    hidden, _ = _states(lm, "I finally got the job, I can't believe it!")
+    """lora_b starts at zero, so two branch layers over hidden_states[14] give the base LM's hidden_states[16]: the
+    copies (of the base layers, without the dialogue adapter), the rotary positions and the causal mask are the LM's
+    own."""
+    set_adapter_enabled(lm.model, False)
+    try:
+        hidden, _ = _states(lm, "I finally got the job, I can't believe it!")
+    finally:
+        set_adapter_enabled(lm.model, True)
     branch = EmotionBranch(lm.model, LAYER, 2, rank=8, alpha=16)
     with torch.inference_mode():
         out = branch(hidden[LAYER].unsqueeze(0), torch.tensor([hidden.shape[1]]))[0]

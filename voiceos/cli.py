@@ -106,7 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     emotion.add_argument("--jsonl", action="store_true", help='input lines are {"text": ..., "context": [...]} objects')
     emotion.add_argument("--batch-size", type=int, default=32)
 
-    train = sub.add_parser("train", help="train the emotion head (options: voiceos train --help)", add_help=False)
+    train = sub.add_parser(
+        "train",
+        help="train the emotion head, or `train dialogue`: fine-tune the LM (options: --help after either)",
+        add_help=False,
+    )
     train.add_argument("train_args", nargs=argparse.REMAINDER)
 
     install = sub.add_parser("install-service", help="install the systemd user unit for this installation")
@@ -365,9 +369,15 @@ def _emotion_input(line: str, as_json: bool, max_chars: int) -> tuple[str, list[
 
 
 def cmd_train(args: argparse.Namespace, config: Config) -> int:
+    """``voiceos train dialogue ...`` fine-tunes the LM; ``voiceos train [emotion] ...`` the emotion head."""
+    rest = list(args.train_args)
+    if rest[:1] == ["dialogue"]:
+        from voiceos.dialogue.train import main as dialogue_main
+
+        return dialogue_main(rest[1:], config)
     from voiceos.emotion.train import main as train_main
 
-    return train_main(args.train_args)
+    return train_main(rest[1:] if rest[:1] == ["emotion"] else rest)
 
 
 def cmd_install_service(args: argparse.Namespace, config: Config) -> int:

@@ -107,6 +107,9 @@ class DialogueOptions:
     block_kernel: bool = True  # a GGUF on the CPU in float32: decode from its 4/8-bit blocks (same weights and sums)
     lean_decode: bool = True  # a llama-layout LM on the CPU in float32: decode outside transformers' forward (same ops)
     cache_dir: str | None = None  # dequantized weights; default $XDG_CACHE_HOME/voiceos
+    # The fine-tuned LoRA adapter (voiceos train dialogue): "embedded" is the one shipped for the embedded model
+    # (used only with it), else a checkpoint directory; null: the base model's replies.
+    adapter: str | None = "embedded"
 
 
 @dataclass(frozen=True)

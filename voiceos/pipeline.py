@@ -275,14 +275,16 @@ class Pipeline:
         # Before the reply, so "I'm Maya, what's my name?" can be answered at once; whatever becomes of the reply
         # (the daemon remembers only what was heard), the user did say it.
         learnt = self.memory.learn(user_text)
+        detail = wants_detail(user_text)
         deltas = self.lm.stream_reply(
             self.history,
             user_text,
             system_prompt=self.system_prompt(),
             max_new_tokens=dialogue.max_new_tokens,
             on_emotion=on_emotion,
+            use_adapter=not detail,  # the adapter speaks briefly; a story or an explanation is the base model's
         )
-        sentence_cap = 0 if wants_detail(user_text) else dialogue.max_sentences
+        sentence_cap = 0 if detail else dialogue.max_sentences
         said = 0  # whole sentences so far
 
         def said_enough() -> bool:

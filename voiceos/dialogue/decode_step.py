@@ -12,8 +12,8 @@ norm and the output matrix. So its logits are those of the model's own forward. 
   views of it, so prefills, crops and copies work on it as before) instead of being copied on every token.
 
 Only a float32 llama-layout model on the CPU qualifies (no biases, silu MLP, plain rotary embeddings, plain or
-block Linears: a LoRA-wrapped or otherwise changed layer does not); anything else decodes through the model's
-forward as before.
+block Linears, with or without the dialogue adapter's low-rank term beside them; another wrapper does not):
+anything else decodes through the model's forward as before.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from voiceos.dialogue.adapter import LowRankAdapted, unwrapped
 from voiceos.dialogue.blocks import BlockLinear, block_matvec, fuse_block_rows
 
 log = logging.getLogger(__name__)
@@ -148,8 +149,33 @@ def _append(layer: Any, key: torch.Tensor, value: torch.Tensor, position: int) -
     return layer.keys, layer.values
 
 
-def _projection(linears: Sequence[nn.Linear]) -> Projection:
-    """The outputs of ``linears`` (same input) side by side: one kernel call when all read blocks of one kind."""
+def _projection(linears: Sequence[nn.Module]) -> Projection:
+    """The outputs of ``linears`` (same input) side by side: one kernel call when all read blocks of one kind; the
+    low-rank terms of adapted ones (:mod:`adapter`) added to their columns after it."""
+    base = _base_projection([unwrapped(m) for m in linears])
+    adapted = [(m, start) for m, start in zip(linears, _starts(linears), strict=True) if isinstance(m, LowRankAdapted)]
+    if not adapted:
+        return base
+
+    def with_low_rank(x: torch.Tensor) -> torch.Tensor:
+        y = base(x)
+        for module, start in adapted:
+            if module.enabled:
+                y[:, start : start + module.out_features] += module.low_rank(x)
+        return y
+
+    return with_low_rank
+
+
+def _starts(linears: Sequence[nn.Module]) -> list[int]:
+    starts, at = [], 0
+    for m in linears:
+        starts.append(at)
+        at += m.out_features
+    return starts
+
+
+def _base_projection(linears: Sequence[nn.Module]) -> Projection:
     fused = fuse_block_rows(linears) if all(isinstance(m, BlockLinear) for m in linears) else None
     if fused is not None:
         blocks, kind, rows = fused
@@ -178,7 +204,7 @@ def _unsupported(model: Any) -> str:
     for layer in model.model.layers:
         attn, mlp = layer.self_attn, layer.mlp
         for linear in (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, mlp.gate_proj, mlp.up_proj, mlp.down_proj):
-            if type(linear) not in (nn.Linear, BlockLinear) or linear.bias is not None:
+            if type(unwrapped(linear)) not in (nn.Linear, BlockLinear) or linear.bias is not None:
                 return f"a changed projection ({type(linear).__name__})"
     if type(model.lm_head) not in (nn.Linear, BlockLinear):
         return f"a changed output layer ({type(model.lm_head).__name__})"

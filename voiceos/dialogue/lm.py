@@ -20,6 +20,7 @@ import torch
 
 from voiceos import models
 from voiceos.config import DialogueOptions
+from voiceos.dialogue.adapter import apply_configured_adapter, set_adapter_enabled
 from voiceos.dialogue.blocks import use_gguf_blocks
 from voiceos.dialogue.decode_step import LlamaDecodeStep
 from voiceos.dialogue.detokenizer import IncrementalDetokenizer
@@ -78,6 +79,8 @@ class DialogueLM:
         self.source = source  # where the weights were read from (the cache directory for a GGUF)
         self.load_s = 0.0
         self.block_matrices = 0  # weight matrices whose single-token products read the GGUF's blocks (blocks.py)
+        self.adapter: str | None = None  # the fine-tuned adapter's directory, if one is applied (adapter.py)
+        self._adapter_on = True
         self.last_stats = GenerationStats()
         self._name = name
         self._stop_ids = _stop_token_ids(model, tokenizer)
@@ -138,11 +141,13 @@ class DialogueLM:
         if gguf is not None and options.block_kernel:
             cached = Path(source) if Path(source).is_dir() else None
             block_matrices = use_gguf_blocks(model, gguf, cached)
+        adapter = apply_configured_adapter(model, options, name)
         lm = cls(model, tokenizer, options, name=name, source=source)
         lm.block_matrices = block_matrices
+        lm.adapter = adapter
         lm.load_s = time.perf_counter() - start
         log.info(
-            "dialogue LM %s loaded from %s in %.1f s (%s, %s%s%s)",
+            "dialogue LM %s loaded from %s in %.1f s (%s, %s%s%s%s)",
             name,
             source,
             lm.load_s,
@@ -150,6 +155,7 @@ class DialogueLM:
             plan.lm_dtype,
             f", decoding from {block_matrices} GGUF block matrices" if block_matrices else "",
             ", lean decode step" if lm.decode_step is not None else "",
+            f", adapter {adapter}" if adapter else "",
         )
         return lm
 
@@ -306,14 +312,17 @@ class DialogueLM:
         max_new_tokens: int | None = None,
         extra_system: str | None = None,
         on_emotion: EmotionHook | None = None,
+        use_adapter: bool = True,
     ) -> Iterator[str]:
         """Yield the reply's text as it is decoded; ``close()`` the generator to stop decoding at once.
 
         The deltas never split a character and add up to ``tokenizer.decode(last_stats.token_ids,
         skip_special_tokens=True)``. :attr:`last_stats` is filled in as the reply streams. With an emotion head
         attached, ``on_emotion`` gets the user's emotion from the prefill before the first token is picked; the text
-        it returns (if any) joins the context as a system note after the user's turn.
+        it returns (if any) joins the context as a system note after the user's turn. ``use_adapter=False`` replies
+        with the base model (the fine-tuned adapter is trained for short replies: a story is the base model's).
         """
+        self._switch_adapter(use_adapter)
         start = time.perf_counter()
         limit = max_new_tokens or self.options.max_new_tokens
         messages = self.messages_for(history, user_text, system_prompt=system_prompt, extra_system=extra_system)
@@ -362,6 +371,17 @@ class DialogueLM:
             stats.total_s = time.perf_counter() - start
             stats.token_ids = tuple(detok.ids)
             log.debug("reply: %s", stats)
+
+    def _switch_adapter(self, on: bool) -> None:
+        """Set the (shared) model's adapter on or off for this reply; this instance's KV caches, made the other way
+        (layers 14-29 differ), are dropped."""
+        if self.adapter is None:
+            return
+        set_adapter_enabled(self.model, on)
+        if on != self._adapter_on:
+            self._adapter_on = on
+            self._persona = {}
+            self.prompt_cache.clear()
 
     def reply(self, history: Messages, user_text: str, **kwargs: Any) -> str:
         """The whole reply as one string (the arguments are :meth:`stream_reply`'s)."""

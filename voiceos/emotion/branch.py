@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from voiceos.dialogue.adapter import unwrapped
+
 PROJECTIONS = {"self_attn": ("q_proj", "k_proj", "v_proj", "o_proj"), "mlp": ("gate_proj", "up_proj", "down_proj")}
 ADAPTER_SUFFIXES = (".lora_a", ".lora_b")
 
@@ -60,7 +62,7 @@ class EmotionBranch(nn.Module):
             for part, names in PROJECTIONS.items():
                 module = getattr(layer, part)
                 for name in names:
-                    setattr(module, name, LoRALinear(getattr(module, name), rank, alpha))
+                    setattr(module, name, LoRALinear(unwrapped(getattr(module, name)), rank, alpha))
         self.rotary = copy.deepcopy(decoder.rotary_emb)
 
     def forward(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
