@@ -8,7 +8,7 @@ import time
 import soundfile as sf
 
 from voiceos.bench import DEFAULT_SPEECH
-from voiceos.soak import MIC_RATE, Criteria, Soak, failures, load_clips, remove_logs, run_soak
+from voiceos.soak import MIC_RATE, Criteria, Soak, failures, heard_enough, load_clips, remove_logs, run_soak
 
 
 def fake_result(**changes) -> dict:
@@ -46,12 +46,19 @@ def test_the_soak_criteria_name_what_failed():
     assert failures(fake_result(audio_faults={"output_underflows_in_reply": 3}), strict)
 
 
+def test_a_short_reply_counts_as_heard_by_its_share_of_loud_sound_and_silence_never_does():
+    assert heard_enough(0.5, 3.0) and not heard_enough(0.2, 3.0)  # a long reply: 0.3 s of loud sound
+    assert heard_enough(0.24, 0.9) and not heard_enough(0.1, 0.9)  # "Five?": a fifth of what it played
+    assert not heard_enough(0.0, 0.0) and not heard_enough(0.0, 3.0)
+
+
 def test_two_minutes_of_turns_are_all_answered_by_one_daemon_that_does_not_leak(xdg_cache_home):
     result = run_soak(2.0, warmup_turns=2, env={"XDG_CACHE_HOME": str(xdg_cache_home)})
     report = {k: v for k, v in result.items() if k not in ("turns", "rss_series_mb")}
 
     assert result["utterances_fed"] >= 4, report
     assert result["utterances_answered"] == result["utterances_fed"], result["unanswered"]
+    assert result["reply_audio_s_p50"] > 0, report  # what the daemon says it played, for the reply-length figure
     assert result["daemon_restarts"] == 0 and result["exit_status_on_sigterm"] == 0, report
     assert result["daemon_uptime_s"] >= result["seconds_run"], report  # one process from start to end
     assert result["fds"]["end"] <= result["fds"]["start"] + 2, report

@@ -72,6 +72,7 @@ class SpeakingEnded(Event):
     name: ClassVar[str] = "speaking_ended"
     interrupted: bool = False
     spoken_text: str = ""  # what was actually heard (all of the reply unless interrupted)
+    audio_s: float = 0.0  # seconds of the reply's audio that were played
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,8 @@ from voiceos.errors import VoiceosError
 log = logging.getLogger(__name__)
 
 MONITOR_RATE = 8000  # the speaker monitor only needs loudness
-HEARD_S = 0.3  # a reply counts as heard with at least this much sound on the speaker
+HEARD_S = 0.3  # a reply counts as heard with at least this much sound on the speaker ...
+HEARD_SHARE = 0.2  # ... or, for a short reply ("Five?" is ~0.25 s of voice), this share of the audio it played
 RSS_WINDOW = 5  # turns: one idle RSS sample swings by ~10% as the allocator keeps or returns a reply's peak
 LOG_PROBLEM = re.compile(r" (ERROR|CRITICAL) |^Traceback ")
 ALSA_UNDERRUN = "underrun occurred"  # alsa-lib's own message on the daemon's stderr
@@ -102,6 +103,12 @@ def load_clips(speech_dir: Path) -> list[tuple[str, np.ndarray]]:
     return [(Path(r["path"]).name, read_audio(speech_dir / r["path"], MIC_RATE)) for r in manifest_rows(speech_dir)]
 
 
+def heard_enough(heard_s: float, played_s: float) -> bool:
+    """Did the speaker carry a reply the daemon says it played for ``played_s``? Loud 20 ms windows count; a short
+    reply's pauses and soft ends leave only part of its length loud."""
+    return heard_s >= min(HEARD_S, HEARD_SHARE * played_s) and heard_s > 0
+
+
 class Soak(VirtualAudioDaemon):
     """One daemon on one private sound server, driven turn by turn; use :func:`run_soak`."""
 
@@ -118,6 +125,12 @@ class Soak(VirtualAudioDaemon):
 
     def feed(self, path: Path) -> None:
         self.server.speak_into_mic(path)
+
+    def reply_played(self, mark: int) -> dict[str, Any]:
+        """The ``speaking_ended`` event of the reply to the utterance fed after ``mark`` (empty if none)."""
+        assert self.events is not None
+        ended = [e for e in self.events.since(mark, "speaking_ended") if not e["interrupted"]]
+        return ended[0] if ended else {}
 
     def await_reply(self, mark: int, reply_timeout: float) -> str:
         """Wait until the utterance fed after ``mark`` is answered; else say why not (bounded)."""
@@ -149,8 +162,10 @@ class Soak(VirtualAudioDaemon):
         self.wait_listening(30.0)
         time.sleep(0.3)  # the sound server's buffer reaches the monitor
         heard = self.speaker.loud_seconds - heard_before
+        played = self.reply_played(mark)
         turn: dict[str, Any] = {"clip": name, "outcome": outcome, "heard_s": round(heard, 2)}
-        turn["answered"] = outcome == "answered" and heard >= HEARD_S
+        turn["reply"], turn["reply_audio_s"] = played.get("spoken_text", ""), played.get("audio_s", 0.0)
+        turn["answered"] = outcome == "answered" and heard_enough(heard, turn["reply_audio_s"])
         turn["seconds"] = round(time.monotonic() - started, 1)
         if self.alive():
             turn.update(proc_stats(self.pid))
@@ -243,7 +258,9 @@ def _report(
         "utterances_fed": len(turns),
         "utterances_answered": sum(t["answered"] for t in turns),
         "replies_on_speaker_events": sum(t["outcome"] == "answered" for t in turns),
-        "replies_heard_on_speaker": sum(t["heard_s"] >= HEARD_S for t in turns),
+        "replies_heard_on_speaker": sum(heard_enough(t["heard_s"], t.get("reply_audio_s", 0.0)) for t in turns),
+        "reply_audio_s_p50": _median([t["reply_audio_s"] for t in turns if t.get("reply_audio_s")]),
+        "reply_words_p50": _median([len(t["reply"].split()) for t in turns if t.get("reply")]),
         "unanswered": [{"turn": i + 1, **t} for i, t in enumerate(turns) if not t["answered"]],
         "pid": soak.pid,
         "daemon_restarts": 0 if alive else 1,  # the same process throughout, or it died
@@ -277,6 +294,10 @@ def _report(
     result["turns"] = turns
     result["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
     return result
+
+
+def _median(values: list[float]) -> float | None:
+    return round(float(np.median(values)), 2) if values else None
 
 
 def _growth(before: float | None, after: float | None) -> float | None:
@@ -334,6 +355,7 @@ def summary(result: dict[str, Any]) -> str:
         [
             f"soak: {result['minutes_run']} min, {result['utterances_answered']}/{result['utterances_fed']} "
             f"utterances answered, daemon PID {result['pid']}, restarts {result['daemon_restarts']}",
+            f"replies: median {result.get('reply_audio_s_p50')} s of audio, {result.get('reply_words_p50')} words",
             f"RSS (median of {RSS_WINDOW} turns) {rss['start_median']} -> {rss['end_median']} MB after warm-up "
             f"({rss['growth_pct']}%; second half {rss['growth_second_half_pct']}%), single samples {rss['start']} "
             f"-> {rss['end']} MB, max {rss['max']} MB",

@@ -32,7 +32,7 @@ from voiceos.config import Config, VadOptions
 from voiceos.daemon.audio_loop import SAMPLE_RATE, AudioLoop
 from voiceos.daemon.bus import EventBus
 from voiceos.daemon.interruption import MinSpeechInterruption
-from voiceos.daemon.reply import heard_text, reply_in_model_thread, wait_until_heard
+from voiceos.daemon.reply import heard_seconds, heard_text, reply_in_model_thread, wait_until_heard
 from voiceos.daemon.speculation import SpeculativeTranscription
 from voiceos.daemon.turn import HeadStart, Turn
 from voiceos.errors import AudioInputError, VoiceosError
@@ -437,7 +437,8 @@ class Assistant:
         self.turns += 1
         timings = turn.head_start_timings({**turn.timings_ms, **result.timings_ms})
         if turn.speaking:
-            self.bus.publish(SpeakingEnded(interrupted=turn.interrupted, spoken_text=heard))
+            played = round(heard_seconds(self.audio, turn, result), 3)
+            self.bus.publish(SpeakingEnded(interrupted=turn.interrupted, spoken_text=heard, audio_s=played))
         if turn.interrupted_by == AUDIO_LOST:  # a turn cut before it spoke would otherwise end without a word
             when = "while" if turn.speaking else "before"
             self.bus.publish(ErrorEvent(f"the audio stopped {when} the reply was spoken: {self._audio_lost_because}"))

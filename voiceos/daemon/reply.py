@@ -95,12 +95,21 @@ async def wait_until_heard(audio: AudioLoop, turn: Turn, result: TurnResult) -> 
         await asyncio.sleep(0.02)
 
 
-def heard_text(audio: AudioLoop, turn: Turn, result: TurnResult) -> str:
-    """What the user heard of the reply: all of it, the played share of a cut one, or nothing."""
+def heard_seconds(audio: AudioLoop, turn: Turn, result: TurnResult) -> float:
+    """Seconds of the reply the user heard: all of it, the played share of a cut one, or none."""
     if turn.interrupted and turn.speaking:
         player = audio.player
         played = (player.played_seconds if player else turn.played_at_start) - turn.played_at_start
-        return result.heard_text(int(played * result.sample_rate))
+        return max(0.0, min(played, result.audio_seconds))
+    if turn.interrupted:
+        return 0.0
+    return result.audio_seconds
+
+
+def heard_text(audio: AudioLoop, turn: Turn, result: TurnResult) -> str:
+    """What the user heard of the reply: all of it, the played share of a cut one, or nothing."""
+    if turn.interrupted and turn.speaking:
+        return result.heard_text(int(heard_seconds(audio, turn, result) * result.sample_rate))
     if turn.interrupted:
         return ""
     return result.reply
