@@ -45,3 +45,15 @@ def test_only_a_request_for_length_lifts_the_sentence_cap(said, detail):
 
 def test_a_first_clause_is_not_a_sentence():
     assert ends_sentence("That is lovely.") and ends_sentence('He said "yes!"') and not ends_sentence("Well, you see,")
+
+
+def test_a_sentence_that_takes_the_users_name_is_recognised():
+    from voiceos.dialogue.persona import claims_name, user_name
+    from voiceos.memory.facts import extract_facts
+
+    name = user_name(extract_facts("Hi, my name is Maya."))
+    assert name == "Maya"
+    assert claims_name("My name is Maya.", name) and claims_name("Oh, I'm maya!", name)
+    assert not claims_name("You're Maya, and I'm Milo.", name) and not claims_name("I'm Mayan.", name)
+    assert not claims_name("My name is Maya.", None)
+    assert user_name(extract_facts("I have a dog called Biscuit.")) is None

@@ -202,3 +202,23 @@ def test_prompt_injection_does_not_leak_the_persona(pipeline):
     for fragment in ("running privately on the user's own computer", "do not use lists, markdown or emoji"):
         assert fragment not in reply, turn.reply
     assert "i am dan" not in reply and "i'm dan" not in reply, turn.reply
+
+
+class ScriptedLM:
+    """Writes a fixed reply, a few characters per delta (pure logic: what the pipeline does with the words)."""
+
+    def __init__(self, reply: str) -> None:
+        from voiceos.dialogue.lm import GenerationStats
+
+        self.reply, self.last_stats = reply, GenerationStats()
+
+    def stream_reply(self, history, user_text, **_options):
+        yield from (self.reply[i : i + 5] for i in range(0, len(self.reply), 5))
+
+
+def test_a_sentence_in_which_the_assistant_takes_the_users_name_is_not_said(test_config, device_plan):
+    scripted = ScriptedLM("My name is Maya. Nice to meet you, Maya! What brings you here?")
+    chat = Pipeline(test_config, device_plan, lm=scripted)  # type: ignore[arg-type]
+    turn = chat.reply("Hi, my name is Maya. What's your name?")
+    assert turn.sentences == ["Nice to meet you, Maya!", "What brings you here?"]  # still two sentences
+    assert chat.history[-1] == {"role": "assistant", "content": turn.reply}

@@ -21,7 +21,7 @@ from voiceos.audio.files import read_audio
 from voiceos.config import Config
 from voiceos.dialogue import DialogueLM, SentenceChunker
 from voiceos.dialogue.length import ends_sentence, wants_detail
-from voiceos.dialogue.persona import persona_prompt
+from voiceos.dialogue.persona import claims_name, persona_prompt, user_name
 from voiceos.emotion.labels import EmotionResult
 from voiceos.emotion.policy import reply_style
 from voiceos.errors import AudioInputError, TextInputError
@@ -265,16 +265,22 @@ class Pipeline:
                     on_audio(chunk)
             spans.append(SentenceSpan(sentence, first, produced))
 
-        def finished(sentence: str) -> None:
+        def finished(sentence: str) -> bool:
+            """Speak (or keep for later) a whole sentence; False for one that is not said."""
+            if claims_name(sentence, name_of_user):  # "I'm Maya." to Maya: never its name (persona.py)
+                log.info("dropped a sentence in which the assistant took the user's name as its own")
+                return False
             if sequential:
                 written.append(sentence)  # spoken once the LM has written the whole reply
             else:
                 speak(sentence)
+            return True
 
         dialogue = self.config.dialogue
         # Before the reply, so "I'm Maya, what's my name?" can be answered at once; whatever becomes of the reply
         # (the daemon remembers only what was heard), the user did say it.
         learnt = self.memory.learn(user_text)
+        name_of_user = user_name(self.memory.facts)
         detail = wants_detail(user_text)
         deltas = self.lm.stream_reply(
             self.history,
@@ -299,8 +305,7 @@ class Pipeline:
                 if on_delta is not None:
                     on_delta(delta)
                 for sentence in chunker.push(delta):
-                    finished(sentence)
-                    said += ends_sentence(sentence)
+                    said += finished(sentence) and ends_sentence(sentence)
                     if cancelled() or said_enough():
                         break
         finally:
@@ -311,6 +316,7 @@ class Pipeline:
             # The reply ran into dialogue.max_new_tokens mid-sentence: end on the last whole sentence.
             log.info("dropping %d unfinished chunk(s) cut off by max_new_tokens", len(tail))
             tail = []
+        tail = [sentence for sentence in tail if not claims_name(sentence, name_of_user)]
         if sequential:
             tail = written + tail
         for sentence in tail:
