@@ -1,7 +1,8 @@
 """`voiceos run` live: real recordings spoken into the virtual microphone, replies recorded from the speaker.
 
 One daemon process serves the whole module (its models load once); the tests run in file order and the last ones
-disturb it on purpose (sound server restart, stop).
+disturb it on purpose (sound server restart, stop). Its turns end by the silence timer (``turn.end_of_turn:
+silence``), whose hangover several tests are about; tests/test_daemon_turn.py runs the default, the turn model.
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ SPEAKER_RATE = 48000
 
 @pytest.fixture(scope="module")
 def daemon(pulse_server, xdg_cache_home, tmp_path_factory):
-    with running_daemon(pulse_server, xdg_cache_home, tmp_path_factory.mktemp("daemon")) as proc:
+    directory = tmp_path_factory.mktemp("daemon")
+    config = directory / "config.yaml"
+    config.write_text("turn:\n  end_of_turn: silence\n")
+    with running_daemon(pulse_server, xdg_cache_home, directory, config) as proc:
         yield proc
 
 

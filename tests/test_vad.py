@@ -25,7 +25,15 @@ from hypothesis import strategies as st
 
 from voiceos.audio.files import resample
 from voiceos.config import VadOptions
-from voiceos.vad import SpeechDiscarded, SpeechEnded, SpeechPaused, SpeechStarted, VadSegmenter, segment
+from voiceos.vad import (
+    SpeechDiscarded,
+    SpeechEnded,
+    SpeechPaused,
+    SpeechStarted,
+    TurnCheck,
+    VadSegmenter,
+    segment,
+)
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speech" / "librivox_cmusphinx"
 TRACK = DATA / "librivox_single_track.wav"
@@ -315,3 +323,63 @@ def test_no_pause_events_when_speculation_is_off() -> None:
 def _first_librivox() -> tuple[np.ndarray, float, float]:
     path, start, end = librivox_files()[0]
     return load(path), start, end
+
+
+# -- an end-of-turn strategy's check (voiceos.turn) --------------------------------------------------------------
+
+
+def _with_checks(samples: np.ndarray, decide, options: VadOptions | None = None) -> list:
+    """Feed 30 ms at a time; at each TurnCheck, ``decide(check)`` says whether to end the turn right there."""
+    seg = VadSegmenter(options or VadOptions(), check_ms=210)
+    events: list = []
+    for pos in range(0, len(samples), 480):
+        for event in seg.feed(samples[pos : pos + 480]):
+            events.append(event)
+            if isinstance(event, TurnCheck) and decide(event):
+                events += seg.end_turn(event.span)
+    return events + seg.flush()
+
+
+def test_the_track_is_checked_at_each_pause_and_a_complete_verdict_ends_the_turn_there() -> None:
+    """The track's four pauses (0.48-0.59 s) each get a check after 210 ms of silence; the default 500 ms hangover
+    splits the track only once, but ending at every check gives the five reference segments (aggressiveness 3, as
+    in the first test: to modes 0-2 a breath before the last segment is speech)."""
+    track = load(TRACK)
+    kept_open = _with_checks(track, lambda check: False)
+    assert len([e for e in kept_open if isinstance(e, TurnCheck)]) >= 4
+    assert len(ended(kept_open)) == 2  # the hangover alone, as without checks
+    events = _with_checks(track, lambda check: True, dataclasses.replace(VadOptions(), aggressiveness=3))
+    utterances, reference = ended(events), reference_segments()
+    assert len(utterances) == 5
+    for utt, onset, ref in zip(utterances, onsets(events), reference, strict=True):
+        assert_matches(utt.start_s, utt.end_s, onset, ref, 0.3)
+
+
+def test_a_turn_ended_at_its_check_carries_the_pause_events_samples_and_the_check_hears_the_pause() -> None:
+    samples, _, _ = _first_librivox()
+    events = _with_checks(np.concatenate([samples, np.zeros(16000, np.float32)]), lambda check: True)
+    check = next(e for e in events if isinstance(e, TurnCheck))
+    end = next(e for e in events if isinstance(e, SpeechEnded))
+    paused = [e for e in events if isinstance(e, SpeechPaused)][-1]
+    assert end.utterance == check.utterance == paused.utterance
+    assert np.array_equal(end.utterance.samples, paused.utterance.samples)
+    assert len(check.audio) >= len(check.utterance.samples) + 0.1 * 16000  # the pause after its kept tail, heard too
+
+
+def test_a_late_verdict_ends_nothing_once_the_user_went_on_or_the_turn_ended() -> None:
+    seg = VadSegmenter(VadOptions(), check_ms=210)
+    track = load(TRACK)
+    checks, events = [], []
+    for pos in range(0, len(track), 480):
+        for event in seg.feed(track[pos : pos + 480]):
+            events.append(event)
+            checks += [event] if isinstance(event, TurnCheck) else []
+    assert len(checks) >= 2
+    assert all(seg.end_turn(check.span) == [] for check in checks)  # each pause is over by now
+    assert len(ended(events)) == 1  # the second utterance is still open (no flush yet)
+    assert seg.end_turn((0.0, 1.0)) == []
+
+
+def test_no_checks_without_a_strategy() -> None:
+    events = run(load(TRACK), VadOptions())
+    assert not any(isinstance(e, TurnCheck) for e in events)

@@ -79,6 +79,17 @@ class VadOptions:
 
 
 @dataclass(frozen=True)
+class TurnOptions:
+    """When a pause ends the user's turn (voiceos.turn): the silence timer alone, or a turn-completion model."""
+
+    end_of_turn: str = _choice("auto", "smart_turn", "silence", default="auto")  # auto: smart_turn where it loads
+    check_ms: int = _range(200, 30, 5000)  # silence after which the turn model is asked whether the turn is complete
+    threshold: float = _range(0.5, 0.0, 1.0)  # its probability of "complete" that ends the turn there
+    max_silence_ms: int = _range(800, 0, 10000)  # with the model: silence that ends a turn it called incomplete
+    threads: int = _range(1, 1, 64)  # ONNX Runtime threads for the model (~35 ms a verdict on one core)
+
+
+@dataclass(frozen=True)
 class AsrOptions:
     model: str = "tiny.en"  # embedded when it is tiny.en; else any faster-whisper size name, hub id or local dir
     language: str | None = "en"
@@ -156,6 +167,7 @@ class Config:
     audio: AudioOptions = field(default_factory=AudioOptions)
     echo: EchoOptions = field(default_factory=EchoOptions)
     vad: VadOptions = field(default_factory=VadOptions)
+    turn: TurnOptions = field(default_factory=TurnOptions)
     asr: AsrOptions = field(default_factory=AsrOptions)
     dialogue: DialogueOptions = field(default_factory=DialogueOptions)
     persona: PersonaOptions = field(default_factory=PersonaOptions)

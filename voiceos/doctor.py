@@ -152,6 +152,12 @@ def _device_name(devices: list[dict], index: int | None, kind: str) -> str:
     return next((d["name"] for d in devices if d["index"] == index), str(index))
 
 
+def _end_of_turn(config: Config) -> str:
+    from voiceos.turn import load_end_of_turn
+
+    return load_end_of_turn(config.turn).describe()
+
+
 def run_checks(config: Config) -> list[Check]:
     return [
         Check("config", True, config.source),
@@ -164,5 +170,6 @@ def run_checks(config: Config) -> list[Check]:
         _check("dialogue model", lambda: _lm(config)),
         _check("LM block kernel", lambda: _block_kernel(config), required=False),
         _check("voice", lambda: _voice(config)),
+        _check("end of turn", lambda: _end_of_turn(config), required=config.turn.end_of_turn == "smart_turn"),
         _check("audio devices", lambda: _audio_output(config), required=False),
     ]

@@ -42,6 +42,18 @@ class SpeechEndedEvent(Event):
 
 
 @dataclass(frozen=True)
+class TurnVerdictEvent(Event):
+    """The end-of-turn strategy heard a pause (voiceos.turn): is the user done?"""
+
+    name: ClassVar[str] = "turn_verdict"
+    complete: bool
+    probability: float
+    ms: float  # what the verdict cost
+    ended_turn: bool = False  # it ended the turn (False: the user had gone on meanwhile, or it was incomplete)
+    stream_s: float = 0.0  # where the pause began in the microphone stream
+
+
+@dataclass(frozen=True)
 class TranscriptEvent(Event):
     name: ClassVar[str] = "transcript"
     text: str

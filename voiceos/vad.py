@@ -20,6 +20,8 @@ Conventions (all times in seconds from the first sample fed since construction, 
 - An utterance ends at the end of its last voiced frame no more than ``TAIL_MS`` after its last loud one, so a soft
   word ending stays in; the hangover audio is *not* included. Those frames are all heard by the time of the pause
   (``SpeechPaused`` waits at least ``TAIL_MS``), so the pause's samples are the end's.
+- With ``check_ms`` (an end-of-turn strategy, voiceos.turn), :class:`TurnCheck` comes after that much silence:
+  the strategy's verdict may end the turn there (:meth:`VadSegmenter.end_turn`) before the hangover does.
 - An utterance with less than ``min_speech_ms`` of voiced frames is dropped: :class:`SpeechDiscarded` replaces
   :class:`SpeechEnded` so a listener can undo whatever it did on :class:`SpeechStarted`.
 - An utterance reaching ``max_utterance_s`` (pre-roll included) is force-ended (``SpeechEnded.forced``). If the
@@ -50,6 +52,7 @@ __all__ = [
     "SpeechDiscarded",
     "SpeechEnded",
     "SpeechStarted",
+    "TurnCheck",
     "Utterance",
     "VadEvent",
     "VadSegmenter",
@@ -94,6 +97,20 @@ class SpeechPaused:
 
 
 @dataclass(frozen=True)
+class TurnCheck:
+    """Silence has lasted ``check_ms``: is the turn complete? ``audio`` is all of the open utterance heard so far,
+    the pause included (what a turn-completion model hears); ``utterance`` is what :class:`SpeechEnded` carries if
+    :meth:`VadSegmenter.end_turn` ends the turn at this pause (the samples of :class:`SpeechPaused`)."""
+
+    utterance: Utterance
+    audio: np.ndarray = field(repr=False, compare=False)
+
+    @property
+    def span(self) -> tuple[float, float]:
+        return (self.utterance.start_s, self.utterance.end_s)
+
+
+@dataclass(frozen=True)
 class SpeechDiscarded:
     """A started utterance turned out too short (a click, a cough): undo what ``SpeechStarted`` began."""
 
@@ -101,7 +118,7 @@ class SpeechDiscarded:
     end_s: float
 
 
-VadEvent = SpeechStarted | SpeechPaused | SpeechEnded | SpeechDiscarded
+VadEvent = SpeechStarted | SpeechPaused | TurnCheck | SpeechEnded | SpeechDiscarded
 
 
 def _as_float_and_pcm(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -123,8 +140,9 @@ def _as_float_and_pcm(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class VadSegmenter:
     """Incremental endpointer; feed any chunk sizes, get the same events as feeding everything at once."""
 
-    def __init__(self, options: VadOptions | None = None) -> None:
+    def __init__(self, options: VadOptions | None = None, *, check_ms: int = 0) -> None:
         self.options = options or VadOptions()
+        self.check_ms = check_ms
         o = self.options
         self._frame_len = o.sample_rate * o.frame_ms // 1000
         # Trigger: `need` voiced frames (covering start_ms, at least one) within a window twice that long.
@@ -136,6 +154,8 @@ class VadSegmenter:
         # 0: never; else not before the tail is complete (the samples must be the end's)
         self._speculate = max(math.ceil(o.speculate_ms / o.frame_ms), self._tail) if o.speculate_ms else 0
         self._min_voiced = math.ceil(o.min_speech_ms / o.frame_ms)
+        # 0: never; else not before the tail is complete, and before the hangover ends the turn anyway
+        self._check = max(math.ceil(check_ms / o.frame_ms), self._tail) if check_ms else 0
         self._max_frames = max(self._window + 1, int(o.max_utterance_s * 1000 // o.frame_ms))
         self._warmup = math.ceil(WARMUP_MS / o.frame_ms)
         self.reset()
@@ -211,10 +231,10 @@ class VadSegmenter:
                 self._close(events, forced=False)
                 return
             if self._silence_run == self._speculate and self._voiced >= self._min_voiced:
-                keep = self._last_voiced - self._utt_start + 1
-                start_s, end_s = self._time(self._utt_start), self._time(self._last_voiced + 1)
-                utt = Utterance(start_s, end_s, np.concatenate(self._utt[:keep]), self._voiced_time())
-                events.append(SpeechPaused(utt))
+                events.append(SpeechPaused(self._pause_utterance()))
+            if self._silence_run == self._check and self._voiced >= self._min_voiced:
+                utt = self._pause_utterance()
+                events.append(TurnCheck(utt, np.concatenate(self._utt)))
         if len(self._utt) >= self._max_frames:
             pausing = self._silence_run > 0
             self._close(events, forced=True)  # at the last voiced frame
@@ -223,6 +243,23 @@ class VadSegmenter:
                 self._utt_start = i + 1
                 self._last_voiced = self._last_loud = i
                 events.append(SpeechStarted(self._time(i + 1)))
+
+    def _pause_utterance(self) -> Utterance:
+        """The open utterance as it would end at this pause (at its last voiced frame)."""
+        keep = self._last_voiced - self._utt_start + 1
+        start_s, end_s = self._time(self._utt_start), self._time(self._last_voiced + 1)
+        return Utterance(start_s, end_s, np.concatenate(self._utt[:keep]), self._voiced_time())
+
+    def end_turn(self, span: tuple[float, float]) -> list[VadEvent]:
+        """End the open utterance now if it is still in the pause that ``span`` (a :class:`TurnCheck`'s) names;
+        else (the user went on, or it ended already) nothing. The events are those of an ended pause."""
+        if not self._triggered or not self._silence_run:
+            return []
+        if (self._time(self._utt_start), self._time(self._last_voiced + 1)) != span:
+            return []
+        events: list[VadEvent] = []
+        self._close(events, forced=False)
+        return events
 
     def _is_loud(self, flt: np.ndarray) -> bool:
         """A voiced frame: is it within ``end_level_db`` of the utterance's level (counting itself)?"""

@@ -31,6 +31,7 @@ from voiceos import __version__
 from voiceos.config import Config, VadOptions
 from voiceos.daemon.audio_loop import SAMPLE_RATE, AudioLoop
 from voiceos.daemon.bus import EventBus
+from voiceos.daemon.end_of_turn import TurnCompletion
 from voiceos.daemon.interruption import MinSpeechInterruption
 from voiceos.daemon.reply import heard_seconds, heard_text, reply_in_model_thread, wait_until_heard
 from voiceos.daemon.speculation import SpeculativeTranscription
@@ -49,7 +50,8 @@ from voiceos.events import (
 from voiceos.memory.store import memory_command
 from voiceos.pipeline import Pipeline, TurnResult
 from voiceos.privacy import TranscriptLog
-from voiceos.vad import SpeechDiscarded, SpeechEnded, SpeechPaused, SpeechStarted, VadEvent
+from voiceos.turn import EndOfTurn
+from voiceos.vad import SpeechDiscarded, SpeechEnded, SpeechPaused, SpeechStarted, TurnCheck, VadEvent
 
 log = logging.getLogger(__name__)
 AUDIO_LOST = "audio lost"  # why a turn is interrupted when the devices go away
@@ -58,7 +60,9 @@ AUDIO_LOST = "audio lost"  # why a turn is interrupted when the devices go away
 class Assistant:
     """Owns the pipeline, the audio devices and the conversation state; the control socket drives it too."""
 
-    def __init__(self, pipeline: Pipeline, bus: EventBus, *, notifier: Any = None) -> None:
+    def __init__(
+        self, pipeline: Pipeline, bus: EventBus, *, notifier: Any = None, end_of_turn: EndOfTurn | None = None
+    ) -> None:
         self.pipeline = pipeline
         self.config = pipeline.config
         self.bus = bus
@@ -79,7 +83,8 @@ class Assistant:
         self._barge_in: MinSpeechInterruption[Turn] = MinSpeechInterruption(self.config.audio.barge_in_min_ms)
         self._audio_lost_because = ""  # the audio loop's error when the devices were last lost
         output_rate = self.config.audio.output_sample_rate or pipeline.tts.sample_rate
-        self.audio = AudioLoop(self.config, output_rate, self)
+        self.audio = AudioLoop(self.config, output_rate, self, end_of_turn)
+        self._turn_completion = TurnCompletion(self.audio.end_of_turn, bus.publish)
         self.transcripts = TranscriptLog() if self.config.privacy.save_transcripts else None
 
     # -- state ---------------------------------------------------------------------------------------------------
@@ -115,6 +120,7 @@ class Assistant:
             "interruptions": self.interruptions,
             "history_messages": len(p.history),
             "barge_in": self.config.audio.barge_in,
+            "end_of_turn": self.audio.end_of_turn.name,
             "echo": self.audio.echo.mode,  # aec, gate (livekit missing) or off
             **{name: section() for name, section in self.extra_status.items()},
             "audio_faults": self.audio.faults(),
@@ -161,6 +167,8 @@ class Assistant:
                 self._drop_head_start()
                 transcription = self._speculation.start(event.utterance)
                 self._start_head_start(event.utterance, transcription)
+            elif isinstance(event, TurnCheck):  # is the user done? A "complete" ends the utterance in the VAD
+                self._turn_completion.check(event, self._end_turn_at, self._on_turn_ended)
             elif isinstance(event, SpeechEnded):
                 utt = event.utterance
                 if self._barge_in.ended(utt.voiced_s):
@@ -189,6 +197,12 @@ class Assistant:
         if interrupted is not None and interrupted is self._turn and not interrupted.cancel.is_set():
             log.info("barge-in: the user speaks over the assistant (%s)", self.audio.echo.describe_last_user())
             self._interrupt(interrupted, "barge-in")
+
+    def _end_turn_at(self, span: tuple[float, float]) -> list[VadEvent]:
+        return self.audio.vad.end_turn(span)  # the endpointer in use now (a reload may have replaced it)
+
+    def _on_turn_ended(self, events: list[VadEvent]) -> None:
+        self.on_speech(events, self.audio.vad.voiced_s)
 
     def _user_started_speaking(self) -> None:
         turn = self._turn
@@ -488,4 +502,5 @@ class Assistant:
         self.interrupt_turn("shutdown")
         self._drop_head_start()
         self.audio.close()
+        self._turn_completion.close()
         self._models.shutdown(wait=False, cancel_futures=True)

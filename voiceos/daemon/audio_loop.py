@@ -26,6 +26,7 @@ from voiceos.audio.probe import probe_command, probe_devices
 from voiceos.audio.reference import PlaybackReference
 from voiceos.config import AudioOptions, Config
 from voiceos.errors import AudioDeviceError
+from voiceos.turn import EndOfTurn, SilenceOnly
 from voiceos.vad import VadEvent, VadSegmenter
 
 log = logging.getLogger(__name__)
@@ -101,8 +102,11 @@ def close_devices(player: ChunkPlayer | None, microphone: Microphone | None, res
 
 
 class AudioLoop:
-    def __init__(self, config: Config, output_rate: int, listener: SpeechListener) -> None:
+    def __init__(
+        self, config: Config, output_rate: int, listener: SpeechListener, end_of_turn: EndOfTurn | None = None
+    ) -> None:
         self.config = config
+        self.end_of_turn: EndOfTurn = end_of_turn or SilenceOnly()
         self.output_rate = output_rate
         self.listener = listener
         self.microphone: Microphone | None = None
@@ -110,7 +114,7 @@ class AudioLoop:
         self.error = ""
         self.lost = 0  # times the open microphone stopped (device removed, sound server gone)
         self.ready = asyncio.Event()  # set while both devices are open
-        self.vad = VadSegmenter(config.vad)
+        self.vad = self._segmenter(config)
         self.reference = PlaybackReference(output_rate)
         self.echo = EchoGate(self.reference, config.echo)
         self.last_adc = 0.0  # capture time of the end of the last microphone audio processed
@@ -125,9 +129,13 @@ class AudioLoop:
         echo stage learns the echo path again."""
         self.config = config
         if new_vad:
-            self.vad = VadSegmenter(config.vad)
+            self.vad = self._segmenter(config)
         if new_echo:
             self.echo = EchoGate(self.reference, config.echo)
+
+    def _segmenter(self, config: Config) -> VadSegmenter:
+        """The endpointer under the end-of-turn strategy (its hangover, and when it asks about a pause)."""
+        return VadSegmenter(self.end_of_turn.vad_options(config.vad), check_ms=self.end_of_turn.check_ms)
 
     # -- state ---------------------------------------------------------------------------------------------------
     def output_name(self) -> str | None:

@@ -28,6 +28,7 @@ from voiceos.daemon.reload import Reloader
 from voiceos.daemon.sdnotify import Notifier, run_watchdog, watchdog_interval
 from voiceos.errors import ConfigError, ModelLoadError, ModelNotFoundError
 from voiceos.pipeline import Pipeline
+from voiceos.turn import load_end_of_turn
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +62,14 @@ async def _main(config: Config, socket_path: str | None) -> int:
     start = time.perf_counter()
     try:
         pipeline = await loop.run_in_executor(None, Pipeline.load, config)
+        end_of_turn = await loop.run_in_executor(None, load_end_of_turn, config.turn)
     except PERMANENT_ERRORS as err:
         return _cannot_start(notifier, err)
     log.info("models loaded in %.1f s", time.perf_counter() - start)
 
     bus = EventBus()
-    assistant = Assistant(pipeline, bus, notifier=notifier)
+    log.info("end of turn: %s", end_of_turn.describe())
+    assistant = Assistant(pipeline, bus, notifier=notifier, end_of_turn=end_of_turn)
     assistant.extra_status["config"] = reloader.status
     server = ControlServer(assistant, socket_path or control_socket_path())
     await server.start()

@@ -1,0 +1,136 @@
+"""How an end-of-turn strategy decides on real speech: false cut-ins at mid-sentence pauses, and how soon it ends a
+finished turn. Shared by ``benchmarks/end_of_turn.py`` and ``voiceos bench``.
+
+Cases, from every recording in a speech directory (its ``manifest.csv``) plus ``jfk.flac`` beside it when present:
+- finished turns: the recording, then 1.5 s of its own background noise;
+- mid-sentence pauses: the recording cut at a word boundary inside the sentence (Whisper's word times; at least two
+  words on each side; up to four per recording), with 200, 400, 600 or 800 ms of its background noise put in. A turn
+  that ends in that pause is a false cut-in: the user was not done.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voiceos.asr import Transcriber
+from voiceos.audio.files import read_audio
+from voiceos.config import Config, VadOptions
+from voiceos.turn.end_of_turn import EndOfTurn
+from voiceos.turn.replay import replay
+
+log = logging.getLogger(__name__)
+
+RATE = 16000
+PAUSES_MS = (200, 400, 600, 800)
+BOUNDARIES_PER_RECORDING = 4
+TRAILING_S = 1.5
+WORD_SLACK_S = 0.2  # Whisper's word times are rough: an end this far past the boundary is still at the pause
+
+
+@dataclass(frozen=True)
+class FinishedTurn:
+    name: str
+    audio: np.ndarray
+
+
+@dataclass(frozen=True)
+class PausedSentence:
+    name: str
+    word_start_s: float  # where the word before the pause begins
+    at_s: float  # the boundary the pause was put in at
+    pause_ms: int
+    audio: np.ndarray
+
+
+def recordings(speech_dir: Path) -> list[tuple[str, np.ndarray]]:
+    with open(speech_dir / "manifest.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    found = [(Path(r["path"]).name, read_audio(speech_dir / r["path"], RATE)) for r in rows]
+    jfk = speech_dir.parent / "jfk.flac"
+    return [*found, ("jfk.flac", read_audio(jfk, RATE))] if jfk.is_file() else found
+
+
+def background(samples: np.ndarray, seconds: float, seed: int) -> np.ndarray:
+    """Noise at the recording's own floor (the 1st percentile of its 30 ms frames' RMS; the 10th is speech)."""
+    frames = samples[: len(samples) // 480 * 480].reshape(-1, 480)
+    floor = float(np.percentile(np.sqrt((frames**2).mean(axis=1)), 1))
+    return np.random.default_rng(seed).normal(0.0, floor, int(seconds * RATE)).astype(np.float32)
+
+
+def pause_points(transcriber: Transcriber, samples: np.ndarray) -> list[tuple[float, float]]:
+    """Word boundaries inside the sentence, each as (where the word before it starts, the boundary)."""
+    words = transcriber.transcribe(samples, word_timestamps=True).words
+    inside = [(a.start_s, (a.end_s + b.start_s) / 2) for a, b in itertools.pairwise(words[1:-1])]
+    if len(inside) <= BOUNDARIES_PER_RECORDING:
+        return inside
+    picks = np.linspace(0, len(inside) - 1, BOUNDARIES_PER_RECORDING).round().astype(int)
+    return [inside[i] for i in sorted(set(picks))]
+
+
+def build_cases(transcriber: Transcriber, speech_dir: Path) -> tuple[list[FinishedTurn], list[PausedSentence]]:
+    finished, paused = [], []
+    for seed, (name, samples) in enumerate(recordings(speech_dir)):
+        finished.append(FinishedTurn(name, np.concatenate([samples, background(samples, TRAILING_S, seed)])))
+        for word_start, at in pause_points(transcriber, samples):
+            cut = int(at * RATE)
+            for pause_ms in PAUSES_MS:
+                gap = background(samples, pause_ms / 1000, seed + pause_ms)
+                audio = np.concatenate([samples[:cut], gap, samples[cut:], background(samples, TRAILING_S, seed)])
+                paused.append(PausedSentence(name, word_start, at, pause_ms, audio))
+    return finished, paused
+
+
+def score(
+    strategy: EndOfTurn, vad: VadOptions, finished: list[FinishedTurn], paused: list[PausedSentence]
+) -> dict[str, Any]:
+    """What ``strategy`` decides on the cases: delays after finished turns, false cut-ins at the pauses."""
+    delays, early, verdict_ms, by_model = [], 0, [], 0
+    for case in finished:
+        result = replay(case.audio, strategy, vad)
+        verdict_ms += [v.ms for v in result.verdicts]
+        real = [e for e in result.ends if e.by != "end of recording"]
+        if not real:
+            continue
+        last = max(real, key=lambda e: e.end_s)
+        delays.append((last.decided_s - last.end_s) * 1000)
+        by_model += last.by == "model"
+        early += len(real) - 1  # each recording is one turn: any other end cut it
+    cut_ins = dict.fromkeys(PAUSES_MS, 0)
+    for case in paused:
+        result = replay(case.audio, strategy, vad)
+        verdict_ms += [v.ms for v in result.verdicts]
+        # the turn ended after the word before the pause began and before the words after it: a cut-in there
+        if any(case.word_start_s < e.end_s <= case.at_s + WORD_SLACK_S for e in result.ends):
+            cut_ins[case.pause_ms] += 1
+    per_pause = max(1, len(paused) // len(PAUSES_MS))
+    return {
+        "strategy": strategy.describe(),
+        "finished_turns": len(finished),
+        "end_delay_ms_p50": round(float(np.median(delays)), 1) if delays else None,
+        "end_delay_ms_p90": round(float(np.percentile(delays, 90)), 1) if delays else None,
+        "ended_by_model": by_model,
+        "cut_inside_finished_recordings": early,
+        "mid_sentence_pauses": len(paused),
+        "false_cut_in_rate": round(sum(cut_ins.values()) / max(1, len(paused)), 3),
+        "false_cut_ins_by_pause_ms": {str(ms): f"{n}/{per_pause}" for ms, n in cut_ins.items()},
+        "verdict_ms_p50": round(float(np.median(verdict_ms)), 1) if verdict_ms else None,
+    }
+
+
+def compare_strategies(config: Config, speech_dir: Path) -> dict[str, dict[str, Any]]:
+    """The configured strategy and the silence timer on the same cases (for ``voiceos bench``)."""
+    from voiceos.turn.end_of_turn import SilenceOnly, load_end_of_turn
+
+    finished, paused = build_cases(Transcriber.load(config.asr), speech_dir)
+    configured = load_end_of_turn(config.turn)
+    result = {"configured": score(configured, config.vad, finished, paused)}
+    if configured.name != "silence":
+        result["silence_only"] = score(SilenceOnly(), config.vad, finished, paused)
+    return result
