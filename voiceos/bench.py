@@ -84,7 +84,14 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 # the baseline: no overlap (the whole reply written, then synthesized, then played) and no speculation
-SEQUENTIAL = {"runtime": {"sequential": True}, "tts": {"first_clause_chars": 0}, "vad": {"speculate_ms": 0}}
+SEQUENTIAL = {
+    "runtime": {"sequential": True},
+    "tts": {"first_clause_chars": 0},
+    "vad": {"speculate_ms": 0},
+    "turn": {"end_of_turn": "silence"},
+}
+# the same streaming pipeline with the silence timer alone ending turns, beside the turn model
+SILENCE_ONLY = {"turn": {"end_of_turn": "silence"}}
 
 
 def variant_config(config_path: str | None, overrides: dict[str, dict[str, Any]], directory: Path) -> str:
@@ -132,7 +139,8 @@ def run_bench(config_path: str | None, utterances: int = 5, speech_dir: Path | N
             if end["event"] == "error":  # e.g. the sound server went away: the turn ended unheard
                 raise VoiceosError(f"bench: the daemon could not answer {name}: {end['message']}")
             rig.require_listening(300.0, "bench")
-            marks.append((name, sent_at, len(samples) / MIC_RATE, ended, timings))
+            by_model = any(v["ended_turn"] for v in events.since(mark, "turn_verdict"))
+            marks.append((name, sent_at, len(samples) / MIC_RATE, ended, timings, "model" if by_model else "silence"))
             time.sleep(0.5)
         mic_audio, speaker_audio = mic.stop(), speaker.stop()
         result = _analyse(marks, mic, mic_audio, speaker, speaker_audio, clock_offset)
@@ -150,7 +158,7 @@ def run_bench(config_path: str | None, utterances: int = 5, speech_dir: Path | N
 
 def _analyse(marks, mic, mic_audio, speaker, speaker_audio, clock_offset: float) -> dict[str, Any]:
     per_turn: list[dict[str, Any]] = []
-    for name, sent_at, seconds, ended, timings_event in marks:
+    for name, sent_at, seconds, ended, timings_event, ended_by in marks:
         t = timings_event["timings_ms"]
         start_in_mic = sent_at - mic.started_at
         user_end = last_sound_end(mic_audio, MIC_RATE, start_in_mic, start_in_mic + seconds + 1.0)
@@ -168,6 +176,7 @@ def _analyse(marks, mic, mic_audio, speaker, speaker_audio, clock_offset: float)
         per_turn.append(
             {
                 "utterance": name,
+                "turn_ended_by": ended_by,  # the turn model's verdict, or the silence timer
                 "end_to_first_audio_ms": round(e2e, 1),
                 "endpointing": round(endpointing, 1),
                 "asr": round(t.get("asr", 0.0), 1),
@@ -187,6 +196,9 @@ def _analyse(marks, mic, mic_audio, speaker, speaker_audio, clock_offset: float)
         values = [turn[stage] for turn in per_turn]
         result[f"{stage}_ms_p50"] = _percentile(values, 50)
         result[f"{stage}_ms_p90"] = _percentile(values, 90)
+    ends = result["endpointing_ms_p50"] / result["end_to_first_audio_ms_p50"] if per_turn else float("nan")
+    result["endpointing_share_p50"] = round(ends, 2)  # of the wait, how much is deciding that the turn is over
+    result["turns_ended_by_model"] = sum(turn["turn_ended_by"] == "model" for turn in per_turn)
     result["asr_speculative_share"] = round(sum(t["asr_speculative"] for t in per_turn) / max(1, len(per_turn)), 2)
     result["head_start_ms_p50"] = _percentile([t["head_start"] for t in per_turn], 50)
     result["turns"] = per_turn
@@ -197,20 +209,31 @@ def _analyse(marks, mic, mic_audio, speaker, speaker_audio, clock_offset: float)
 def main(
     config_path: str | None, utterances: int, speech_dir: str | None, baseline: bool = True, *, as_json: bool = False
 ) -> int:
-    """The streaming pipeline; then (``baseline``) the plain sequential one and the LM's decoding speed."""
+    """The streaming pipeline; then (``baseline``) the same with the silence timer alone ending turns (when the
+    config uses the turn model), the plain sequential pipeline, what each end-of-turn strategy decides at
+    mid-sentence pauses, and the LM's decoding speed."""
     from voiceos.bench_lm import lm_throughput
     from voiceos.config import load_config
+    from voiceos.turn.evaluate import compare_strategies
 
     speech = Path(speech_dir) if speech_dir else None
+    config = load_config(config_path)
     result = run_bench(config_path, utterances, speech)
     if baseline:
         with tempfile.TemporaryDirectory(prefix="voiceos-bench-config-") as tmp:
+            if config.turn.end_of_turn != "silence":
+                silence = run_bench(variant_config(config_path, SILENCE_ONLY, Path(tmp)), utterances, speech)
+                result["silence_only"] = {k: v for k, v in silence.items() if k != "machine"}
+                for q in ("p50", "p90"):
+                    ours, plain = result[f"end_to_first_audio_ms_{q}"], silence[f"end_to_first_audio_ms_{q}"]
+                    result[f"silence_only_over_configured_{q}"] = round(plain / ours, 2) if ours else None
             sequential = run_bench(variant_config(config_path, SEQUENTIAL, Path(tmp)), utterances, speech)
         result["sequential"] = {k: v for k, v in sequential.items() if k != "machine"}
         for q in ("p50", "p90"):
             ours, plain = result[f"end_to_first_audio_ms_{q}"], sequential[f"end_to_first_audio_ms_{q}"]
             result[f"sequential_over_streaming_{q}"] = round(plain / ours, 2) if ours else None
-        result["lm"] = lm_throughput(load_config(config_path), config_path=config_path)
+        result["end_of_turn"] = compare_strategies(config, speech or DEFAULT_SPEECH)
+        result["lm"] = lm_throughput(config, config_path=config_path)
     print(json.dumps(result, indent=2) if as_json else summary(result))
     return 0 if result["utterances"] else 1
 
@@ -218,7 +241,12 @@ def main(
 def summary(result: dict[str, Any]) -> str:
     """The figures a person reads first, one per line (``--json`` has everything, per turn included)."""
     lines = [f"utterances: {result['utterances']}"]
-    for name, run in (("streaming", result), ("sequential", result.get("sequential"))):
+    runs = (
+        ("streaming", result),
+        ("silence only", result.get("silence_only")),
+        ("sequential", result.get("sequential")),
+    )
+    for name, run in runs:
         if run:
             p50, p90 = run["end_to_first_audio_ms_p50"], run["end_to_first_audio_ms_p90"]
             stages = "  ".join(f"{stage} {run[f'{stage}_ms_p50']:.0f}" for stage in STAGES)
@@ -228,6 +256,21 @@ def summary(result: dict[str, Any]) -> str:
             lines.append(f"  stage p50 (ms): {stages}")
             faults = {key: count for key, count in run.get("audio_faults", {}).items() if count}
             lines.append(f"  audio faults: {faults or 'none'}")
+    if "turns_ended_by_model" in result:
+        lines.append(
+            f"turns ended by the turn model: {result['turns_ended_by_model']} of {result['utterances']}; "
+            f"endpointing is {result['endpointing_share_p50']:.0%} of the wait (p50)"
+        )
+    if "silence_only_over_configured_p50" in result:
+        lines.append(
+            f"silence only / configured: {result['silence_only_over_configured_p50']}x at p50, "
+            f"{result['silence_only_over_configured_p90']}x at p90"
+        )
+    for decided in result.get("end_of_turn", {}).values():
+        lines.append(
+            f"end of turn on {decided['mid_sentence_pauses']} mid-sentence pauses: {decided['strategy']}: false "
+            f"cut-ins {decided['false_cut_in_rate']:.1%}, finished turns over after {decided['end_delay_ms_p50']} ms"
+        )
     if "sequential_over_streaming_p50" in result:
         lines.append(
             f"sequential / streaming: {result['sequential_over_streaming_p50']}x at p50, "
