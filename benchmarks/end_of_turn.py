@@ -19,24 +19,28 @@ from voiceos.asr import Transcriber
 from voiceos.bench import DEFAULT_SPEECH
 from voiceos.config import AsrOptions, TurnOptions, VadOptions
 from voiceos.turn import SilenceOnly, SmartTurnModel, TurnModel
-from voiceos.turn.evaluate import build_cases, score
+from voiceos.turn.evaluate import build_cases, score, words_of
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    finished, paused = build_cases(Transcriber.load(AsrOptions()), DEFAULT_SPEECH)
+    transcriber = Transcriber.load(AsrOptions())
+    finished, paused = build_cases(transcriber, DEFAULT_SPEECH)
+    words = words_of(transcriber)
     print(f"{len(finished)} finished turns, {len(paused)} mid-sentence pauses", file=sys.stderr)
     model, vad = SmartTurnModel.load(), VadOptions()
     results = [score(SilenceOnly(), vad, finished, paused)]
     longer = dataclasses.replace(vad, hangover_ms=800)
     results.append({**score(SilenceOnly(), longer, finished, paused), "strategy": "silence only, 800 ms hangover"})
-    for check_ms in (200, 250):
-        for threshold in (0.5, 0.9, 0.98):
-            for max_silence_ms in (500, 800):
-                options = TurnOptions(check_ms=check_ms, threshold=threshold, max_silence_ms=max_silence_ms)
-                results.append(score(TurnModel(model, options), vad, finished, paused))
+    for threshold in (0.5, 0.9, 0.98):
+        for max_silence_ms in (500, 800):
+            for text_check in (False, True):
+                options = TurnOptions(threshold=threshold, max_silence_ms=max_silence_ms, text_check=text_check)
+                results.append(score(TurnModel(model, options), vad, finished, paused, words))
+    for check_ms in (150, 250):
+        results.append(score(TurnModel(model, TurnOptions(check_ms=check_ms)), vad, finished, paused, words))
     print(
         "| strategy | end of speech -> turn over, p50 / p90 ms | ended by the model | cut inside a finished recording"
         " | false cut-ins at mid-sentence pauses (200/400/600/800 ms) |"

@@ -119,3 +119,38 @@ def test_without_the_model_auto_falls_back_to_the_silence_timer_and_smart_turn_r
 def test_the_silence_strategy_keeps_the_endpointer_as_configured():
     vad = dataclasses.replace(VadOptions(), hangover_ms=650)
     assert SilenceOnly().vad_options(vad) == vad and SilenceOnly().check_ms == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "unfinished"),
+    [
+        ("Unless to be...", True),
+        ("for Queen of", True),
+        ("then leisure to consider how much there might be", True),
+        ("And Mr.", True),
+        ("I was going to say,", True),
+        ("He was not an ill-disposed young man.", False),
+        ("Ten of clubs.", False),
+        ("What is my name?", False),
+        ("", False),
+    ],
+)
+def test_a_transcript_that_stops_mid_phrase_sounds_unfinished(text, unfinished):
+    from voiceos.turn.text import sounds_unfinished
+
+    assert sounds_unfinished(text) is unfinished
+
+
+def test_words_that_stop_mid_phrase_overrule_a_confident_complete(smart_turn, transcriber):
+    """ "Unless to be ..." (a LibriVox sentence with 600 ms put in after "be"): the model calls it complete (0.96);
+    its transcript ends on "be", so with turn.text_check the turn goes on to the end of the sentence."""
+    from voiceos.turn.evaluate import words_of
+
+    audio = with_pause(recording("sense_and_sensibility_01_austen_64kb-0890.wav"), 0.84, 600)
+    model = TurnModel(smart_turn, TurnOptions())
+    by_sound = replay(audio, model, VadOptions())
+    assert by_sound.verdicts[0].complete and len(by_sound.ends) == 2  # cut after "be"
+    by_words = replay(audio, model, VadOptions(), transcribe=words_of(transcriber))
+    assert by_words.overruled == 1 and len(by_words.ends) == 1  # one turn: the whole sentence
+    unchecked = TurnModel(smart_turn, TurnOptions(text_check=False))
+    assert len(replay(audio, unchecked, VadOptions(), transcribe=words_of(transcriber)).ends) == 2

@@ -86,6 +86,9 @@ class TurnOptions:
     check_ms: int = _range(200, 30, 5000)  # silence after which the turn model is asked whether the turn is complete
     threshold: float = _range(0.9, 0.0, 1.0)  # its probability of "complete" that ends the turn there
     max_silence_ms: int = _range(800, 0, 10000)  # with the model: silence that ends a turn it called incomplete
+    # a "complete" waits for the pause's transcript (the reply needs it anyway) and is overruled when the words stop
+    # mid-phrase ("... of the", "he might be"): voiceos.turn.text
+    text_check: bool = True
     threads: int = _range(1, 1, 64)  # ONNX Runtime threads for the model (~35 ms a verdict on one core)
 
 

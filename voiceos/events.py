@@ -50,6 +50,7 @@ class TurnVerdictEvent(Event):
     probability: float
     ms: float  # what the verdict cost
     ended_turn: bool = False  # it ended the turn (False: the user had gone on meanwhile, or it was incomplete)
+    overruled_by_words: bool = False  # "complete", but the pause's transcript stopped mid-phrase (turn.text_check)
     stream_s: float = 0.0  # where the pause began in the microphone stream
 
 

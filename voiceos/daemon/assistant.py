@@ -168,7 +168,8 @@ class Assistant:
                 transcription = self._speculation.start(event.utterance)
                 self._start_head_start(event.utterance, transcription)
             elif isinstance(event, TurnCheck):  # is the user done? A "complete" ends the utterance in the VAD
-                self._turn_completion.check(event, self._end_turn_at, self._on_turn_ended)
+                words = self._speculation.peek(event.span)  # the pause's transcript, for turn.text_check
+                self._turn_completion.check(event, words, self._end_turn_at, self._on_turn_ended)
             elif isinstance(event, SpeechEnded):
                 utt = event.utterance
                 if self._barge_in.ended(utt.voiced_s):

@@ -1,5 +1,6 @@
 """The daemon's side of the end-of-turn strategy: a :class:`voiceos.vad.TurnCheck` is answered off the event loop,
-and a "complete" verdict ends the utterance in the endpointer if the user is still silent (voiceos.turn)."""
+and a "complete" verdict (its pause's transcript not stopping mid-phrase) ends the utterance in the endpointer if
+the user is still silent (voiceos.turn)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ from voiceos.vad import TurnCheck, VadEvent
 
 log = logging.getLogger(__name__)
 
+EndTurn = Callable[[tuple[float, float]], list[VadEvent]]
+
 
 class TurnCompletion:
     """Asks ``strategy`` on a thread of its own (the models' thread is busy with the speculative transcript), one
-    verdict at a time: a newer pause makes an older verdict moot."""
+    pause at a time: a newer pause makes an older verdict moot. Nothing is cancelled from here: the transcript
+    belongs to the speculation and the held reply that wait on it too."""
 
     def __init__(self, strategy: EndOfTurn, publish: Callable[[TurnVerdictEvent], None]) -> None:
         self.strategy = strategy
@@ -28,47 +32,71 @@ class TurnCompletion:
     def check(
         self,
         event: TurnCheck,
-        end_turn: Callable[[tuple[float, float]], list[VadEvent]],
+        words: concurrent.futures.Future | None,
+        end_turn: EndTurn,
         on_events: Callable[[list[VadEvent]], None],
     ) -> None:
-        """Ask about the pause ``event`` announced; on "complete", ``end_turn(span)`` and hand its events on."""
-        if self._pending is not None:
-            self._pending.cancel()
-        loop = asyncio.get_running_loop()
+        """Ask about the pause ``event`` announced; on "complete" (and ``words``, the pause's transcript, not
+        overruling it), ``end_turn(span)`` and hand its events to ``on_events``."""
+        loop = asyncio.get_running_loop()  # (an older pause's verdict or transcript is left to finish, unused)
         future = loop.run_in_executor(self._executor, self.strategy.verdict, event.audio)
         self._pending = future
 
         def decided(done: asyncio.Future) -> None:
-            if done.cancelled():
+            if done.cancelled() or self._pending is not done:
                 return
-            if self._pending is done:
-                self._pending = None
+            self._pending = None
             error = done.exception()
             if error is not None:  # a model that fails leaves the turn to the silence timer
                 log.warning("end of turn: the turn model failed (%s); the silence timer decides", error)
                 return
             verdict: TurnVerdict = done.result()
-            events = end_turn(event.span) if verdict.complete else []
-            log.info(
-                "end of turn: %s (p=%.2f, %.0f ms)%s",
-                "complete" if verdict.complete else "incomplete",
-                verdict.probability,
-                verdict.ms,
-                "" if events or not verdict.complete else ", but the user went on",
-            )
-            self._publish(
-                TurnVerdictEvent(
-                    verdict.complete,
-                    round(verdict.probability, 3),
-                    round(verdict.ms, 1),
-                    bool(events),
-                    stream_s=event.utterance.end_s,
-                )
-            )
-            if events:
-                on_events(events)
+            if not verdict.complete or words is None or not self.strategy.uses_words:
+                self._conclude(event, verdict, "", end_turn, on_events)
+                return
+            transcript = asyncio.wrap_future(words)
+            self._pending = transcript
+            transcript.add_done_callback(lambda heard: self._heard(heard, event, verdict, end_turn, on_events))
 
         future.add_done_callback(decided)
+
+    def _heard(
+        self, heard: asyncio.Future, event: TurnCheck, verdict: TurnVerdict, end_turn: EndTurn, on_events
+    ) -> None:
+        if heard.cancelled() or self._pending is not heard:
+            return  # the user went on: a newer pause is being decided
+        self._pending = None
+        text = "" if heard.exception() is not None else getattr(heard.result(), "text", "")
+        self._conclude(event, verdict, text, end_turn, on_events)
+
+    def _conclude(self, event: TurnCheck, verdict: TurnVerdict, text: str, end_turn: EndTurn, on_events) -> None:
+        overruled = verdict.complete and self.strategy.unfinished(text)
+        events = end_turn(event.span) if verdict.complete and not overruled else []
+        if overruled:
+            why = ", but its words stop mid-phrase"
+        elif verdict.complete and not events:
+            why = ", but the user went on"
+        else:
+            why = ""
+        log.info(
+            "end of turn: %s (p=%.2f, %.0f ms)%s",
+            "complete" if verdict.complete else "incomplete",
+            verdict.probability,
+            verdict.ms,
+            why,
+        )
+        self._publish(
+            TurnVerdictEvent(
+                verdict.complete,
+                round(verdict.probability, 3),
+                round(verdict.ms, 1),
+                ended_turn=bool(events),
+                overruled_by_words=overruled,
+                stream_s=event.utterance.end_s,
+            )
+        )
+        if events:
+            on_events(events)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -31,6 +31,12 @@ class SpeculativeTranscription:
         self._pending = ((utterance.start_s, utterance.end_s), future)
         return future
 
+    def peek(self, span: tuple[float, float]) -> concurrent.futures.Future | None:
+        """The transcription in progress for the utterance with this span, left in place (None if another)."""
+        if self._pending is not None and self._pending[0] == span:
+            return self._pending[1]
+        return None
+
     def claim(self, utterance: Utterance) -> concurrent.futures.Future | None:
         """The transcription of exactly this utterance's samples, if one was started; any other is dropped."""
         if self._pending is not None and self._pending[0] == (utterance.start_s, utterance.end_s):

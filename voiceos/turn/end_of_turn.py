@@ -2,8 +2,9 @@
 
 - :class:`SilenceOnly`: the VAD's hangover (``vad.hangover_ms`` of silence) alone ends a turn.
 - :class:`TurnModel`: after ``turn.check_ms`` of silence the turn-completion model hears the utterance so far; a
-  complete turn ends there, and a reply that was prepared at the pause plays at once. An incomplete one goes on
-  until ``turn.max_silence_ms`` of silence, then ends anyway.
+  complete turn ends there (once the pause's transcript, if ``turn.text_check``, does not stop mid-phrase), and a
+  reply that was prepared at the pause plays at once. An incomplete one goes on until ``turn.max_silence_ms`` of
+  silence, then ends anyway.
 
 The VAD asks (:class:`voiceos.vad.TurnCheck`); the daemon runs :meth:`EndOfTurn.verdict` off the event loop and,
 on "complete", ends the utterance with :meth:`voiceos.vad.VadSegmenter.end_turn`.
@@ -20,6 +21,7 @@ import numpy as np
 
 from voiceos.config import TurnOptions, VadOptions
 from voiceos.turn.smart_turn import SmartTurnModel, TurnModelUnavailable
+from voiceos.turn.text import sounds_unfinished
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ class TurnVerdict:
 class EndOfTurn(Protocol):
     name: str
     check_ms: int  # silence after which verdict() is asked; 0: never (the hangover alone decides)
+    uses_words: bool  # a "complete" waits for the pause's transcript, which unfinished() may overrule it by
 
     def vad_options(self, vad: VadOptions) -> VadOptions:
         """The endpointer's options under this strategy (its hangover is the longest silence in a turn)."""
@@ -43,12 +46,17 @@ class EndOfTurn(Protocol):
         """Is the turn in ``audio`` (16 kHz, the pause included) complete? Blocking."""
         ...
 
+    def unfinished(self, transcript: str) -> bool:
+        """Does ``transcript`` (of the utterance up to the pause) overrule a "complete" verdict?"""
+        ...
+
     def describe(self) -> str: ...
 
 
 class SilenceOnly:
     name = "silence"
     check_ms = 0
+    uses_words = False
 
     def __init__(self, reason: str = "") -> None:
         self.reason = reason  # why the turn model is not in use, when it was wanted
@@ -58,6 +66,9 @@ class SilenceOnly:
 
     def verdict(self, audio: np.ndarray) -> TurnVerdict:
         return TurnVerdict(False, 0.0, 0.0)
+
+    def unfinished(self, transcript: str) -> bool:
+        return False
 
     def describe(self) -> str:
         return "silence only (vad.hangover_ms)" + (f": {self.reason}" if self.reason else "")
@@ -70,6 +81,7 @@ class TurnModel:
         self.model = model
         self.options = options
         self.check_ms = options.check_ms
+        self.uses_words = options.text_check
 
     def vad_options(self, vad: VadOptions) -> VadOptions:
         return dataclasses.replace(vad, hangover_ms=max(self.options.max_silence_ms, self.check_ms))
@@ -78,10 +90,14 @@ class TurnModel:
         prediction = self.model.predict(audio)
         return TurnVerdict(prediction.probability >= self.options.threshold, prediction.probability, prediction.ms)
 
+    def unfinished(self, transcript: str) -> bool:
+        return self.uses_words and sounds_unfinished(transcript)
+
     def describe(self) -> str:
         o = self.options
+        words = ", unless its words stop mid-phrase" if o.text_check else ""
         return (
-            f"Smart Turn v3.2 after {o.check_ms} ms of silence (complete at p >= {o.threshold}), "
+            f"Smart Turn v3.2 after {o.check_ms} ms of silence (complete at p >= {o.threshold}{words}), "
             f"else the turn ends after {o.max_silence_ms} ms"
         )
 

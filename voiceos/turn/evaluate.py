@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import itertools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,12 +89,18 @@ def build_cases(transcriber: Transcriber, speech_dir: Path) -> tuple[list[Finish
 
 
 def score(
-    strategy: EndOfTurn, vad: VadOptions, finished: list[FinishedTurn], paused: list[PausedSentence]
+    strategy: EndOfTurn,
+    vad: VadOptions,
+    finished: list[FinishedTurn],
+    paused: list[PausedSentence],
+    transcribe: Callable[[np.ndarray], str] | None = None,
 ) -> dict[str, Any]:
-    """What ``strategy`` decides on the cases: delays after finished turns, false cut-ins at the pauses."""
-    delays, early, verdict_ms, by_model = [], 0, [], 0
+    """What ``strategy`` decides on the cases: delays after finished turns, false cut-ins at the pauses. With
+    ``transcribe``, a "complete" waits for the pause's transcript, as in the daemon (``turn.text_check``)."""
+    delays, early, verdict_ms, by_model, overruled = [], 0, [], 0, 0
     for case in finished:
-        result = replay(case.audio, strategy, vad)
+        result = replay(case.audio, strategy, vad, transcribe=transcribe)
+        overruled += result.overruled
         verdict_ms += [v.ms for v in result.verdicts]
         real = [e for e in result.ends if e.by != "end of recording"]
         if not real:
@@ -104,7 +111,8 @@ def score(
         early += len(real) - 1  # each recording is one turn: any other end cut it
     cut_ins = dict.fromkeys(PAUSES_MS, 0)
     for case in paused:
-        result = replay(case.audio, strategy, vad)
+        result = replay(case.audio, strategy, vad, transcribe=transcribe)
+        overruled += result.overruled
         verdict_ms += [v.ms for v in result.verdicts]
         # the turn ended after the word before the pause began and before the words after it: a cut-in there
         if any(case.word_start_s < e.end_s <= case.at_s + WORD_SLACK_S for e in result.ends):
@@ -121,16 +129,22 @@ def score(
         "false_cut_in_rate": round(sum(cut_ins.values()) / max(1, len(paused)), 3),
         "false_cut_ins_by_pause_ms": {str(ms): f"{n}/{per_pause}" for ms, n in cut_ins.items()},
         "verdict_ms_p50": round(float(np.median(verdict_ms)), 1) if verdict_ms else None,
+        "complete_verdicts_overruled_by_words": overruled,
     }
+
+
+def words_of(transcriber: Transcriber) -> Callable[[np.ndarray], str]:
+    return lambda samples: transcriber.transcribe(samples).text
 
 
 def compare_strategies(config: Config, speech_dir: Path) -> dict[str, dict[str, Any]]:
     """The configured strategy and the silence timer on the same cases (for ``voiceos bench``)."""
     from voiceos.turn.end_of_turn import SilenceOnly, load_end_of_turn
 
-    finished, paused = build_cases(Transcriber.load(config.asr), speech_dir)
+    transcriber = Transcriber.load(config.asr)
+    finished, paused = build_cases(transcriber, speech_dir)
     configured = load_end_of_turn(config.turn)
-    result = {"configured": score(configured, config.vad, finished, paused)}
+    result = {"configured": score(configured, config.vad, finished, paused, words_of(transcriber))}
     if configured.name != "silence":
         result["silence_only"] = score(SilenceOnly(), config.vad, finished, paused)
     return result
