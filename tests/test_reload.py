@@ -25,7 +25,10 @@ from voiceos.textnorm import normalize_words
 from voiceos.tts.voices import default_voices_dir
 
 LIBRIVOX = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech" / "librivox_cmusphinx" / "audio"
-BASE = {"vad": {"hangover_ms": 500}, "dialogue": {"temperature": 0.0}}
+# The silence timer: with the turn model (the default) turn.max_silence_ms replaces vad.hangover_ms in the endpointer
+# these tests reload.
+SILENCE_TIMER = {"turn": {"end_of_turn": "silence"}}
+BASE = {"vad": {"hangover_ms": 500}, "dialogue": {"temperature": 0.0}, **SILENCE_TIMER}
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +67,7 @@ def test_changed_keys_split_into_live_and_restart_and_merge_keeps_the_running_mo
 
     old = config_from_dict(BASE)
     new = config_from_dict(
-        {"vad": {"hangover_ms": 800}, "dialogue": {"model": "/elsewhere", "temperature": 0.5}, "emotion": {}}
+        {"vad": {"hangover_ms": 800}, "dialogue": {"model": "/elsewhere", "temperature": 0.5}, **SILENCE_TIMER}
     )
     changed = changed_keys(old, new)
     assert changed == ["vad.hangover_ms", "dialogue.model", "dialogue.temperature"]
@@ -86,6 +89,7 @@ def test_sighup_applies_live_changes_and_keeps_the_conversation(daemon, config_f
         "dialogue": {"temperature": 0.7, "seed": 3, "system_prompt": "You are a terse assistant."},
         "emotion": {"policy": {"sadness": "calm"}},
         "asr": {"beam_size": 2},  # a model option: needs a restart
+        **SILENCE_TIMER,
     }
     status = _reload(daemon, config_file, changes)
     last = status["config"]["last_reload"]
@@ -167,14 +171,14 @@ def test_systemctl_reload_applies_the_config_and_the_unit_stays_active(
     daemon_manager: UserManager, pulse_server, xdg_cache_home: Path
 ) -> None:
     config = daemon_manager.root / "config.yaml"
-    config.write_text(yaml.safe_dump({"vad": {"hangover_ms": 500}}))
+    config.write_text(yaml.safe_dump({"vad": {"hangover_ms": 500}, **SILENCE_TIMER}))
     log = _daemon_unit(daemon_manager, pulse_server, xdg_cache_home, {"VOICEOS_CONFIG": str(config)})
     _start(daemon_manager, DAEMON_UNIT, log, timeout=330)
     client = ControlClient(daemon_manager.runtime_dir / "voiceos" / "control.sock", timeout=30)
     assert client.request("status")["config"]["reloads"] == 0
     main_pid = daemon_manager.show(DAEMON_UNIT, "MainPID")["MainPID"]
 
-    config.write_text(yaml.safe_dump({"vad": {"hangover_ms": 700}}))
+    config.write_text(yaml.safe_dump({"vad": {"hangover_ms": 700}, **SILENCE_TIMER}))
     daemon_manager.systemctl("reload", DAEMON_UNIT)
     deadline = time.monotonic() + 30
     while (status := client.request("status"))["config"]["reloads"] == 0 and time.monotonic() < deadline:
