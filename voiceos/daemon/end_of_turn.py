@@ -16,6 +16,7 @@ from voiceos.vad import TurnCheck, VadEvent
 log = logging.getLogger(__name__)
 
 EndTurn = Callable[[tuple[float, float]], list[VadEvent]]
+OnEvents = Callable[[list[VadEvent]], None]
 
 
 class TurnCompletion:
@@ -34,7 +35,7 @@ class TurnCompletion:
         event: TurnCheck,
         words: concurrent.futures.Future | None,
         end_turn: EndTurn,
-        on_events: Callable[[list[VadEvent]], None],
+        on_events: OnEvents,
     ) -> None:
         """Ask about the pause ``event`` announced; on "complete" (and ``words``, the pause's transcript, not
         overruling it), ``end_turn(span)`` and hand its events to ``on_events``."""
@@ -61,7 +62,7 @@ class TurnCompletion:
         future.add_done_callback(decided)
 
     def _heard(
-        self, heard: asyncio.Future, event: TurnCheck, verdict: TurnVerdict, end_turn: EndTurn, on_events
+        self, heard: asyncio.Future, event: TurnCheck, verdict: TurnVerdict, end_turn: EndTurn, on_events: OnEvents
     ) -> None:
         if heard.cancelled() or self._pending is not heard:
             return  # the user went on: a newer pause is being decided
@@ -69,7 +70,9 @@ class TurnCompletion:
         text = "" if heard.exception() is not None else getattr(heard.result(), "text", "")
         self._conclude(event, verdict, text, end_turn, on_events)
 
-    def _conclude(self, event: TurnCheck, verdict: TurnVerdict, text: str, end_turn: EndTurn, on_events) -> None:
+    def _conclude(
+        self, event: TurnCheck, verdict: TurnVerdict, text: str, end_turn: EndTurn, on_events: OnEvents
+    ) -> None:
         overruled = verdict.complete and self.strategy.unfinished(text)
         events = end_turn(event.span) if verdict.complete and not overruled else []
         if overruled:
