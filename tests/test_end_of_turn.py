@@ -132,6 +132,10 @@ def test_the_silence_strategy_keeps_the_endpointer_as_configured():
         ("He was not an ill-disposed young man.", False),
         ("Ten of clubs.", False),
         ("What is my name?", False),
+        ("Had he married a more amiable woman, he might have been made still more respectable than he was.", False),
+        ("Where are you from?", False),
+        ("I really want to.", False),
+        ("I think so.", False),
         ("", False),
     ],
 )

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import re
 
-# Words a finished English sentence practically never ends on: articles, prepositions, conjunctions, auxiliaries,
-# possessives, titles. ("Who are you talking to?" is the rare exception; it ends the turn after max_silence_ms.)
+# Words an English sentence practically never ends on: articles, the possessives that need a noun, conjunctions,
+# "of", "than", titles, "be"/"been". Words a spoken sentence does end on are left out on purpose: auxiliaries ("than he
+# was", "I think you should"), most prepositions ("Where are you from?", "I want to."), "that", "so", "though".
 DANGLING_WORDS = frozenset(
     (  # noqa: SIM905 (a word list reads better as words)
-        "a an the of to in on at for with from by about into onto than as and or but so because if that which who "
-        "whose whom when while unless although though be been being is are was were am have has had will would can "
-        "could should shall may might must do does did my your his her its our their mr mrs ms dr very more most not"
+        "a an the my your our their its whose of than as and or but because although unless if mr mrs ms dr very "
+        "be been being into onto"
     ).split()
 )
 TRAILING_OFF = ("...", "…", "-", "—", ",")  # Whisper writes a voice that trails off or breaks off so
