@@ -247,15 +247,19 @@ class VadSegmenter:
     def _pause_utterance(self) -> Utterance:
         """The open utterance as it would end at this pause (at its last voiced frame)."""
         keep = self._last_voiced - self._utt_start + 1
-        start_s, end_s = self._time(self._utt_start), self._time(self._last_voiced + 1)
+        start_s, end_s = self._pause_span()
         return Utterance(start_s, end_s, np.concatenate(self._utt[:keep]), self._voiced_time())
+
+    def _pause_span(self) -> tuple[float, float]:
+        """(start, end) of the open utterance as it would end at this pause."""
+        return self._time(self._utt_start), self._time(self._last_voiced + 1)
 
     def end_turn(self, span: tuple[float, float]) -> list[VadEvent]:
         """End the open utterance now if it is still in the pause that ``span`` (a :class:`TurnCheck`'s) names;
         else (the user went on, or it ended already) nothing. The events are those of an ended pause."""
         if not self._triggered or not self._silence_run:
             return []
-        if (self._time(self._utt_start), self._time(self._last_voiced + 1)) != span:
+        if self._pause_span() != span:
             return []
         events: list[VadEvent] = []
         self._close(events, forced=False)
