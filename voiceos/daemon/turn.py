@@ -55,10 +55,12 @@ class Turn:
     max_hold_s: float = 0.0  # a held turn not decided by then cancels itself (a safety net: the VAD decides)
     words: asyncio.Future | None = None  # a microphone turn's transcript once known ("": none; None: unknown)
     cut_by: Turn | None = None  # the microphone turn whose utterance cut this say/listen turn before it spoke
+    task: asyncio.Task | None = None  # the daemon's task running the turn
+    ended: bool = False  # set once the turn is over (answered, cut or failed): see TurnController.ended
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def held(cls, source: str, done: asyncio.Future, *, max_hold_s: float) -> Turn:
+    def held(cls, source: str, done: asyncio.Future | None = None, *, max_hold_s: float) -> Turn:
         turn = cls("", source, done=done, head_start=True, max_hold_s=max_hold_s)
         turn.committed.clear()
         turn.created_at = time.monotonic()
@@ -109,12 +111,3 @@ class Turn:
             shifted["asr"] = max(0.0, (self.asr_done_at - self.committed_at) * 1000)
         shifted["head_start"] = ahead
         return shifted
-
-
-@dataclass(frozen=True)
-class HeadStart:
-    """A held turn answering the utterance ``span`` (start_s, end_s) as it stood at a pause, and its task."""
-
-    span: tuple[float, float]
-    turn: Turn
-    task: asyncio.Task

@@ -1,0 +1,77 @@
+"""Small fakes of the pipeline's stages, satisfying the same protocols as the real ones (what the daemon calls on
+them), for tests of the daemon's turn logic that take milliseconds. Tests of the stages themselves, and the daemon
+tests that stay, run the real models."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+
+from voiceos.asr import Transcript
+from voiceos.dialogue.lm import GenerationStats
+
+SAMPLE_RATE = 16_000
+
+
+def speech(seconds: float, seed: int = 0) -> np.ndarray:
+    """Noise standing for speech: the fakes never listen to it."""
+    return (0.1 * np.random.default_rng(seed).standard_normal(int(seconds * SAMPLE_RATE))).astype(np.float32)
+
+
+class FakeTranscriber:
+    """Transcribes by duration: ``script`` maps an utterance's length in samples to its text ("" for none).
+    ``gate``, when given, holds every transcription until it is set (to act while ASR is running)."""
+
+    def __init__(self, script: dict[int, str], gate: threading.Event | None = None) -> None:
+        self.script, self.gate = script, gate
+        self.calls: list[int] = []
+
+    def transcribe(self, samples: np.ndarray) -> Transcript:
+        self.calls.append(len(samples))
+        if self.gate is not None:
+            self.gate.wait(10)
+        return Transcript(self.script.get(len(samples), ""), "en", len(samples) / SAMPLE_RATE)
+
+    def warm(self) -> None:
+        pass
+
+
+class FakeLM:
+    """Answers every turn with ``reply``, a few characters per delta, and records what it was asked."""
+
+    def __init__(self, reply: str = "I hear you. Tell me more.") -> None:
+        self.reply = reply
+        self.last_stats = GenerationStats()
+        self.prompt_cache: dict = {}
+        self.asked: list[str] = []
+
+    def stream_reply(self, history, user_text, **_options) -> Iterator[str]:
+        self.asked.append(user_text)
+        yield from (self.reply[i : i + 5] for i in range(0, len(self.reply), 5))
+        self.last_stats = GenerationStats(stop_reason="eos")
+
+
+class FakeTts:
+    """``seconds_per_char`` of quiet tone per character of each sentence, one chunk per sentence."""
+
+    sample_rate = 22_050
+
+    def __init__(self, seconds_per_char: float = 0.01) -> None:
+        self.seconds_per_char = seconds_per_char
+        self.said: list[str] = []
+
+    def synthesize(self, text: str, emotion=None) -> Iterator[np.ndarray]:
+        if not text.strip():
+            return
+        self.said.append(text)
+        n = int(len(text) * self.seconds_per_char * self.sample_rate)
+        yield (0.05 * np.sin(np.arange(n) * 2 * np.pi * 220 / self.sample_rate)).astype(np.float32)
+
+    def synthesize_all(self, text: str, emotion=None) -> np.ndarray:
+        chunks = list(self.synthesize(text, emotion))
+        return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+
+    def warm(self) -> None:
+        pass
