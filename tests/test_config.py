@@ -86,3 +86,16 @@ def test_env_var_then_user_file_then_project_file(tmp_path, monkeypatch):
 
 def test_device_index_written_as_number_becomes_a_string(tmp_path):
     assert load_config(write(tmp_path, "audio:\n  output_device: 3\n")).audio.output_device == "3"
+
+
+def test_a_turn_check_after_the_maximum_silence_is_refused_in_one_line(tmp_path):
+    path = write(tmp_path, "turn:\n  check_ms: 900\n  max_silence_ms: 800\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert "\n" not in message and str(path) in message and "turn" in message
+    assert "check_ms (900) must be below max_silence_ms (800)" in message
+    silence_only = load_config(
+        write(tmp_path, "turn:\n  end_of_turn: silence\n  check_ms: 900\n  max_silence_ms: 800\n")
+    )
+    assert silence_only.turn.end_of_turn == "silence"  # no model to ask: the two are not used

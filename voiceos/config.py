@@ -91,6 +91,13 @@ class TurnOptions:
     text_check: bool = True
     threads: int = _range(1, 1, 64)  # ONNX Runtime threads for the model (~35 ms a verdict on one core)
 
+    def __post_init__(self) -> None:
+        if self.end_of_turn != "silence" and self.check_ms >= self.max_silence_ms:
+            raise ValueError(
+                f"check_ms ({self.check_ms}) must be below max_silence_ms ({self.max_silence_ms}):"
+                " else the silence ends every turn before the model is asked"
+            )
+
 
 @dataclass(frozen=True)
 class AsrOptions:
