@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from voiceos.asr import SAMPLE_RATE, Transcriber
+from voiceos.asr import FALLBACK_TEMPERATURES, SAMPLE_RATE, Transcriber
 from voiceos.audio.files import read_audio
 from voiceos.config import AsrOptions
 from voiceos.errors import ModelNotFoundError
@@ -70,3 +70,26 @@ def test_a_named_model_goes_through_faster_whispers_download_path():
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
     assert "ModelNotFoundError: cannot load Whisper model 'small.en'" in last and "HF_HUB_OFFLINE" in last
+
+
+class _RecordingModel:
+    """The real Whisper model, recording the temperatures each transcription was allowed."""
+
+    def __init__(self, model) -> None:
+        self.model, self.temperatures = model, []
+
+    def transcribe(self, audio, **options):
+        self.temperatures.append(options["temperature"])
+        return self.model.transcribe(audio, **options)
+
+
+def test_temperature_fallback_is_off_by_default_and_on_when_configured(transcriber):
+    import dataclasses
+
+    audio = read_audio(LIBRIVOX / "audio" / "sense_and_sensibility_01_austen_64kb-0880.wav", SAMPLE_RATE)
+    for fallback, allowed in ((False, 0.0), (True, FALLBACK_TEMPERATURES)):
+        options = dataclasses.replace(transcriber.options, temperature_fallback=fallback)
+        model = _RecordingModel(transcriber._model)
+        text = Transcriber(model, options, transcriber.model_name).transcribe(audio).text
+        assert model.temperatures == [allowed]
+        assert "he was not an" in text.lower() and "young man" in text.lower()  # the clean clip either way

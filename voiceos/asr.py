@@ -34,6 +34,9 @@ class Transcript:
     elapsed_ms: float = 0.0
 
 
+FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # faster-whisper's own, for asr.temperature_fallback
+
+
 class Transcriber:
     """Loads one Whisper model and transcribes 16 kHz mono float32 arrays."""
 
@@ -78,6 +81,7 @@ class Transcriber:
             audio,
             language=self.options.language,
             beam_size=self.options.beam_size,
+            temperature=FALLBACK_TEMPERATURES if self.options.temperature_fallback else 0.0,
             vad_filter=False,
             condition_on_previous_text=False,
             word_timestamps=word_timestamps,

@@ -105,6 +105,9 @@ class AsrOptions:
     language: str | None = "en"
     compute_type: str = "auto"  # auto: int8 on CPU, float16 on CUDA
     beam_size: int = _range(1, 1, 16)
+    # Re-decode a clip that looks bad at temperatures 0.2 ... 1.0 (faster-whisper's default): on hard speech that
+    # tripled the slowest transcriptions (p90 445 -> 1046 ms at 0 dB SNR) for one word in 240 (benchmarks/asr_tail.py)
+    temperature_fallback: bool = False
     download_root: str | None = None
 
 
