@@ -11,9 +11,10 @@ UV_VERSION  := 0.13.9
 
 # Debian/Ubuntu packages. Runtime: PortAudio for sounddevice; gcc builds the LM's small decoding kernel on first use
 # (voiceos/dialogue/kernels; without it the LM decodes from float32 weights, slower). Tests also start a private PulseAudio server with
-# virtual devices (pulseaudio, pulseaudio-utils, ALSA's pulse plugin) and a real systemd user manager.
+# virtual devices (pulseaudio, pulseaudio-utils, ALSA's pulse plugin), a real systemd user manager, and g++ + cmake to build
+# llama.cpp for the tests' OpenAI-compatible LM server (packaging/test-server.in).
 SYSTEM_PACKAGES      := libportaudio2 gcc
-SYSTEM_TEST_PACKAGES := $(SYSTEM_PACKAGES) pulseaudio pulseaudio-utils libasound2-plugins systemd
+SYSTEM_TEST_PACKAGES := $(SYSTEM_PACKAGES) pulseaudio pulseaudio-utils libasound2-plugins systemd g++ cmake
 
 .PHONY: run say listen bench install-service install install-test lock system-deps system-deps-test test lint format doctor clean
 
@@ -50,8 +51,10 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(BIN)/python -m voiceos.selfcheck
 	@touch $@
 
-# The lock holds the test and coqui extras too, so the stamp that `make test` needs is the same install.
-$(VENV)/.installed-test: $(VENV)/.installed
+# The lock holds the test and coqui extras too; `make test` adds the LM server the tests of dialogue.backend: openai run
+# against (llama-cpp-python: pip builds llama.cpp from source once, minutes on 2 cores, then reuses its cached wheel).
+$(VENV)/.installed-test: $(VENV)/.installed packaging/test-server.lock
+	$(BIN)/python -m pip install -q --no-deps --require-hashes -r packaging/test-server.lock
 	@touch $@
 
 # Refresh requirements.lock on purpose (a new dependency in pyproject.toml, or to take upstream releases), then run
@@ -62,6 +65,8 @@ lock:
 	$(BIN)/uv pip compile pyproject.toml packaging/lock.in --extra test --extra coqui --universal \
 	  --python-version 3.10 --generate-hashes --override packaging/lock-overrides.txt \
 	  --custom-compile-command "make lock" -o requirements.lock
+	$(BIN)/uv pip compile packaging/test-server.in -c requirements.lock --universal --python-version 3.10 \
+	  --generate-hashes --custom-compile-command "make lock" -o packaging/test-server.lock
 
 system-deps:
 	@$(call apt_install,$(SYSTEM_PACKAGES))

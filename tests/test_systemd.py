@@ -8,6 +8,7 @@ run ``python -m voiceos run`` itself once the daemon exists.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 from systemd_manager import UserManager, edit_unit
 
+from voiceos.daemon.network_dropin import DROPIN_NAME, allowed_addresses, render_dropin
 from voiceos.daemon.service import install_service, next_steps, quote_exec_arg, render_unit
 from voiceos.errors import VoiceosError
 
@@ -388,3 +390,73 @@ def test_daemon_with_a_blocked_event_loop_is_restarted_by_the_watchdog(
     assert expected in daemon_manager.log_since(mark), daemon_manager.journal(DAEMON_UNIT) + log.read_text()
     props = daemon_manager.wait_for(DAEMON_UNIT, 10, NRestarts="1")
     assert props["NRestarts"] == "1", daemon_manager.journal(DAEMON_UNIT)
+
+
+# -- the network drop-in for dialogue.backend: openai ----------------------------------------------------------------
+
+
+def _openai_config(base_url: str):
+    from voiceos.config import Config
+
+    config = Config()
+    return dataclasses.replace(
+        config, dialogue=dataclasses.replace(config.dialogue, backend="openai", base_url=base_url)
+    )
+
+
+def test_the_embedded_lm_gets_no_network_drop_in_and_a_stale_one_is_removed(tmp_path: Path) -> None:
+    from voiceos.config import Config
+
+    units = tmp_path / "units"
+    install_service(units, config=_openai_config("http://127.0.0.1:8080/v1"))
+    dropin = units / "voiceos.service.d" / DROPIN_NAME
+    assert dropin.is_file()
+    install_service(units, config=Config())  # back to the embedded LM: sealed again
+    assert not dropin.exists() and render_dropin(Config()) is None
+
+
+@pytest.mark.parametrize(
+    ("base_url", "allowed"),
+    [
+        ("http://127.0.0.1:8080/v1", "127.0.0.1"),
+        ("http://localhost:11434/v1", "127.0.0.0/8 ::1/128"),
+        ("http://[::1]:8000/v1", "::1"),
+        ("https://192.168.1.20/v1", "192.168.1.20"),
+    ],
+)
+def test_the_drop_in_opens_exactly_the_servers_address(base_url: str, allowed: str) -> None:
+    text = render_dropin(_openai_config(base_url))
+    assert text is not None and f"\nIPAddressAllow={allowed}\n" in text
+    assert "\nPrivateNetwork=no\n" in text and "\nRestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n" in text
+
+
+def test_a_host_name_is_resolved_and_its_name_servers_allowed_too(tmp_path: Path) -> None:
+    import socket
+
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("# test\nnameserver 10.0.0.53\noptions edns0\n")
+    host = socket.gethostname()  # in /etc/hosts
+    addresses = allowed_addresses(f"http://{host}:8080/v1", resolv)
+    assert socket.getaddrinfo(host, None)[0][4][0] in addresses and addresses[-1] == "10.0.0.53"
+    with pytest.raises(VoiceosError, match=r"cannot resolve no-such-host\.invalid"):
+        allowed_addresses("http://no-such-host.invalid/v1", resolv)
+
+
+def test_the_drop_in_takes_effect_under_a_real_user_manager(manager: UserManager) -> None:
+    manager.install_unit(UNIT, render_unit())
+    dropin_dir = manager.unit_dir / f"{UNIT}.d"
+    dropin_dir.mkdir(exist_ok=True)
+    text = render_dropin(_openai_config("http://127.0.0.1:8080/v1"))
+    assert text is not None
+    (dropin_dir / DROPIN_NAME).write_text(text)
+    manager.make_own(dropin_dir, dropin_dir / DROPIN_NAME)
+    try:
+        manager.systemctl("daemon-reload")
+        shown = manager.show(UNIT, "PrivateNetwork", "IPAddressAllow", "IPAddressDeny", "RestrictAddressFamilies")
+        assert shown["PrivateNetwork"] == "no"
+        assert "127.0.0.1" in shown["IPAddressAllow"] and shown["IPAddressDeny"] != ""
+        assert "AF_INET" in shown["RestrictAddressFamilies"]
+    finally:
+        (dropin_dir / DROPIN_NAME).unlink()
+        manager.systemctl("daemon-reload")
+    assert manager.show(UNIT, "PrivateNetwork")["PrivateNetwork"] == "yes"

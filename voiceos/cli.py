@@ -388,7 +388,7 @@ def cmd_install_service(args: argparse.Namespace, config: Config) -> int:
     failures = check_libraries()
     if failures:
         raise VoiceosError(f"not installing the service: {failures[0].message()}")
-    path = install_service(enable=args.enable)
+    path = install_service(enable=args.enable, config=config)
     print(next_steps(path, enabled=args.enable))
     return 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -113,6 +114,14 @@ class AsrOptions:
 
 @dataclass(frozen=True)
 class DialogueOptions:
+    # Where replies are written: "embedded" in this process (the model below), or "openai": streamed from any server
+    # that speaks the OpenAI chat-completions API (llama.cpp's server, vLLM, Ollama, LM Studio) at base_url. The
+    # emotion head still reads the embedded model's prefill of the user's turn, locally (voiceos.dialogue.openai_chat).
+    backend: str = _choice("embedded", "openai", default="embedded")
+    base_url: str | None = None  # openai: the server's API root, e.g. http://127.0.0.1:8080/v1
+    server_model: str | None = None  # openai: the model to ask the server for; null: the first it lists
+    api_key_env: str | None = None  # openai: the environment variable holding the API key (never the key itself)
+    timeout_s: float = _range(15.0, 0.5, 600.0)  # openai: the longest wait for the server's next bytes
     model: str = "embedded"  # embedded SmolLM2-135M-Instruct GGUF; else a Hugging Face id or local directory
     gguf_file: str | None = None
     # How it speaks; the system prompt is persona.name and persona.description, then this, then the facts about the
@@ -134,6 +143,14 @@ class DialogueOptions:
     # The fine-tuned LoRA adapter (voiceos train dialogue): "embedded" is the one shipped for the embedded model
     # (used only with it), else a checkpoint directory; null: the base model's replies.
     adapter: str | None = "embedded"
+
+    def __post_init__(self) -> None:
+        if self.backend == "openai" and not (self.base_url or "").startswith(("http://", "https://")):
+            raise ValueError(
+                "backend openai needs base_url: the server's http(s):// API root, e.g. http://127.0.0.1:8080/v1"
+            )
+        if self.api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env):
+            raise ValueError("api_key_env must name an environment variable (the key itself never goes in the file)")
 
 
 @dataclass(frozen=True)

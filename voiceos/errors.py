@@ -29,3 +29,7 @@ class AudioDeviceError(VoiceosError):
 
 class ModelLoadError(VoiceosError):
     """A model file exists but cannot be used (corrupt, wrong shape, does not fit the other models)."""
+
+
+class DialogueServerError(VoiceosError):
+    """The dialogue LM's server (dialogue.backend: openai) is down, too slow, or answered something unusable."""

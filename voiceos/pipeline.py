@@ -19,12 +19,13 @@ import numpy as np
 from voiceos.asr import SAMPLE_RATE, Transcriber, Transcript
 from voiceos.audio.files import read_audio
 from voiceos.config import Config
-from voiceos.dialogue import DialogueLM, SentenceChunker
+from voiceos.dialogue import SentenceChunker
+from voiceos.dialogue.backend import DialogueBackend, load_dialogue
 from voiceos.dialogue.length import ends_sentence, wants_detail
 from voiceos.dialogue.persona import claims_name, persona_prompt, user_name
 from voiceos.emotion.labels import EmotionResult
 from voiceos.emotion.policy import reply_style
-from voiceos.errors import AudioInputError, TextInputError
+from voiceos.errors import AudioInputError, DialogueServerError, TextInputError
 from voiceos.memory import Fact, MemoryStore, memory_path
 from voiceos.models import DevicePlan, plan_for
 from voiceos.privacy import redact
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 AudioSink = Callable[[np.ndarray], None]
 STAGES = ("asr", "lm", "tts")
 CHARS_PER_TOKEN_MAX = 8  # generous: English BPE tokens average ~4 characters
+# said when the dialogue server (dialogue.backend: openai) is down, too slow or answers garbage; the log says which
+SERVER_APOLOGY = "Sorry, I can't reach my language model right now."
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class TurnResult:
     spans: list[SentenceSpan] = field(default_factory=list)
     cancelled: bool = False
     learnt: list[Fact] = field(default_factory=list)  # facts about the user taken from this turn (new or corrected)
+    error: str | None = None  # the dialogue server's failure, when the reply is the apology
 
     def heard_text(self, samples_played: int) -> str:
         """The part of the reply a listener heard when playback stopped after ``samples_played`` samples.
@@ -97,6 +101,7 @@ class TurnResult:
                 "sample_rate": self.sample_rate,
             },
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
+            **({"error": self.error} if self.error else {}),
         }
 
 
@@ -135,7 +140,7 @@ class Pipeline:
         plan: DevicePlan,
         *,
         transcriber: Transcriber | None = None,
-        lm: DialogueLM | None = None,
+        lm: DialogueBackend | None = None,
         tts: TtsEngine | None = None,
         voice: VoiceProfile | None = None,
     ) -> None:
@@ -169,7 +174,7 @@ class Pipeline:
                 bar.update()
             if "lm" in stages:
                 bar.set_postfix_str(f"dialogue LM {config.dialogue.model}")
-                pipeline.lm = DialogueLM.load(config.dialogue, plan)
+                pipeline.lm = load_dialogue(config.dialogue, plan, emotion=config.emotion.enabled)
                 pipeline.attach_emotion_head()
                 bar.update()
             if "tts" in stages:
@@ -296,6 +301,7 @@ class Pipeline:
         def said_enough() -> bool:
             return sentence_cap > 0 and said >= sentence_cap
 
+        failed: str | None = None  # the dialogue server's failure (dialogue.backend: openai)
         try:
             for delta in deltas:
                 if cancelled() or said_enough():
@@ -308,10 +314,15 @@ class Pipeline:
                     said += finished(sentence) and ends_sentence(sentence)
                     if cancelled() or said_enough():
                         break
+        except DialogueServerError as err:  # down, too slow, or garbage: say so briefly, and the daemon goes on
+            failed = str(err)
+            log.error("dialogue server failed: %s", err)
         finally:
             deltas.close()  # stops decoding at once when we left early
         timings["lm_total"] = _ms_since(start)
         tail = [] if cancelled() or said_enough() else chunker.flush()
+        if failed is not None:
+            tail = [] if cancelled() else [SERVER_APOLOGY]  # (a sentence cut by the failure is not said)
         if self.lm.last_stats.stop_reason == "max_tokens" and (spans or written):
             # The reply ran into dialogue.max_new_tokens mid-sentence: end on the last whole sentence.
             log.info("dropping %d unfinished chunk(s) cut off by max_new_tokens", len(tail))
@@ -329,7 +340,7 @@ class Pipeline:
         sentences = [span.text for span in spans]
         reply = " ".join(sentences)
         was_cancelled = cancelled()
-        if remember and not was_cancelled:
+        if remember and not was_cancelled and failed is None:  # (an apology is not an answer to remember)
             self.remember(user_text, reply)
         audio = np.concatenate(audio_parts) if audio_parts else np.zeros(0, dtype=np.float32)
         show = self.config.privacy.log_transcripts
@@ -353,6 +364,7 @@ class Pipeline:
             spans=spans,
             cancelled=was_cancelled,
             learnt=learnt,
+            error=failed,
         )
 
     def remember(self, user_text: str, reply: str) -> None:
@@ -416,7 +428,7 @@ class Pipeline:
         (privacy.remember). Returns how many facts were forgotten."""
         self.history.clear()
         if self.lm is not None:
-            self.lm.prompt_cache.clear()
+            self.lm.reset()
         if forget_facts or not self.memory.persistent:
             return self.memory.clear()
         return 0

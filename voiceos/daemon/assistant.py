@@ -357,7 +357,7 @@ class Assistant:
 
     def _finish_turn(self, turn: Turn, result: TurnResult) -> dict:
         heard = heard_text(self.audio, turn, result)
-        if heard:  # else nothing was heard: the user's words come back with the next utterance (carry-over)
+        if heard and not result.error:  # nothing heard: the user's words come back with the next utterance (carry-over)
             self.pipeline.remember(turn.user_text, heard)
             if self.transcripts is not None:  # privacy.save_transcripts: exactly what the memory keeps
                 label = (result.user_emotion or {}).get("label")

@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from voiceos.config import Config
+from voiceos.daemon.network_dropin import DROPIN_NAME, render_dropin
 from voiceos.errors import VoiceosError
 
 log = logging.getLogger(__name__)
@@ -60,8 +62,11 @@ def user_unit_dir() -> Path:
     return base / "systemd" / "user"
 
 
-def install_service(unit_dir: Path | None = None, *, enable: bool = False, python: str = sys.executable) -> Path:
-    """Write the rendered unit to ``unit_dir`` (default: the user unit directory) and return its path.
+def install_service(
+    unit_dir: Path | None = None, *, enable: bool = False, python: str = sys.executable, config: Config | None = None
+) -> Path:
+    """Write the rendered unit to ``unit_dir`` (default: the user unit directory) and return its path; with
+    ``config``, also the network drop-in it needs (voiceos.daemon.network_dropin), or remove a stale one.
 
     Only with ``enable`` is systemctl run (``daemon-reload``, then ``enable --now``); a failure is a VoiceosError
     with systemctl's own last line.
@@ -71,16 +76,28 @@ def install_service(unit_dir: Path | None = None, *, enable: bool = False, pytho
     path = directory / UNIT_NAME
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{UNIT_NAME}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        _write(path, text)
+        if config is not None:
+            dropin, dropin_path = render_dropin(config), directory / f"{UNIT_NAME}.d" / DROPIN_NAME
+            if dropin is not None:
+                dropin_path.parent.mkdir(exist_ok=True)
+                _write(dropin_path, dropin)
+                log.info("wrote %s (network for dialogue.backend openai)", dropin_path)
+            else:
+                dropin_path.unlink(missing_ok=True)
     except OSError as err:
-        raise VoiceosError(f"cannot write {path}: {err.strerror or err}") from err
+        raise VoiceosError(f"cannot write {err.filename or path}: {err.strerror or err}") from err
     log.info("wrote %s", path)
     if enable:
         _systemctl("daemon-reload")
         _systemctl("enable", "--now", UNIT_NAME)
     return path
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def next_steps(path: Path, *, enabled: bool = False) -> str:

@@ -190,13 +190,7 @@ class DialogueLM:
     ) -> Messages:
         """The chat for one turn: the system prompt (plus ``extra_system``), the history, then the user's text."""
         system = self.options.system_prompt if system_prompt is None else system_prompt
-        system = "\n".join(part.strip() for part in (system, extra_system or "") if part and part.strip())
-        messages = [{"role": "system", "content": system}] if system else []
-        for message in history:
-            if message.get("role") not in ("system", "user", "assistant"):
-                raise ValueError(f"history message has an unknown role: {message.get('role')!r}")
-            messages.append({"role": message["role"], "content": str(message.get("content", ""))})
-        return [*messages, {"role": "user", "content": user_text}]
+        return chat_messages(system, extra_system, history, user_text)
 
     def build_prompt(self, messages: Messages) -> torch.Tensor:
         """Token ids (1, seq) of ``messages`` through the chat template, ending with the assistant's turn opener."""
@@ -288,6 +282,29 @@ class DialogueLM:
         rest = torch.tensor([full[len(user_ids) :]], device=device)
         second = self.dialogue_model(rest, cache=first.cache)
         return second.logits, second.cache, torch.tensor([full], device=device)
+
+    def read_emotion(
+        self, history: Messages, user_text: str, *, system_prompt: str | None = None
+    ) -> EmotionResult | None:
+        """The user's emotion from the prefill of their turn alone (no reply): what a remote backend asks of the
+        embedded model (voiceos.dialogue.openai_chat). None without a head."""
+        if not self.has_emotion_head:
+            return None
+        messages = self.messages_for(history, user_text, system_prompt=system_prompt)
+        self._fit_prompt(messages, 1)  # the oldest history goes first, as for a reply
+        user_ids, span = user_turn_prompt(self.tokenizer, messages)
+        start, cache = self.prompt_cache.start(messages, user_ids, span[0])
+        user_span = (max(0, span[0] - start), max(1, span[1] - start))
+        out = self.dialogue_model(
+            torch.tensor([user_ids[start:]], device=self.model.device), cache=cache, user_span=user_span
+        )
+        assert out.emotion_logits is not None
+        self.prompt_cache.keep(user_ids, out.cache)  # the next turn's prompt starts with this one
+        return self.dialogue_model.emotion(out.emotion_logits)
+
+    def reset(self) -> None:
+        """A new conversation: the KV cache of the old one goes (the persona's stays)."""
+        self.prompt_cache.clear()
 
     def _prompt_with_note(self, messages: Messages, note: str) -> list[int] | None:
         try:
@@ -410,6 +427,17 @@ class DialogueLM:
             remove[..., -1:] = False  # keep at least the most likely token
             logits = logits.masked_fill(remove.scatter(-1, sorted_idx, remove), float("-inf"))
         return int(torch.multinomial(logits.softmax(dim=-1), num_samples=1, generator=generator))
+
+
+def chat_messages(system: str, extra_system: str | None, history: Messages, user_text: str) -> Messages:
+    """The chat for one turn, for any backend: the system prompt (plus ``extra_system``), the history, the user."""
+    system = "\n".join(part.strip() for part in (system, extra_system or "") if part and part.strip())
+    messages = [{"role": "system", "content": system}] if system else []
+    for message in history:
+        if message.get("role") not in ("system", "user", "assistant"):
+            raise ValueError(f"history message has an unknown role: {message.get('role')!r}")
+        messages.append({"role": message["role"], "content": str(message.get("content", ""))})
+    return [*messages, {"role": "user", "content": user_text}]
 
 
 def _stop_token_ids(model: Any, tokenizer: Any) -> frozenset[int]:
