@@ -6,13 +6,15 @@ spoken apology and the next turn works."""
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import pytest
-from lm_server import GARBAGE, BrokenServer, LlamaServer, free_port
+from lm_server import GARBAGE, BrokenServer
 
 from voiceos.config import load_config
 from voiceos.dialogue.openai_chat import OpenAIChat
 from voiceos.errors import ConfigError, DialogueServerError
+from voiceos.lm_server import LlamaServer, free_port
 from voiceos.models import embedded_lm_gguf
 from voiceos.pipeline import SERVER_APOLOGY, Pipeline
 
@@ -77,6 +79,15 @@ def test_closing_the_reply_stops_the_stream_and_the_server_serves_the_next_turn(
     stream.close()  # a barge-in
     assert chat.last_stats.stop_reason == "cancelled" and chat.last_stats.tokens == len(first)
     assert "Paris" in "".join(chat.stream_reply([], QUESTION, max_new_tokens=30))
+
+
+def test_a_barge_in_cancels_the_server_stream_mid_reply(server, test_config, device_plan, tts_engine):
+    chat = _chat(test_config, device_plan, server.base_url)
+    pipeline = Pipeline(test_config, device_plan, lm=chat, tts=tts_engine, voice=tts_engine.profile)
+    cancel = threading.Event()
+    turn = pipeline.reply(STORY, cancel=cancel, on_delta=lambda _delta: cancel.set())  # the user speaks at once
+    assert turn.cancelled and chat.last_stats.stop_reason == "cancelled" and chat.last_stats.tokens == 1
+    assert pipeline.history == []  # the daemon remembers only what was heard
 
 
 def test_a_server_killed_mid_reply_gets_a_spoken_apology_and_the_next_turn_one_too(
@@ -163,3 +174,16 @@ def test_the_emotion_read_for_a_remote_reply_is_the_one_a_local_reply_reads(lm):
     alone = lm.read_emotion([], text)
     assert alone is not None and alone.label == seen[0].label
     assert alone.scores == pytest.approx(seen[0].scores, abs=1e-4)
+
+
+def test_bench_measures_the_first_token_through_a_server_beside_the_in_process_lm(test_config):
+    from voiceos.bench import STAGES, summary
+    from voiceos.lm_server import first_token_through_server
+
+    served = first_token_through_server(test_config, tokens=16, runs=1)  # starts llama_cpp.server on the GGUF
+    assert served is not None and served["first_token_ms"] > 0 and served["tokens_per_s"] > 0
+    lm = {"model": "embedded:x", "device": "cpu", "dtype": "float32", "tokens_per_s": 15.2, "first_token_ms": 250.0}
+    run = {"end_to_first_audio_ms_p50": 1500.0, "end_to_first_audio_ms_p90": 2100.0}
+    run |= {f"{stage}_ms_p50": 10.0 for stage in STAGES}
+    text = summary({"utterances": 1, **run, "lm": lm | {"through_server": served}})
+    assert f"first token {served['first_token_ms']} ms" in text and "in process: 250.0 ms, 15.2 tok/s" in text

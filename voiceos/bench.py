@@ -214,6 +214,7 @@ def main(
     mid-sentence pauses, and the LM's decoding speed."""
     from voiceos.bench_lm import lm_throughput
     from voiceos.config import load_config
+    from voiceos.lm_server import first_token_through_server
     from voiceos.turn.evaluate import compare_strategies
 
     speech = Path(speech_dir) if speech_dir else None
@@ -234,6 +235,7 @@ def main(
             result[f"sequential_over_streaming_{q}"] = round(plain / ours, 2) if ours else None
         result["end_of_turn"] = compare_strategies(config, speech or DEFAULT_SPEECH)
         result["lm"] = lm_throughput(config, config_path=config_path)
+        result["lm"]["through_server"] = first_token_through_server(config)  # dialogue.backend: openai
     print(json.dumps(result, indent=2) if as_json else summary(result))
     return 0 if result["utterances"] else 1
 
@@ -298,5 +300,11 @@ def summary(result: dict[str, Any]) -> str:
                 f" prompt tokens): {talk['first_token_ms_reuse_p50']:.0f} ms from the last reply's cache vs "
                 f"{talk['first_token_ms_history_prefilled_p50']:.0f} ms prefilling the history "
                 f"({talk['history_prefilled_over_reuse']}x), same replies {talk['same_replies']}"
+            )
+        served = lm.get("through_server")
+        if served:
+            lines.append(
+                f"LM through {served['server']}: first token {served['first_token_ms']} ms, "
+                f"{served['tokens_per_s']} tok/s (in process: {lm['first_token_ms']} ms, {lm['tokens_per_s']} tok/s)"
             )
     return "\n".join(lines)
