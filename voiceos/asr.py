@@ -73,6 +73,11 @@ class Transcriber:
         )
         return cls(model, options, options.model)
 
+    @property
+    def languages(self) -> list[str]:
+        """The languages the model knows (``["en"]`` for the English-only ``.en`` models)."""
+        return list(self._model.supported_languages)
+
     def transcribe(self, samples: np.ndarray, word_timestamps: bool = False) -> Transcript:
         """Transcribe 16 kHz mono float32 audio; silence gives an empty text."""
         start = time.perf_counter()
