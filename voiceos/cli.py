@@ -113,6 +113,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("train_args", nargs=argparse.REMAINDER)
 
+    wyoming = sub.add_parser(
+        "wyoming",
+        help="serve ASR, TTS and the conversation to Home Assistant (Wyoming protocol)",
+        description="Serve the loaded models over Wyoming, Home Assistant's voice protocol. Wyoming has no "
+        "authentication: a LAN address lets everyone on the LAN use the models and the conversation.",
+    )
+    wyoming.add_argument(
+        "--uri",
+        default="tcp://127.0.0.1:10700",
+        help="where to listen: tcp://HOST:PORT or unix://PATH (default tcp://127.0.0.1:10700, this machine only)",
+    )
+
     install = sub.add_parser("install-service", help="install the systemd user unit for this installation")
     install.add_argument("--enable", action="store_true", help="also daemon-reload and enable --now it")
     return parser
@@ -281,6 +293,16 @@ def cmd_chat(args: argparse.Namespace, config: Config) -> int:
         return run_interactive(pipeline, on_audio)
 
 
+def cmd_wyoming(args: argparse.Namespace, config: Config) -> int:
+    from voiceos.pipeline import Pipeline
+    from voiceos.wyoming import check_uri, serve
+
+    uri = check_uri(args.uri)  # fail before loading any model
+    if args.verbose == 0:
+        logging.getLogger().setLevel(logging.INFO)
+    return serve(Pipeline.load(config), uri)
+
+
 def cmd_memory(args: argparse.Namespace, config: Config) -> int:
     """The running daemon's facts (it holds them even when they are not saved), else those saved on disk."""
     from voiceos.daemon.client import ControlClient, DaemonUnavailable
@@ -401,6 +423,7 @@ COMMANDS = {
     "reset": cmd_client,
     "forget": cmd_forget,
     "chat": cmd_chat,
+    "wyoming": cmd_wyoming,
     "memory": cmd_memory,
     "install-service": cmd_install_service,
     "bench": cmd_bench,
