@@ -193,6 +193,7 @@ class WyomingHandler(AsyncEventHandler):
             "user_emotion": turn.user_emotion,
             "reply_emotion": turn.reply_emotion,
             "timings_ms": {k: round(v, 1) for k, v in turn.timings_ms.items()},
+            **({"error": turn.error} if turn.error else {}),  # the dialogue server failed: the reply is an apology
         }
         await self.write_event(Handled(text=turn.reply, context=context).event())
         log.info(
