@@ -53,7 +53,6 @@ def test_a_reply_streams_in_pieces_and_is_what_the_server_answers_to_the_same_me
         messages=chat.messages_for([], QUESTION, system_prompt=None, extra_system=None),
         max_tokens=40,
         temperature=0.0,
-        seed=test_config.dialogue.seed,
     )
     assert "".join(deltas) == whole.choices[0].message.content
 
@@ -86,7 +85,8 @@ def test_a_barge_in_cancels_the_server_stream_mid_reply(server, test_config, dev
     pipeline = Pipeline(test_config, device_plan, lm=chat, tts=tts_engine, voice=tts_engine.profile)
     cancel = threading.Event()
     turn = pipeline.reply(STORY, cancel=cancel, on_delta=lambda _delta: cancel.set())  # the user speaks at once
-    assert turn.cancelled and chat.last_stats.stop_reason == "cancelled" and chat.last_stats.tokens == 1
+    assert turn.cancelled and chat.last_stats.stop_reason == "cancelled"
+    assert chat.last_stats.tokens <= 2  # the delta that set it, and at most the one already on its way
     assert pipeline.history == []  # the daemon remembers only what was heard
 
 

@@ -34,6 +34,9 @@ class LlamaServer:
         self.log_path = log_path
         command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", self.model]
         command += ["--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", "2048", "--n_threads", str(threads)]
+        # --n_batch 1: llama.cpp (0.3.36) segfaults on multi-token batches of this Q4_1 GGUF in its AMX path on CPUs
+        # that have AMX (this Xeon: AMX_INT8 = 1); one token per batch avoids it, prefill a token at a time
+        command += ["--n_batch", "1"]
         self._log = open(log_path, "wb")  # noqa: SIM115 (open for the server's life)
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
         self._wait_until_up(timeout_s)

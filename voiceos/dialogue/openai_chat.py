@@ -122,14 +122,16 @@ class OpenAIChat:
         stop_reason = "error"
         stream = None
         try:
+            sampling = {"top_p": options.top_p} if options.temperature > 0 else {}
+            if options.seed is not None:  # (a null field is refused by strict servers: leave it out)
+                sampling["seed"] = options.seed
             stream = self.client.chat.completions.create(
                 model=self.model(),
                 messages=messages,
                 stream=True,
                 max_tokens=max_new_tokens or options.max_new_tokens,
                 temperature=options.temperature,
-                top_p=options.top_p if options.temperature > 0 else None,
-                seed=options.seed,
+                **sampling,
             )
             stop_reason = "eos"
             for chunk in stream:
