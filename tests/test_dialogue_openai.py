@@ -187,3 +187,17 @@ def test_bench_measures_the_first_token_through_a_server_beside_the_in_process_l
     run |= {f"{stage}_ms_p50": 10.0 for stage in STAGES}
     text = summary({"utterances": 1, **run, "lm": lm | {"through_server": served}})
     assert f"first token {served['first_token_ms']} ms" in text and "in process: 250.0 ms, 15.2 tok/s" in text
+
+
+def test_doctor_says_which_model_the_server_serves_and_fails_in_one_line_when_it_is_down(server, test_config):
+    from voiceos.doctor import run_checks
+
+    def checks_for(base_url: str) -> dict:
+        config = dataclasses.replace(test_config, dialogue=_options(test_config, base_url))
+        return {check.name: check for check in run_checks(config)}
+
+    up = checks_for(server.base_url)["dialogue server"]
+    assert up.ok and up.required and server.model in up.detail
+    down = checks_for(f"http://127.0.0.1:{free_port()}/v1")["dialogue server"]
+    assert not down.ok and "cannot list its models" in down.detail and "\n" not in down.detail
+    assert "dialogue server" not in {check.name for check in run_checks(test_config)}  # the embedded LM: no check

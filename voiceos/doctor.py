@@ -110,6 +110,20 @@ def _lm(config: Config) -> str:
     return f"{config.dialogue.model} (loaded through transformers; may download on first use)"
 
 
+def _dialogue_server(config: Config) -> str:
+    """dialogue.backend: openai: is the server there, and which model answers?"""
+    import dataclasses
+    import time
+
+    from voiceos.dialogue.openai_chat import OpenAIChat
+    from voiceos.models import plan_for
+
+    options = dataclasses.replace(config.dialogue, timeout_s=min(config.dialogue.timeout_s, 5.0))
+    start = time.perf_counter()
+    model = OpenAIChat.load(options, plan_for(config), emotion=False).model()
+    return f"{options.base_url} serves {model} ({(time.perf_counter() - start) * 1000:.0f} ms to list its models)"
+
+
 def _block_kernel(config: Config) -> str:
     from voiceos.dialogue import blocks
 
@@ -168,6 +182,7 @@ def run_checks(config: Config) -> list[Check]:
         _check("device plan", lambda: _device_plan(config)),
         _check("whisper model", lambda: _whisper(config)),
         _check("dialogue model", lambda: _lm(config)),
+        *([_check("dialogue server", lambda: _dialogue_server(config))] if config.dialogue.backend == "openai" else []),
         _check("LM block kernel", lambda: _block_kernel(config), required=False),
         _check("voice", lambda: _voice(config)),
         _check("end of turn", lambda: _end_of_turn(config), required=config.turn.end_of_turn == "smart_turn"),
