@@ -213,7 +213,9 @@ def llama_cpp_throughput(gguf: Path, tokenizer: Any, *, tokens: int, runs: int, 
         return None
     import os
 
-    llm = Llama(model_path=str(gguf), n_ctx=1024, n_threads=threads or os.cpu_count() or 1, verbose=False)
+    # n_batch 1: llama.cpp (0.3.36) segfaults on multi-token batches of the Q4_1 GGUF in its AMX path on CPUs with
+    # AMX; the rate after the first token is per token anyway
+    llm = Llama(model_path=str(gguf), n_ctx=1024, n_batch=1, n_threads=threads or os.cpu_count() or 1, verbose=False)
     messages = [{"role": "user", "content": PROMPT}]
     prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     rates = []

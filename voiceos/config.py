@@ -53,7 +53,7 @@ class AudioOptions:
     output_latency_ms: int = _range(100, 5, 2000)  # the output stream's buffer: each reply is heard this much later
     input_sample_rate: int = _range(0, 0, 192000)  # 0 = capture at the microphone's own rate
     barge_in: bool = True  # the user speaking over the assistant stops it
-    barge_in_min_ms: int = _range(400, 0, 5000)  # voiced speech over a reply needed to stop it (shorter: ignored)
+    barge_in_min_ms: int = _range(500, 0, 5000)  # voiced speech over a reply needed to stop it (shorter: ignored)
     reconnect_max_s: float = _range(3.0, 0.5, 600.0)  # longest wait between tries to reopen lost devices
 
 
