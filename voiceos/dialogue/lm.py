@@ -267,11 +267,7 @@ class DialogueLM:
             log.warning("chat template: the user turn is not a prefix of the prompt; no emotion for this turn")
             return *self._prefill_fast(messages, input_ids), input_ids
         device = self.model.device
-        start, cache = self.prompt_cache.start(messages, user_ids, span[0])  # the user's text is all new
-        self.last_stats.reused_tokens = start
-        user_span = (max(0, span[0] - start), max(1, span[1] - start))
-        first = self.dialogue_model(torch.tensor([user_ids[start:]], device=device), cache=cache, user_span=user_span)
-        assert first.emotion_logits is not None
+        first, self.last_stats.reused_tokens = self._prefill_user_turn(messages, user_ids, span)
         note = on_emotion(self.dialogue_model.emotion(first.emotion_logits))
         if note:
             noted = self._prompt_with_note(messages, note)
@@ -283,6 +279,16 @@ class DialogueLM:
         second = self.dialogue_model(rest, cache=first.cache)
         return second.logits, second.cache, torch.tensor([full], device=device)
 
+    def _prefill_user_turn(self, messages: Messages, user_ids: list[int], span: tuple[int, int]) -> tuple[Any, int]:
+        """The prompt up to the end of the user's turn through the model with the emotion head, from what the prompt
+        cache holds of it (the user's text is all new): the output, and how many leading tokens were reused."""
+        start, cache = self.prompt_cache.start(messages, user_ids, span[0])
+        user_span = (max(0, span[0] - start), max(1, span[1] - start))
+        ids = torch.tensor([user_ids[start:]], device=self.model.device)
+        out = self.dialogue_model(ids, cache=cache, user_span=user_span)
+        assert out.emotion_logits is not None
+        return out, start
+
     def read_emotion(
         self, history: Messages, user_text: str, *, system_prompt: str | None = None
     ) -> EmotionResult | None:
@@ -293,12 +299,7 @@ class DialogueLM:
         messages = self.messages_for(history, user_text, system_prompt=system_prompt)
         self._fit_prompt(messages, 1)  # the oldest history goes first, as for a reply
         user_ids, span = user_turn_prompt(self.tokenizer, messages)
-        start, cache = self.prompt_cache.start(messages, user_ids, span[0])
-        user_span = (max(0, span[0] - start), max(1, span[1] - start))
-        out = self.dialogue_model(
-            torch.tensor([user_ids[start:]], device=self.model.device), cache=cache, user_span=user_span
-        )
-        assert out.emotion_logits is not None
+        out, _ = self._prefill_user_turn(messages, user_ids, span)
         self.prompt_cache.keep(user_ids, out.cache)  # the next turn's prompt starts with this one
         return self.dialogue_model.emotion(out.emotion_logits)
 
