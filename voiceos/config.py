@@ -163,6 +163,20 @@ class TtsOptions:
 
 
 @dataclass(frozen=True)
+class SkillOptions:
+    """Requests answered without the LM (voiceos.skills): the time and date, timers, reminders, sums and units, what
+    it knows about the user, "stop", "say that again". Understood with Home Assistant's intents (hassil)."""
+
+    enabled: bool = True  # false: every turn goes to the dialogue LM
+    sentences: str | None = None  # a YAML file of your own sentence templates (hassil format), added to the built-in
+    max_timers: int = _range(10, 1, 100)
+    max_timer_hours: float = _range(24.0, 0.01, 8784.0)
+    max_reminders: int = _range(50, 1, 1000)
+    ring_times: int = _range(3, 1, 20)  # a finished timer or due reminder is said this often, until the user speaks
+    ring_interval_s: float = _range(8.0, 1.0, 600.0)  # seconds between those announcements
+
+
+@dataclass(frozen=True)
 class LimitOptions:
     max_text_chars: int = _range(2000, 1, 1_000_000)
     max_audio_s: float = _range(600.0, 1.0, 86400.0)
@@ -203,6 +217,7 @@ class Config:
     persona: PersonaOptions = field(default_factory=PersonaOptions)
     emotion: EmotionOptions = field(default_factory=EmotionOptions)
     tts: TtsOptions = field(default_factory=TtsOptions)
+    skills: SkillOptions = field(default_factory=SkillOptions)
     limits: LimitOptions = field(default_factory=LimitOptions)
     privacy: PrivacyOptions = field(default_factory=PrivacyOptions)
     source: str = field(default="<defaults>", compare=False)
