@@ -54,6 +54,10 @@ class FakeHandler:
         self.calls.append("memory")
         return {"facts": []}
 
+    async def reminders(self, cancel: object = None) -> dict:
+        self.calls.append("reminders")
+        return {"reminders": [], "cancelled": None}
+
     def subscribe(self) -> Subscription:
         self.calls.append("subscribe")
         return self.bus.subscribe(maxsize=8)

@@ -95,6 +95,34 @@ class TimingsEvent(Event):
 
 
 @dataclass(frozen=True)
+class TimerStarted(Event):
+    name: ClassVar[str] = "timer_started"
+    id: int
+    seconds: float
+    timer_name: str | None = None
+
+
+@dataclass(frozen=True)
+class TimerFinished(Event):
+    """A timer is done: its notice (after a chime) is said now, or once the conversation leaves room."""
+
+    name: ClassVar[str] = "timer_finished"
+    id: int
+    seconds: float
+    timer_name: str | None = None
+    notice: str = ""
+
+
+@dataclass(frozen=True)
+class ReminderDue(Event):
+    name: ClassVar[str] = "reminder_due"
+    id: str
+    task: str
+    due: str  # ISO 8601, local time
+    notice: str = ""
+
+
+@dataclass(frozen=True)
 class ErrorEvent(Event):
     name: ClassVar[str] = "error"
     message: str

@@ -28,12 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from voiceos import __version__
 from voiceos.config import Config, VadOptions
+from voiceos.daemon.alarms import AlarmRinger
 from voiceos.daemon.audio_loop import SAMPLE_RATE, AudioLoop
 from voiceos.daemon.bus import EventBus
 from voiceos.daemon.end_of_turn import TurnCompletion
-from voiceos.daemon.reply import heard_seconds, heard_text, reply_in_model_thread, wait_until_heard
+from voiceos.daemon.reply import ALARM, heard_seconds, heard_text, reply_in_model_thread, wait_until_heard
 from voiceos.daemon.speculation import SpeculativeTranscription
 from voiceos.daemon.turn import Turn
 from voiceos.daemon.turn_controller import (
@@ -59,11 +59,11 @@ from voiceos.events import (
     TimingsEvent,
     TranscriptEvent,
 )
-from voiceos.memory.store import memory_command
 from voiceos.pipeline import Pipeline, TurnResult
 from voiceos.privacy import TranscriptLog
+from voiceos.skills import AlarmControl
 from voiceos.turn import EndOfTurn
-from voiceos.vad import VadEvent
+from voiceos.vad import SpeechStarted, VadEvent
 
 log = logging.getLogger(__name__)
 AUDIO_LOST = "audio lost"  # why a turn is interrupted when the devices go away
@@ -94,6 +94,20 @@ class Assistant:
         self.audio = AudioLoop(self.config, output_rate, self, end_of_turn)
         self._turn_completion = TurnCompletion(self.audio.end_of_turn, bus.publish)
         self.transcripts = TranscriptLog() if self.config.privacy.save_transcripts else None
+        self.alarms: AlarmRinger | None = None
+        if pipeline.skills is not None:  # timers and reminders ring here, through the speaker
+            pipeline.keep_alarms()
+            assert pipeline.timers is not None and pipeline.reminders is not None
+            self.alarms = AlarmRinger(
+                pipeline.timers,
+                pipeline.reminders,
+                self.config.skills,
+                announce=self.announce,
+                idle=self._room_for_alarm,
+                publish=bus.publish,
+                publish_threadsafe=bus.publish_threadsafe,
+            )
+            pipeline.alarm_control = AlarmControl(ringing=lambda: self.alarms.ringing, silence=self.alarms.silence)
 
     # -- state ---------------------------------------------------------------------------------------------------
     def set_state(self, state: str, detail: str = "") -> None:
@@ -104,35 +118,6 @@ class Assistant:
         if self.notifier is not None:
             self.notifier.status(f"{state}: {detail}" if detail else state)
         log.info("state: %s%s", state, f" ({detail})" if detail else "")
-
-    def status(self) -> dict[str, Any]:
-        p = self.pipeline
-        return {
-            "state": self.state,
-            "detail": self.state_detail,
-            "version": __version__,
-            "uptime_s": round(time.monotonic() - self.started_at, 1),
-            "devices": {
-                "input": self.audio.microphone.name if self.audio.microphone else None,
-                "output": self.audio.output_name(),
-                "error": self.audio.error or None,
-                "lost": self.audio.lost,
-            },
-            "models": {
-                "asr": p.config.asr.model,
-                "lm": getattr(p.lm, "name", p.config.dialogue.model),
-                "voice": p.voice.name if p.voice else p.config.tts.voice,
-                "device": p.plan.torch_device if hasattr(p.plan, "torch_device") else str(p.plan),
-            },
-            "turns": self.turns,
-            "interruptions": self.interruptions,
-            "history_messages": len(p.history),
-            "barge_in": self.config.audio.barge_in,
-            "end_of_turn": self.audio.end_of_turn.name,
-            "echo": self.audio.echo.mode,  # aec, gate (livekit missing) or off
-            **{name: section() for name, section in self.extra_status.items()},
-            "audio_faults": self.audio.faults(),
-        }
 
     # -- configuration -------------------------------------------------------------------------------------------
     @property
@@ -164,6 +149,8 @@ class Assistant:
     def on_speech(self, events: list[VadEvent], voiced_s: float) -> None:
         """The VAD's events go to the turn controller; what it decides is carried out here, event by event."""
         for event in events:
+            if isinstance(event, SpeechStarted) and self.alarms is not None:
+                self.alarms.user_spoke()  # a ringing alarm was heard
             self._carry_out(self.controller.on_vad_event(event))
         self._carry_out(self.controller.on_voiced(voiced_s))
 
@@ -312,7 +299,8 @@ class Assistant:
         turn.timings_ms.update(extra_timings or {})
         if not turn.is_held:
             self.set_state("thinking")
-        turn.publish(TranscriptEvent(text, source=source), self.bus.publish)
+        if source != ALARM:  # (an alarm's notice is no transcript of the user's)
+            turn.publish(TranscriptEvent(text, source=source), self.bus.publish)
         again = False
         try:
             result = await loop.run_in_executor(
@@ -357,7 +345,8 @@ class Assistant:
 
     def _finish_turn(self, turn: Turn, result: TurnResult) -> dict:
         heard = heard_text(self.audio, turn, result)
-        if heard and not result.error:  # nothing heard: the user's words come back with the next utterance (carry-over)
+        # Nothing heard: the user's words come back with the next utterance (carry-over). A notice is no exchange.
+        if heard and not result.error and turn.source != ALARM:
             self.pipeline.remember(turn.user_text, heard)
             if self.transcripts is not None:  # privacy.save_transcripts: exactly what the memory keeps
                 label = (result.user_emotion or {}).get("label")
@@ -383,6 +372,18 @@ class Assistant:
     async def say(self, text: str) -> dict:
         return await self.respond(text, "say")
 
+    async def announce(self, notice: str) -> dict | None:
+        """Say a timer's or a reminder's notice (a chime, then the words) as a turn of its own; any voice over it
+        cuts it (see TurnController). Returns when it was heard or cut."""
+        await self._wait_for_idle()
+        turn = Turn(notice, ALARM, done=asyncio.get_running_loop().create_future())
+        self.controller.start(turn)
+        return await self._reply(turn, notice, ALARM, None)
+
+    def _room_for_alarm(self) -> bool:
+        """No turn runs and the user is not speaking: a notice may be said now."""
+        return self.controller.phase is Phase.LISTENING and not self.audio.vad.in_speech
+
     async def listen(self, path: str) -> dict:
         loop = asyncio.get_running_loop()
         pipeline = self.pipeline
@@ -395,20 +396,11 @@ class Assistant:
         data["segments"] = [{"start_s": round(u.start_s, 3), "end_s": round(u.end_s, 3)} for u in utterances]
         return data
 
-    async def interrupt(self) -> dict:
-        return {"interrupted": self.interrupt_turn("interrupt command")}
-
     async def reset(self) -> dict:
         messages = len(self.pipeline.history)
         self._carry_out(self.controller.reset())
         facts = self.pipeline.reset()
         return {"cleared_messages": messages, "cleared_facts": facts}
-
-    async def memory(self, remove: object = None) -> dict:
-        return memory_command(self.pipeline.memory, remove)
-
-    def subscribe(self):
-        return self.bus.subscribe()
 
     async def close(self) -> None:
         self.interrupt_turn("shutdown")

@@ -59,6 +59,7 @@ class ControlHandler(Protocol):
     async def interrupt(self) -> dict[str, Any]: ...
     async def reset(self) -> dict[str, Any]: ...
     async def memory(self, remove: object = None) -> dict[str, Any]: ...  # the facts (after removing one)
+    async def reminders(self, cancel: object = None) -> dict[str, Any]: ...  # the reminders (after cancelling one)
     def subscribe(self) -> Subscription: ...
 
 
@@ -308,6 +309,8 @@ class ControlServer:
             return await handler.reset()
         if cmd == "memory":
             return await handler.memory(request.body.get("remove"))
+        if cmd == "reminders":
+            return await handler.reminders(request.body.get("cancel"))
         return {"pong": True, "pid": os.getpid()}
 
     async def _stream_events(self, subscription: Subscription, lines: LineReader, writer: asyncio.StreamWriter) -> None:

@@ -28,6 +28,9 @@ from voiceos.events import SpeechEndedEvent, SpeechStartedEvent
 from voiceos.vad import SpeechDiscarded, SpeechEnded, SpeechPaused, SpeechStarted, TurnCheck, Utterance, VadEvent
 
 log = logging.getLogger(__name__)
+# Any voice over an alarm's notice stops it (the user heard it: "stop", "thanks"), but not a blip of the chime's own
+# echo, which the canceller can leak for a frame or two: a minimum far below a reply's barge-in minimum.
+ALARM_BARGE_IN_MS = 250
 
 
 class Phase(enum.Enum):
@@ -190,9 +193,11 @@ class TurnController:
         turn = self.turn
         if turn is None or turn.cancel.is_set() or not self.policy.barge_in:
             return []
-        if turn.speaking:
-            self.barge_in.started_over(turn)  # interrupts once the user has said enough: see on_voiced
+        if turn.speaking:  # interrupts once the user has said enough: see on_voiced
+            self.barge_in.started_over(turn, ALARM_BARGE_IN_MS if turn.source == "alarm" else None)
             return []
+        if turn.source == "alarm":  # its notice was not playing yet: the user speaks, it waits for later
+            return self.interrupt(turn, "the user speaks")
         if turn.source == "microphone":
             # The end of turn came too early: the user goes on. Their words so far join the next utterance.
             actions = self._cut(turn, "the user is still talking")
