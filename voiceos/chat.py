@@ -34,6 +34,7 @@ def turn_json(turn: TurnResult) -> dict[str, Any]:
         "user_emotion": turn.user_emotion,
         "reply_emotion": turn.reply_emotion,
         "skill": turn.skill,
+        "dropped": turn.dropped,  # sentences of the LM's a guard kept from being said (name, invented_now)
         "learnt": [fact.as_json() for fact in turn.learnt],
         "audio_s": round(turn.audio_seconds, 3),
         "timings_ms": {k: round(v, 1) for k, v in turn.timings_ms.items()},

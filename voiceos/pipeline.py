@@ -67,6 +67,7 @@ class TurnResult:
     learnt: list[Fact] = field(default_factory=list)  # facts about the user taken from this turn (new or corrected)
     error: str | None = None  # the dialogue server's failure, when the reply is the apology
     skill: str | None = None  # the intent a skill answered (None: the dialogue LM wrote the reply)
+    dropped: dict[str, int] = field(default_factory=dict)  # LM sentences a guard kept from being said, by guard
 
     def heard_text(self, samples_played: int) -> str:
         """The part of the reply a listener heard when playback stopped after ``samples_played`` samples.
@@ -315,6 +316,7 @@ class Pipeline:
             learnt=effects.learnt,
             error=outcome.error,
             skill=skill.intent if skill is not None else None,
+            dropped=outcome.dropped,
         )
 
     def announce(

@@ -2,15 +2,16 @@
 
 What is said of the LM's words is decided here: sentences stop at ``dialogue.max_sentences`` unless the user asked
 for detail (voiceos.dialogue.length), a sentence in which the assistant takes the user's name as its own is dropped
-(voiceos.dialogue.persona), a sentence cut off by ``max_new_tokens`` is not said, and a dialogue server that fails
-(``dialogue.backend: openai``) is answered with a short apology.
+(voiceos.dialogue.persona), so is one that states the time, the date, the weather or the news when the user asked
+about them (voiceos.reply.honesty), a sentence cut off by ``max_new_tokens`` is not said, and a dialogue server that
+fails (``dialogue.backend: openai``) is answered with a short apology.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from voiceos.config import Config
 from voiceos.dialogue.backend import DialogueBackend
@@ -19,6 +20,7 @@ from voiceos.dialogue.persona import claims_name
 from voiceos.emotion.labels import EmotionResult
 from voiceos.emotion.policy import reply_style
 from voiceos.errors import DialogueServerError
+from voiceos.reply.honesty import CANNOT_CHECK, asks_about_now, states_now
 from voiceos.reply.speaker import ReplySpeaker, ms_since
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,7 @@ SERVER_APOLOGY = "Sorry, I can't reach my language model right now."
 class DialogueOutcome:
     user_emotion: dict
     error: str | None = None  # the dialogue server's failure, when the reply is the apology
+    dropped: dict[str, int] = field(default_factory=dict)  # sentences a guard kept from being said, by guard
 
 
 def speak_dialogue_reply(
@@ -58,10 +61,22 @@ def speak_dialogue_reply(
             on_user_emotion(result)
         return style.note
 
+    about_now = asks_about_now(user_text)
+
+    def guarded(sentence: str) -> str | None:
+        """The guard that keeps ``sentence`` from being said, if any."""
+        if claims_name(sentence, name_of_user):  # "I'm Maya." to Maya: never its name (persona.py)
+            return "name"
+        if about_now and states_now(sentence):  # asked the time or the weather: it cannot know (honesty.py)
+            return "invented_now"
+        return None
+
     def said(sentence: str) -> bool:
         """Speak a whole sentence; False for one that is not said."""
-        if claims_name(sentence, name_of_user):  # "I'm Maya." to Maya: never its name (persona.py)
-            log.info("dropped a sentence in which the assistant took the user's name as its own")
+        guard = guarded(sentence)
+        if guard is not None:
+            outcome.dropped[guard] = outcome.dropped.get(guard, 0) + 1
+            log.info("a sentence of the reply was not said (%s guard)", guard)
             return False
         speaker.say(sentence)
         return True
@@ -107,6 +122,7 @@ def speak_dialogue_reply(
         log.info("dropping %d unfinished chunk(s) cut off by max_new_tokens", len(tail))
         tail = []
     for sentence in tail:
-        if not claims_name(sentence, name_of_user):
-            speaker.say(sentence)
+        said(sentence)
+    if outcome.dropped.get("invented_now") and not speaker.spans and not speaker.has_kept and not speaker.cancelled:
+        speaker.say(CANNOT_CHECK)  # all it had was made up: say so rather than nothing
     return outcome
