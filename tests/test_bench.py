@@ -27,6 +27,7 @@ def test_the_summary_shows_end_to_end_figures_the_ratio_and_decoding_speeds():
     run = {"end_to_first_audio_ms_p50": 1500.4, "end_to_first_audio_ms_p90": 2100.0}
     run |= {f"{stage}_ms_p50": 10.0 for stage in STAGES}
     result = {"utterances": 3, **run, "sequential": dict(run), "sequential_over_streaming_p50": 2.5}
+    result |= {"skill_turns": dict(run), "lm_over_skill_p50": 1.4, "lm_over_skill_p90": 1.6}
     result["sequential_over_streaming_p90"] = 3.1
     lm = {"model": "embedded:x", "device": "cpu", "dtype": "float32", "tokens_per_s": 15.2}
     result["lm"] = lm | {"llama_cpp_tokens_per_s": 120.0, "llama_cpp_over_ours": 7.89}
@@ -46,6 +47,7 @@ def test_the_summary_shows_end_to_end_figures_the_ratio_and_decoding_speeds():
     assert "120 ms from the last reply's cache vs 480 ms prefilling the history (3.99x), same replies 5/5" in text
     assert "(reply head start" not in text  # none measured in this result
     assert "p50 1500 ms, p90 2100 ms" in text and "2.5x at p50, 3.1x at p90" in text
+    assert "skill requests: end of speech" in text and "LM turns / skill turns: 1.4x at p50, 1.6x at p90" in text
     assert "15.2 tok/s" in text and "llama.cpp on the same GGUF 120.0 tok/s (7.89x)" in text and "2/6" in text
     assert "from float32 weights 9.7 tok/s, same greedy replies 6/6" in text
     assert "llama.cpp" not in summary({**result, "lm": lm | {"llama_cpp_tokens_per_s": None}})
@@ -78,6 +80,12 @@ def test_bench_measures_end_of_speech_to_first_reply_sound(xdg_cache_home, short
     assert sequential["utterances"] == 2 and sequential["end_to_first_audio_ms_p50"] > 0
     assert result["sequential_over_streaming_p50"] == round(
         sequential["end_to_first_audio_ms_p50"] / result["end_to_first_audio_ms_p50"], 2
+    )
+    skills = result["skill_turns"]  # spoken requests a skill answers, measured the same way
+    assert skills["utterances"] == 2 and skills["end_to_first_audio_ms_p50"] > 0
+    assert all(turn["lm_first_token"] == 0 for turn in skills["turns"])  # no LM call
+    assert result["lm_over_skill_p50"] == round(
+        result["end_to_first_audio_ms_p50"] / skills["end_to_first_audio_ms_p50"], 2
     )
     assert set(result["audio_faults"]) >= {"output_underflows_in_reply", "output_underruns", "input_overflows"}
     assert result["lm"]["tokens_per_s"] > 0 and result["lm"]["first_token_ms"] > 0

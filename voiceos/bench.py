@@ -110,12 +110,20 @@ def variant_config(config_path: str | None, overrides: dict[str, dict[str, Any]]
     return str(path)
 
 
-def run_bench(config_path: str | None, utterances: int = 5, speech_dir: Path | None = None) -> dict[str, Any]:
+def run_bench(
+    config_path: str | None,
+    utterances: int = 5,
+    speech_dir: Path | None = None,
+    skill_clips: list[tuple[str, np.ndarray]] | None = None,
+) -> dict[str, Any]:
+    """Speak the first ``utterances`` recordings of ``speech_dir`` into the daemon's microphone and measure each
+    reply; then, on the same daemon, ``skill_clips`` (requests a skill answers), measured apart as ``skill_turns``."""
     from voiceos.audio.virtual import Recorder
     from voiceos.daemon.client import EventFollower
     from voiceos.daemon.harness import VirtualAudioDaemon
 
     clips = bench_clips(speech_dir or DEFAULT_SPEECH, utterances)
+    sets = [clips, *([skill_clips] if skill_clips else [])]
     root = Path(tempfile.mkdtemp(prefix="voiceos-bench-"))  # sound server, daemon log, the clips played
     rig = VirtualAudioDaemon(root, config_path, client_timeout=30)
     finished = False
@@ -127,8 +135,8 @@ def run_bench(config_path: str | None, utterances: int = 5, speech_dir: Path | N
         env = rig.server.env
         mic, speaker = Recorder(env, "vmic", MIC_RATE), Recorder(env, "spk.monitor", SPEAKER_RATE)
         time.sleep(0.5)
-        marks = []
-        for name, samples in clips:
+        marks: list[list] = [[] for _ in sets]
+        for which, name, samples in ((i, n, s) for i, clips in enumerate(sets) for n, s in clips):
             rig.client.request("reset")
             mark = events.mark()
             sent_at = time.monotonic()
@@ -140,10 +148,17 @@ def run_bench(config_path: str | None, utterances: int = 5, speech_dir: Path | N
                 raise VoiceosError(f"bench: the daemon could not answer {name}: {end['message']}")
             rig.require_listening(300.0, "bench")
             by_model = any(v["ended_turn"] for v in events.since(mark, "turn_verdict"))
-            marks.append((name, sent_at, len(samples) / MIC_RATE, ended, timings, "model" if by_model else "silence"))
+            ended_by = "model" if by_model else "silence"
+            marks[which].append((name, sent_at, len(samples) / MIC_RATE, ended, timings, ended_by))
             time.sleep(0.5)
         mic_audio, speaker_audio = mic.stop(), speaker.stop()
-        result = _analyse(marks, mic, mic_audio, speaker, speaker_audio, clock_offset)
+        result = _analyse(marks[0], mic, mic_audio, speaker, speaker_audio, clock_offset)
+        if skill_clips:
+            skills = _analyse(marks[1], mic, mic_audio, speaker, speaker_audio, clock_offset)
+            result["skill_turns"] = {k: v for k, v in skills.items() if k != "machine"}
+            for q in ("p50", "p90"):
+                lm_turn, skill_turn = result[f"end_to_first_audio_ms_{q}"], skills[f"end_to_first_audio_ms_{q}"]
+                result[f"lm_over_skill_{q}"] = round(lm_turn / skill_turn, 2) if skill_turn else None
         # a lower latency bought with gaps in the sound is no gain: the daemon's counts since its start
         result["audio_faults"] = rig.client.request("status").get("audio_faults", {})
         finished = True
@@ -213,13 +228,15 @@ def main(
     config uses the turn model), the plain sequential pipeline, what each end-of-turn strategy decides at
     mid-sentence pauses, and the LM's decoding speed."""
     from voiceos.bench_lm import lm_throughput
+    from voiceos.bench_skills import skill_requests
     from voiceos.config import load_config
     from voiceos.lm_server import first_token_through_server
     from voiceos.turn.evaluate import compare_strategies
 
     speech = Path(speech_dir) if speech_dir else None
     config = load_config(config_path)
-    result = run_bench(config_path, utterances, speech)
+    # requests a skill answers ("what time is it") on the same daemon: no LM call, so sooner
+    result = run_bench(config_path, utterances, speech, skill_requests(config, utterances) if baseline else None)
     if baseline:
         with tempfile.TemporaryDirectory(prefix="voiceos-bench-config-") as tmp:
             if config.turn.end_of_turn != "silence":
@@ -247,6 +264,7 @@ def summary(result: dict[str, Any]) -> str:
         ("streaming", result),
         ("silence only", result.get("silence_only")),
         ("sequential", result.get("sequential")),
+        ("skill requests", result.get("skill_turns")),
     )
     for name, run in runs:
         if run:
@@ -272,6 +290,10 @@ def summary(result: dict[str, Any]) -> str:
         lines.append(
             f"end of turn on {decided['mid_sentence_pauses']} mid-sentence pauses: {decided['strategy']}: false "
             f"cut-ins {decided['false_cut_in_rate']:.1%}, finished turns over after {decided['end_delay_ms_p50']} ms"
+        )
+    if "lm_over_skill_p50" in result:
+        lines.append(
+            f"LM turns / skill turns: {result['lm_over_skill_p50']}x at p50, {result['lm_over_skill_p90']}x at p90"
         )
     if "sequential_over_streaming_p50" in result:
         lines.append(

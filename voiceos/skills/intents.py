@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +23,11 @@ log = logging.getLogger(__name__)
 
 SENTENCES_DIR = Path(__file__).resolve().parent / "sentences"
 HA_ENTITY_LISTS = ("name", "area", "floor")
+# Words people put before a request ("oh, never mind", "hey, what's the time?", "okay so what day is it"), taken off
+# the start only: the same words inside a sentence may matter.
+LEADING_FILLERS = re.compile(
+    r"^(?:(?:hey|hi|okay|ok|oh|so|um+|uh+|er+m?|well|alright|all right|and|but|hmm+)\b[\s,.!]*)+", re.I
+)
 
 
 @dataclass(frozen=True)
@@ -101,7 +107,7 @@ class IntentRecognizer:
         """Every parse of ``text``, best first: fewer wildcards, more literal text (hassil's own ranking)."""
         from hassil import recognize_ranked
 
-        spoken = text.strip()
+        spoken = LEADING_FILLERS.sub("", text.strip()) or text.strip()
         for result in recognize_ranked(spoken, self.intents, slot_lists=self.slot_lists, language="en"):
             slots = {
                 name: Slot(entity.value, entity.text or "", entity.is_wildcard)

@@ -28,6 +28,11 @@ class TimeAndDate:
             return SkillReply(f"It's {say_year(now.year)}.", match.intent)
         if part == "month":
             return SkillReply(f"It's {MONTHS[now.month - 1]}.", match.intent)
+        if part == "weekend":
+            weekend = now.weekday() >= 5
+            asked_weekend = "weekend" in match.text.lower()
+            answer = "Yes" if weekend == asked_weekend else "No"
+            return SkillReply(f"{answer}, today is {weekday}.", match.intent)
         if part == "weekday":
             asked = str(match.value("weekday", "")).capitalize()
             answer = "Yes" if asked == weekday else "No"
