@@ -92,6 +92,8 @@ SEQUENTIAL = {
 }
 # the same streaming pipeline with the silence timer alone ending turns, beside the turn model
 SILENCE_ONLY = {"turn": {"end_of_turn": "silence"}}
+# the same pipeline with torch decoding the embedded LM (the decoder before llama.cpp), beside llama.cpp
+TORCH_DECODER = {"dialogue": {"decoder": "torch"}}
 
 
 def variant_config(config_path: str | None, overrides: dict[str, dict[str, Any]], directory: Path) -> str:
@@ -245,6 +247,12 @@ def main(
                 for q in ("p50", "p90"):
                     ours, plain = result[f"end_to_first_audio_ms_{q}"], silence[f"end_to_first_audio_ms_{q}"]
                     result[f"silence_only_over_configured_{q}"] = round(plain / ours, 2) if ours else None
+            if _decoder(config) == "llama_cpp":
+                other = run_bench(variant_config(config_path, TORCH_DECODER, Path(tmp)), utterances, speech)
+                result["torch_decoder"] = {k: v for k, v in other.items() if k != "machine"}
+                for q in ("p50", "p90"):
+                    ours, plain = result[f"end_to_first_audio_ms_{q}"], other[f"end_to_first_audio_ms_{q}"]
+                    result[f"torch_decoder_over_configured_{q}"] = round(plain / ours, 2) if ours else None
             sequential = run_bench(variant_config(config_path, SEQUENTIAL, Path(tmp)), utterances, speech)
         result["sequential"] = {k: v for k, v in sequential.items() if k != "machine"}
         for q in ("p50", "p90"):
@@ -257,12 +265,23 @@ def main(
     return 0 if result["utterances"] else 1
 
 
+def _decoder(config: Any) -> str:
+    """The decoder the config's dialogue runs with here (``llama_cpp`` or ``torch``; ``openai``: a server)."""
+    if config.dialogue.backend != "embedded":
+        return config.dialogue.backend
+    from voiceos.dialogue.backend import choose_decoder
+    from voiceos.models import plan_for
+
+    return choose_decoder(config.dialogue, plan_for(config))[0]
+
+
 def summary(result: dict[str, Any]) -> str:
     """The figures a person reads first, one per line (``--json`` has everything, per turn included)."""
     lines = [f"utterances: {result['utterances']}"]
     runs = (
         ("streaming", result),
         ("silence only", result.get("silence_only")),
+        ("torch decoder", result.get("torch_decoder")),
         ("sequential", result.get("sequential")),
         ("skill requests", result.get("skill_turns")),
     )
@@ -295,6 +314,11 @@ def summary(result: dict[str, Any]) -> str:
         lines.append(
             f"LM turns / skill turns: {result['lm_over_skill_p50']}x at p50, {result['lm_over_skill_p90']}x at p90"
         )
+    if "torch_decoder_over_configured_p50" in result:
+        lines.append(
+            f"torch decoder / configured (llama.cpp): {result['torch_decoder_over_configured_p50']}x at p50, "
+            f"{result['torch_decoder_over_configured_p90']}x at p90"
+        )
     if "sequential_over_streaming_p50" in result:
         lines.append(
             f"sequential / streaming: {result['sequential_over_streaming_p50']}x at p50, "
@@ -302,10 +326,19 @@ def summary(result: dict[str, Any]) -> str:
         )
     lm = result.get("lm")
     if lm:
-        line = f"LM {lm['model']} ({lm['device']}, {lm['dtype']}): {lm['tokens_per_s']} tok/s"
-        if lm.get("llama_cpp_tokens_per_s"):
-            line += f"; llama.cpp on the same GGUF {lm['llama_cpp_tokens_per_s']} tok/s ({lm['llama_cpp_over_ours']}x)"
+        line = (
+            f"LM {lm['model']} ({lm['device']}, {lm['dtype']}), decoded by {lm.get('decoder', 'torch')}"
+            f"{' with its adapter' if lm.get('adapter') else ''}: {lm['tokens_per_s']} tok/s"
+        )
+        if lm.get("first_token_ms"):
+            line += f", first token {lm['first_token_ms']} ms"
+        if lm.get("configured_over_llama_cpp_plain"):
+            line += f" ({lm['configured_over_llama_cpp_plain']}x llama.cpp's plain {lm['llama_cpp_tokens_per_s']})"
         others = (
+            ("llama_cpp", "llama.cpp"),
+            ("llama_cpp_no_adapter", "llama.cpp without the adapter"),
+            ("torch", "torch"),
+            ("torch_no_adapter", "torch without the adapter"),
             ("model_forward", "through transformers' forward"),
             ("float32_weights", "from float32 weights"),
             ("bfloat16", "bfloat16"),
@@ -313,7 +346,10 @@ def summary(result: dict[str, Any]) -> str:
         for name, label in others:
             if lm.get(name):
                 other = lm[name]
-                line += f"; {label} {other['tokens_per_s']} tok/s, same greedy replies {other['same_greedy_replies']}"
+                line += f"; {label} {other['tokens_per_s']} tok/s"
+                if other.get("first_token_ms"):
+                    line += f" (first token {other['first_token_ms']} ms)"
+                line += f", same greedy replies {other['same_greedy_replies']}"
         lines.append(line)
         talk = lm.get("conversation")
         if talk:

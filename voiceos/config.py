@@ -137,6 +137,10 @@ class DialogueOptions:
     repetition_penalty: float = _range(1.1, 1.0, 3.0)
     seed: int | None = None
     dtype: str = _choice("auto", "float32", "bfloat16", "float16", default="auto")
+    # What decodes a GGUF model (the embedded one, or gguf_file in a local directory) on the CPU: llama_cpp
+    # (llama.cpp in this process, ~3-4x faster here), torch (transformers' forward over the dequantized weights), or
+    # auto: llama.cpp wherever it is installed and the model is a GGUF on the CPU, else torch (voiceos.dialogue.backend)
+    decoder: str = _choice("auto", "llama_cpp", "torch", default="auto")
     block_kernel: bool = True  # a GGUF on the CPU in float32: decode from its 4/8-bit blocks (same weights and sums)
     lean_decode: bool = True  # a llama-layout LM on the CPU in float32: decode outside transformers' forward (same ops)
     cache_dir: str | None = None  # dequantized weights; default $XDG_CACHE_HOME/voiceos
