@@ -117,14 +117,22 @@ class DaemonProcess:
 
 class VirtualAudioDaemon(DaemonProcess):
     """A private sound server in ``root`` (virtual microphone ``vmic``, speaker ``spk``) and the daemon on it, which
-    answers everything it hears (``wake.mode: always``: the recordings played never say its name).
+    answers everything it hears (``wake.mode: always``: the recordings played never say its name) unless
+    ``answer_everything`` is False.
 
     ``env`` adds to the daemon's environment (e.g. ``XDG_CACHE_HOME``); the sound server's client settings win."""
 
     def __init__(
-        self, root: Path, config_path: str | None, env: dict[str, str] | None = None, *, client_timeout: float = 60.0
+        self,
+        root: Path,
+        config_path: str | None,
+        env: dict[str, str] | None = None,
+        *,
+        client_timeout: float = 60.0,
+        answer_everything: bool = True,
     ) -> None:
-        config_path = config_with(config_path, ANSWER_EVERYTHING, root, "answer-everything.yaml")
+        if answer_everything:
+            config_path = config_with(config_path, ANSWER_EVERYTHING, root, "answer-everything.yaml")
         from voiceos.audio.virtual import PulseServer, PulseUnavailable
 
         self.root = root
