@@ -253,13 +253,16 @@ def test_barge_in_cuts_playback_and_memory_keeps_only_what_was_heard(daemon, pul
     time.sleep(0.5)
     recording = recorder.stop()
 
-    assert ended["interrupted"] and result["interrupted"]
+    assert ended["interrupted"] and result["interrupted"], daemon.log_tail(3000)
     heard_words, reply_words = result["spoken_text"].split(), result["reply"].split()
     assert len(heard_words) < len(reply_words) and reply_words[: len(heard_words)] == heard_words
     cut_at = started["t"] - recording_started
     assert loud_fraction(recording, cut_at - 1.0, cut_at) > 0.3, "the assistant was speaking before the user"
     # The cut comes once audio.barge_in_min_ms (500 ms) of voice is heard: about 0.4 s after the onset event.
-    assert loud_fraction(recording, cut_at + 0.7, cut_at + 1.5) < 0.05, "the speaker kept playing after barge-in"
+    assert loud_fraction(recording, cut_at + 0.7, cut_at + 1.5) < 0.05, (
+        "the speaker kept playing after barge-in",
+        daemon.log_tail(3000),
+    )
     daemon.events.wait_for("transcript", mark, where=lambda e: e["source"] == "microphone")
     daemon.events.wait_for("speaking_ended", mark, where=lambda e: e["t"] > ended["t"])  # the user is answered
     daemon.wait_until("listening", timeout=60)

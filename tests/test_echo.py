@@ -91,6 +91,7 @@ class Run:
     starts: list[tuple[float, float]]  # (speech onset, emitted at), seconds from the first microphone sample
     raw_starts: list[float]  # what webrtcvad alone does on the microphone
     gate: EchoGate
+    user_s: np.ndarray  # per 30 ms frame, the seconds of it the gate took for the user's own sound
 
 
 def simulate(
@@ -115,7 +116,7 @@ def simulate(
     gate = EchoGate(reference, options or EchoOptions())
     vad, raw_vad = VadSegmenter(), VadSegmenter()
     block, written = 512, 0  # PortAudio-sized blocks, written 0.15 s ahead of the DAC like the callback does
-    outs, flags, starts, raw_starts = [], [], [], []
+    outs, flags, starts, raw_starts, user_s = [], [], [], [], []
     for pos in range(0, len(mic) // VAD_FRAME * VAD_FRAME, VAD_FRAME):
         now = pos / RATE
         while written < len(played) and written / rate < now + 0.15:
@@ -124,10 +125,11 @@ def simulate(
         result = gate.process(mic[pos : pos + VAD_FRAME], T0 + now if pos == 0 else None)
         outs.append(result.audio)
         flags.append(result.echo)
+        user_s.append(result.user_s)
         end = (pos + VAD_FRAME) / RATE
         starts += [(e.time_s, end) for e in vad.feed(result.audio) if isinstance(e, SpeechStarted)]
         raw_starts += [e.time_s for e in raw_vad.feed(mic[pos : pos + VAD_FRAME]) if isinstance(e, SpeechStarted)]
-    return Run(mic, np.concatenate(outs), flags, starts, raw_starts, gate)
+    return Run(mic, np.concatenate(outs), flags, starts, raw_starts, gate, np.array(user_s))
 
 
 # -- the playback reference ------------------------------------------------------------------------------------
@@ -394,3 +396,20 @@ def test_a_failing_tap_does_not_stop_playback(pulse_server) -> None:
         player.drain()
         assert player.played_seconds == pytest.approx(0.2, abs=1e-3)
         assert player.tap_errors > 0
+
+
+@pytest.mark.parametrize(("who", "gain"), [("librivox", 0.5), ("jfk", 1.0)])
+def test_a_voice_over_the_reply_counts_as_the_users_for_about_its_length_and_a_short_sound_for_its_own(
+    reply, users, who, gain
+) -> None:
+    """What barge-in counts (GateResult.user_s): about all of a second of speech over the reply, the quiet stretches
+    inside its words too, yet no more than a short sound's own length plus a hold after it (a cough over a loud echo
+    must not become half a second of voice)."""
+    at, frame_s = 7.5, VAD_FRAME / RATE
+    talk = simulate(reply, gain=gain, user=users[who][: 2 * RATE], user_at=at, replies=2)
+    blip = simulate(reply, gain=gain, user=users[who][: int(0.2 * RATE)], user_at=at, replies=2)
+    first = int(at / frame_s)
+    second = slice(first, first + int(1.0 / frame_s))
+    counted, short = talk.user_s[second].sum(), blip.user_s[second].sum()
+    print(f"{who}: 1 s of speech counted {counted:.2f} s; a 0.2 s sound {short:.2f} s")
+    assert counted >= 0.6 and short < 0.4  # (audio.barge_in_min_ms: 0.5 s)

@@ -164,9 +164,14 @@ class GateResult(NamedTuple):
     audio: np.ndarray  # what to feed the VAD: the (echo-cancelled) microphone, or room noise when ``echo``
     echo: bool  # the assistant is (or just was) speaking and nothing in the frame is louder than its echo
     # Seconds of the block that are surely the user's own sound: judged louder than the echo could be, or nothing
-    # played could be in them. Frames let through by ``hold_ms`` or left over by the canceller are not: webrtcvad
-    # calls a canceller's residual voice, and a 0.2 s cough over a loud echo counted as 0.5 s of it cut a reply.
+    # played could be in them, and the gaps between such frames when the voice came back within ``hold_ms`` (the
+    # quieter stretches inside a word). A hold the voice did not come back to is not counted, nor what the
+    # canceller left: webrtcvad calls a canceller's residual voice, and a 0.2 s cough over a loud echo counted as
+    # 0.5 s of it cut a reply. (Counting the loud frames alone took over 1 s of a reader's voice to reach 0.5 s.)
     user_s: float = 0.0
+    # When ``echo``: what the canceller left of the block, for an utterance's own audio (its onset may sit in frames
+    # hidden from the VAD; see VadSegmenter.feed). None: ``audio`` is that already.
+    heard: np.ndarray | None = None
 
 
 class _Envelope:
@@ -235,6 +240,7 @@ class EchoGate:
         self._next_time: float | None = None
         self._mic_break = -math.inf
         self._hold_until = -math.inf
+        self._user_until = -math.inf  # stream time at the end of the latest frame heard as the user
         self._levels: deque[float] = deque(maxlen=self._NOISE_WINDOW)
         self.noise = _SPEECH_FLOOR  # the microphone's noise floor (mean square)
         self._noise_psd: np.ndarray | None = None  # power spectrum of quiet frames, averaged
@@ -283,13 +289,25 @@ class EchoGate:
         unsettled = time_s - self._mic_break < self._SETTLE_S or self.reference.broken(
             time_s - self._SETTLE_S, self._next_time + self.options.lead_ms / 1000 + 0.2
         )
-        user, silent = self._judge(mic_e, _energies(out), ref_e, unsettled)  # 10 ms frames heard as the user, and
-        if user:  # frames where nothing played can be heard
+        heard, silent = self._judge(mic_e, _energies(out), ref_e, unsettled)  # sub-frames heard as the user, and
+        user = len(heard)  # how many where nothing played can be heard
+        if user:
             self._hold_until = self._next_time + self.options.hold_ms / 1000
-        user_s = (user + silent) * FRAME / RATE
+        user_s = silent * FRAME / RATE + self._users_voice(heard, time_s)
         if user or time_s < self._hold_until:
             return GateResult(out, False, user_s)
-        return GateResult(self._comfort_noise(len(mic)), True, user_s)
+        return GateResult(self._comfort_noise(len(mic)), True, user_s, out)
+
+    def _users_voice(self, heard: list[int], time_s: float) -> float:
+        """Seconds of the user's voice in the sub-frames ``heard`` (indices from ``time_s``): each frame, and the gap
+        before it when it is within ``hold_ms`` of the previous one."""
+        bridge, total = self.options.hold_ms / 1000, 0.0
+        for index in heard:
+            start = time_s + index * FRAME / RATE
+            gap = start - self._user_until
+            total += FRAME / RATE + (gap if 0.0 < gap <= bridge else 0.0)
+            self._user_until = start + FRAME / RATE
+        return total
 
     def _capture_time(self, time_s: float | None) -> float:
         expected = self._next_time
@@ -302,13 +320,14 @@ class EchoGate:
         self._mic_break = time_s  # frames were lost, or the clock jumped
         return time_s
 
-    def _judge(self, mic_e: np.ndarray, out_e: np.ndarray, ref_e: np.ndarray, unsettled: bool) -> tuple[int, int]:
-        """Decide the sub-frames and learn the couplings from those that are surely echo; how many are heard as the
-        user, and how many had a silent reference (nothing played can be in them)."""
-        user = silent = 0
+    def _judge(self, mic_e: np.ndarray, out_e: np.ndarray, ref_e: np.ndarray, unsettled: bool) -> tuple[list[int], int]:
+        """Decide the sub-frames and learn the couplings from those that are surely echo; the indices of those heard
+        as the user, and how many had a silent reference (nothing played can be in them)."""
+        user: list[int] = []
+        silent = 0
         speech_floor = max(_SPEECH_FLOOR, self.noise * 10 ** (self._NOISE_MARGIN / 10))
         aec = self.canceller is not None
-        for m, x, r in zip(mic_e.tolist(), out_e.tolist(), ref_e.tolist(), strict=True):
+        for index, (m, x, r) in enumerate(zip(mic_e.tolist(), out_e.tolist(), ref_e.tolist(), strict=True)):
             if r < self._floor:
                 silent += 1
                 continue
@@ -328,7 +347,7 @@ class EchoGate:
                 # had fallen to where that onset passed it, and the echo started a turn).
                 heard = m > self.raw_coupling.gain * r * self._margin and m <= x * self._guard
             if heard:
-                user += 1
+                user.append(index)
                 self.user_frames += 1
                 self._last_user = (m, x, r)
                 continue

@@ -234,7 +234,11 @@ class TurnController:
         utt = event.utterance
         voiced = self._voice_over(utt.voiced_s)
         if self.barge_in.ended(voiced):
-            log.info("ignored %.2f s of voice over the reply: too short to interrupt it", voiced)
+            log.info(
+                "ignored %.2f s of the user's voice over the reply (%.2f s voiced): too short to interrupt it",
+                voiced,
+                utt.voiced_s,
+            )
             self.drop_held()
             return [DropSpeculation()]  # its transcription would queue behind the reply
         actions: list[Action] = [
