@@ -21,6 +21,7 @@ import numpy as np
 from voiceos.errors import AudioDeviceError
 
 log = logging.getLogger(__name__)
+_CLOSE_WAIT_S = 2.0  # how long close() waits for a write or stop running on another thread
 
 __all__ = ["ChunkPlayer", "have_output_device", "list_devices", "play", "resolve_device"]
 
@@ -254,8 +255,9 @@ class ChunkPlayer:
             self._written += data.size  # before the append, so the callback never consumes more than written
             self._ending = False
             self._queue.append(data)
-            if not self._stream.active:
-                self._restart()
+            restart = not self._stream.active
+        if restart:  # outside the lock: a sound server that dies here can hang PortAudio, and close() needs the lock
+            self._restart()
 
     def finish(self) -> None:
         """The producer has written its last chunk for now: the queue running dry next is the end of the reply,
@@ -357,7 +359,13 @@ class ChunkPlayer:
                     self._marks.clear()
                     self._played_before += self._consumed  # drained: all of it was heard
                     self._written = self._consumed = 0
-        with self._lock:
+        if not self._lock.acquire(timeout=_CLOSE_WAIT_S):
+            # Another thread is stuck in a PortAudio call on this stream (the sound server died under it): leave
+            # the stream to it rather than wait for ever, so the devices can be reopened.
+            log.warning("the output stream is busy in another call; leaving it unclosed")
+            self._closed = True
+            return
+        try:
             if self._closed:
                 return
             self._stop_locked()
@@ -366,6 +374,8 @@ class ChunkPlayer:
                 self._stream.close()
             except Exception as err:
                 log.warning("closing the output stream failed: %s", _one_line(err))
+        finally:
+            self._lock.release()
 
     def __enter__(self) -> ChunkPlayer:
         return self
