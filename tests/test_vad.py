@@ -196,6 +196,28 @@ def test_utterance_samples_cover_pre_roll_to_last_voiced_frame() -> None:
         assert len(utt.samples) == round(utt.duration_s * 16000)
 
 
+def test_an_utterance_keeps_the_heard_audio_where_the_vad_decided_on_other_audio() -> None:
+    """The echo stage hides its echo from the VAD behind room noise; the utterance still carries what the microphone
+    heard there (its onset), in any chunking."""
+    samples = load(TRACK)
+    decided = samples.copy()
+    decided[: 16000 * 2] = np.float32(1e-4) * np.random.default_rng(0).standard_normal(16000 * 2, dtype=np.float32)
+    heard = samples * np.float32(0.5)
+    options = dataclasses.replace(VadOptions(), hangover_ms=300, aggressiveness=3)
+    for chunk in (160, 333, 4000):
+        seg, events = VadSegmenter(options), []
+        for pos in range(0, len(samples), chunk):
+            events += seg.feed(decided[pos : pos + chunk], heard[pos : pos + chunk])
+        utterances = ended(events + seg.flush())
+        spans = [(u.start_s, u.end_s) for u in ended(run(decided, options))]  # decided on the first audio alone
+        assert [(u.start_s, u.end_s) for u in utterances] == spans and spans
+        for utt in utterances:
+            first = round(utt.start_s * 16000)
+            np.testing.assert_array_equal(utt.samples, heard[first : first + len(utt.samples)])
+    with pytest.raises(ValueError, match="heard has"):
+        VadSegmenter(options).feed(samples[:320], heard[:160])
+
+
 def test_long_speech_is_force_split_at_max_utterance_without_losing_audio() -> None:
     samples = load(TRACK)
     options = dataclasses.replace(VadOptions(), max_utterance_s=2.0)

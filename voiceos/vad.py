@@ -165,6 +165,7 @@ class VadSegmenter:
         self._vad = webrtcvad.Vad(self.options.aggressiveness)
         self._pend_f = np.zeros(0, np.float32)
         self._pend_i = np.zeros(0, np.int16)
+        self._pend_h = np.zeros(0, np.float32)
         self._index = 0  # index of the next frame
         self._ring: deque[bool] = deque(maxlen=self._window)
         self._history: deque[np.ndarray] = deque(maxlen=self._pre_roll + self._window)
@@ -177,19 +178,28 @@ class VadSegmenter:
         self._voiced = 0
         self._silence_run = 0  # frames since the last loud voiced frame
 
-    def feed(self, samples: np.ndarray) -> list[VadEvent]:
-        """Add audio (float32 in [-1, 1] or int16, mono, any length); returns the events it completed."""
+    def feed(self, samples: np.ndarray, heard: np.ndarray | None = None) -> list[VadEvent]:
+        """Add audio (float32 in [-1, 1] or int16, mono, any length); returns the events it completed.
+
+        ``heard`` (float32, as long as ``samples``) is what utterances keep instead of ``samples``, which then only
+        decide where speech is: the echo stage hides its echo from the VAD behind room noise, but the words' onset
+        in those frames (a quiet "s" under a chime) belongs to the utterance the ASR hears."""
         flt, pcm = _as_float_and_pcm(samples)
+        kept = flt if heard is None else np.asarray(heard, dtype=np.float32)
+        if len(kept) != len(flt):
+            raise ValueError(f"heard has {len(kept)} samples, the audio {len(flt)}")
         if self._pend_f.size:
             flt = np.concatenate([self._pend_f, flt])
             pcm = np.concatenate([self._pend_i, pcm])
+            kept = np.concatenate([self._pend_h, kept])
         n = self._frame_len
         whole = len(flt) // n * n
         events: list[VadEvent] = []
         for pos in range(0, whole, n):
-            self._frame(flt[pos : pos + n], pcm[pos : pos + n], events)
+            self._frame(flt[pos : pos + n], pcm[pos : pos + n], kept[pos : pos + n], events)
         self._pend_f = flt[whole:].copy()
         self._pend_i = pcm[whole:].copy()
+        self._pend_h = kept[whole:].copy()
         return events
 
     def flush(self) -> list[VadEvent]:
@@ -202,11 +212,11 @@ class VadSegmenter:
 
     # -- per frame ---------------------------------------------------------------------------------------------
 
-    def _frame(self, flt: np.ndarray, pcm: np.ndarray, events: list[VadEvent]) -> None:
+    def _frame(self, flt: np.ndarray, pcm: np.ndarray, kept: np.ndarray, events: list[VadEvent]) -> None:
         i = self._index
         self._index += 1
         voiced = self._vad.is_speech(pcm.tobytes(), self.options.sample_rate) and i >= self._warmup
-        frame = flt.copy()
+        frame = kept.copy()
         if not self._triggered:
             self._history.append(frame)
             self._ring.append(voiced)

@@ -354,5 +354,5 @@ class AudioLoop:
         if not self.vad.in_speech:  # an utterance that starts in this block counts the user's voice from here
             self._users_voice_s = 0.0
         self._users_voice_s += gated.user_s
-        events = self.vad.feed(gated.audio)
+        events = self.vad.feed(gated.audio, gated.heard)
         self.listener.on_speech(events, self.vad.voiced_s, self._users_voice_s)
