@@ -33,6 +33,7 @@ from voiceos.daemon.alarms import AlarmRinger
 from voiceos.daemon.audio_loop import SAMPLE_RATE, AudioLoop
 from voiceos.daemon.bus import EventBus
 from voiceos.daemon.end_of_turn import TurnCompletion
+from voiceos.daemon.heap import release_free_memory
 from voiceos.daemon.reply import ALARM, heard_seconds, heard_text, reply_in_model_thread, wait_until_heard
 from voiceos.daemon.speculation import SpeculativeTranscription
 from voiceos.daemon.turn import Turn
@@ -451,6 +452,7 @@ class Assistant:
         data["interrupted_by"] = turn.interrupted_by
         data["spoken_text"] = heard
         data["audio"]["played"] = turn.speaking
+        self._models.submit(release_free_memory)  # between turns, on the model thread (see daemon.heap)
         return data
 
     # -- control commands ----------------------------------------------------------------------------------------
