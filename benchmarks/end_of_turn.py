@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from voiceos.asr import Transcriber
+from voiceos.asr import load_transcriber
 from voiceos.bench import DEFAULT_SPEECH
 from voiceos.config import AsrOptions, TurnOptions, VadOptions
 from voiceos.turn import SilenceOnly, SmartTurnModel, TurnModel
@@ -26,7 +26,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    transcriber = Transcriber.load(AsrOptions())
+    transcriber = load_transcriber(AsrOptions(engine="whisper"))
     finished, paused = build_cases(transcriber, DEFAULT_SPEECH)
     words = words_of(transcriber)
     print(f"{len(finished)} finished turns, {len(paused)} mid-sentence pauses", file=sys.stderr)

@@ -93,18 +93,35 @@ def test_config(xdg_cache_home):
 
 @pytest.fixture(scope="session")
 def device_plan(test_config):
-    from voiceos.models import plan_devices
+    from voiceos.models import plan_for
 
-    return plan_devices(test_config.runtime.device, test_config.asr.compute_type, test_config.dialogue.dtype)
+    return plan_for(test_config)
+
+
+def _load_asr(test_config, device_plan, engine: str):
+    import dataclasses
+
+    from voiceos.asr import load_transcriber
+
+    model = load_transcriber(dataclasses.replace(test_config.asr, engine=engine), device_plan)
+    model.warm()
+    return model
 
 
 @pytest.fixture(scope="session")
-def transcriber(test_config, device_plan):
-    from voiceos.asr import Transcriber
+def whisper_transcriber(test_config, device_plan):
+    return _load_asr(test_config, device_plan, "whisper")
 
-    model = Transcriber.load(test_config.asr, device_plan)
-    model.warm()
-    return model
+
+@pytest.fixture(scope="session")
+def moonshine_transcriber(test_config, device_plan):
+    return _load_asr(test_config, device_plan, "moonshine")
+
+
+@pytest.fixture(scope="session")
+def transcriber(test_config, request):
+    """The configured engine (asr.engine's default): the same loaded model as its own fixture above."""
+    return request.getfixturevalue(f"{test_config.asr.engine}_transcriber")
 
 
 @pytest.fixture(scope="session")

@@ -102,14 +102,33 @@ class TurnOptions:
 
 @dataclass(frozen=True)
 class AsrOptions:
-    model: str = "tiny.en"  # embedded when it is tiny.en; else any faster-whisper size name, hub id or local dir
+    """Speech recognition (voiceos.asr): the engine, its model, and the settings each engine reads."""
+
+    engine: str = _choice("whisper", "moonshine", default="whisper")
+    # auto: the engine's embedded model (Whisper tiny.en, Moonshine tiny-en); whisper: any faster-whisper size name,
+    # hub id or local CTranslate2 dir; moonshine: a local dir with its ONNX files and tokenizer.bin
+    model: str = "auto"
     language: str | None = "en"
+    threads: int = _range(0, 0, 256)  # CPU threads for the engine; 0: runtime.threads (or the library's choice)
+    # the daemon transcribes the utterance so far every this much talking (0: only at pauses); engines whose cost
+    # grows with the audio only (moonshine): Whisper's 30 s window would cost ~300 ms a time
+    partial_ms: int = _range(400, 0, 10000)
+    # whisper only:
     compute_type: str = "auto"  # auto: int8 on CPU, float16 on CUDA
     beam_size: int = _range(1, 1, 16)
-    # Re-decode a clip that looks bad at temperatures 0.2 ... 1.0 (faster-whisper's default): on hard speech that
-    # tripled the slowest transcriptions (p90 445 -> 1046 ms at 0 dB SNR) for one word in 240 (benchmarks/asr_tail.py)
+    # Re-decode every clip that looks bad (low log-probability too) at temperatures 0.2 ... 1.0 (faster-whisper's
+    # default): on noisy speech that tripled the slowest transcriptions (benchmarks/asr_tail.py)
     temperature_fallback: bool = False
+    # Re-decode (at those temperatures) only a decode that loops: repeated words or a compressible text
+    loop_guard: bool = True
     download_root: str | None = None
+    # moonshine only: at most this many tokens per second of audio (and a few more), so a decode cannot run on
+    max_tokens_per_s: float = _range(6.5, 1.0, 50.0)
+    min_audio_s: float = _range(1.0, 0.0, 10.0)  # shorter clips are padded with silence to this length
+
+    def __post_init__(self) -> None:
+        if self.engine == "moonshine" and self.language not in (None, "en"):
+            raise ValueError(f"engine moonshine (tiny-en) transcribes English only, not language {self.language!r}")
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from voiceos.asr import Transcriber
+from voiceos.asr import Transcriber, load_transcriber
 from voiceos.audio.files import read_audio
-from voiceos.config import Config, VadOptions
+from voiceos.config import AsrOptions, Config, VadOptions
 from voiceos.turn.end_of_turn import EndOfTurn
 from voiceos.turn.replay import replay
 
@@ -133,6 +133,11 @@ def score(
     }
 
 
+def word_timer(transcriber: Transcriber) -> Transcriber:
+    """``transcriber`` if it gives word times, else Whisper (the cases cut sentences at its word boundaries)."""
+    return transcriber if transcriber.word_times else load_transcriber(AsrOptions(engine="whisper"))
+
+
 def words_of(transcriber: Transcriber) -> Callable[[np.ndarray], str]:
     return lambda samples: transcriber.transcribe(samples).text
 
@@ -141,8 +146,8 @@ def compare_strategies(config: Config, speech_dir: Path) -> dict[str, dict[str, 
     """The configured strategy and the silence timer on the same cases (for ``voiceos bench``)."""
     from voiceos.turn.end_of_turn import SilenceOnly, load_end_of_turn
 
-    transcriber = Transcriber.load(config.asr)
-    finished, paused = build_cases(transcriber, speech_dir)
+    transcriber = load_transcriber(config.asr)
+    finished, paused = build_cases(word_timer(transcriber), speech_dir)
     configured = load_end_of_turn(config.turn)
     result = {"configured": score(configured, config.vad, finished, paused, words_of(transcriber))}
     if configured.name != "silence":
