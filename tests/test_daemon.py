@@ -57,11 +57,17 @@ def loud_fraction(recording: np.ndarray, start_s: float, end_s: float, threshold
     return float(np.mean(np.sqrt(np.mean(windows**2, axis=1)) > threshold))
 
 
-def test_daemon_reports_its_devices_models_and_state(daemon):
+def test_daemon_reports_its_devices_models_and_state(daemon, transcriber):
     status = daemon.client.request("status")
     assert status["state"] == "listening"
     assert status["devices"]["input"] and status["devices"]["output"]
-    assert status["models"] == {"asr": "tiny.en", "lm": status["models"]["lm"], "voice": "joe", "device": "cpu"}
+    assert status["models"] == {
+        "asr": status["models"]["asr"],
+        "lm": status["models"]["lm"],
+        "voice": "joe",
+        "device": "cpu",
+    }
+    assert status["models"]["asr"] == transcriber.describe()  # the engine in use, its model and where it runs
     assert "SmolLM2" in status["models"]["lm"]
     assert status["uptime_s"] > 0
 

@@ -47,12 +47,14 @@ from voiceos.daemon.turn_controller import (
     Publish,
     Speculate,
     StartReply,
+    TranscribePartial,
     TurnController,
     TurnPolicy,
 )
 from voiceos.errors import AudioInputError, VoiceosError
 from voiceos.events import (
     ErrorEvent,
+    PartialTranscriptEvent,
     SpeakingEnded,
     SpeakingStarted,
     StateChanged,
@@ -63,7 +65,7 @@ from voiceos.memory.store import memory_command
 from voiceos.pipeline import Pipeline, TurnResult
 from voiceos.privacy import TranscriptLog
 from voiceos.turn import EndOfTurn
-from voiceos.vad import VadEvent
+from voiceos.vad import Utterance, VadEvent
 
 log = logging.getLogger(__name__)
 AUDIO_LOST = "audio lost"  # why a turn is interrupted when the devices go away
@@ -88,10 +90,13 @@ class Assistant:
         self._models = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="voiceos-models")
         self.controller = TurnController(TurnPolicy.from_config(self.config))
         self._turn_task: asyncio.Task | None = None  # the task of the last turn started
-        self._speculation = SpeculativeTranscription(self._models, lambda x: self.pipeline.transcriber.transcribe(x))
+        self._speculation = SpeculativeTranscription(
+            self._models, lambda x: self.pipeline.transcriber.transcribe(x), self._heard_so_far
+        )
         self._audio_lost_because = ""  # the audio loop's error when the devices were last lost
         output_rate = self.config.audio.output_sample_rate or pipeline.tts.sample_rate
-        self.audio = AudioLoop(self.config, output_rate, self, end_of_turn)
+        partials = getattr(pipeline.transcriber, "incremental", False)  # (only where a call costs what audio does)
+        self.audio = AudioLoop(self.config, output_rate, self, end_of_turn, partials=partials)
         self._turn_completion = TurnCompletion(self.audio.end_of_turn, bus.publish)
         self.transcripts = TranscriptLog() if self.config.privacy.save_transcripts else None
 
@@ -119,7 +124,7 @@ class Assistant:
                 "lost": self.audio.lost,
             },
             "models": {
-                "asr": p.config.asr.model,
+                "asr": p.transcriber.describe() if p.transcriber is not None else p.config.asr.engine,
                 "lm": getattr(p.lm, "name", p.config.dialogue.model),
                 "voice": p.voice.name if p.voice else p.config.tts.voice,
                 "device": p.plan.torch_device if hasattr(p.plan, "torch_device") else str(p.plan),
@@ -167,6 +172,11 @@ class Assistant:
             self._carry_out(self.controller.on_vad_event(event))
         self._carry_out(self.controller.on_voiced(voiced_s))
 
+    def _heard_so_far(self, utterance: Utterance, transcript: Any) -> None:
+        """(model thread) A partial transcript of the utterance the user is still speaking."""
+        if transcript.text:
+            self.bus.publish_threadsafe(PartialTranscriptEvent(transcript.text, stream_s=utterance.end_s))
+
     def _end_turn_at(self, span: tuple[float, float]) -> list[VadEvent]:
         return self.audio.vad.end_turn(span)  # the endpointer in use now (a reload may have replaced it)
 
@@ -179,10 +189,13 @@ class Assistant:
             match action:
                 case Publish(event):
                     self.bus.publish(event)
+                case TranscribePartial(utterance):
+                    self._speculation.grow(utterance)
                 case Speculate(utterance):
                     self._speculation.start(utterance)
                 case DropSpeculation():
                     self._speculation.drop()
+                    self._speculation.end_utterance()
                 case CheckEndOfTurn(check):
                     words = self._speculation.peek(check.span)  # the pause's transcript, for turn.text_check
                     self._turn_completion.check(check, words, self._end_turn_at, self._on_turn_ended)
@@ -191,6 +204,7 @@ class Assistant:
                     self._start_task(turn, self._run_audio_turn(turn, utterance.samples, transcription))
                 case CommitReply(turn, utterance, current):
                     self._speculation.claim(utterance)  # (the held reply has its transcription)
+                    self._speculation.end_utterance()
                     if current:
                         self._turn_task = turn.task
                     turn.commit(self.bus.publish)
@@ -202,6 +216,7 @@ class Assistant:
                     turn.words = asyncio.get_running_loop().create_future()
                     samples = None if utterance is None else utterance.samples
                     transcription = None if utterance is None else self._speculation.claim(utterance)
+                    self._speculation.end_utterance()
                     self._start_task(turn, self._run_audio_turn(turn, samples, transcription, resumes))
                     self._turn_task = turn.task
                 case Interrupted(turn, reason):
