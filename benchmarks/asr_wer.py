@@ -101,7 +101,7 @@ def summarize(rows: list[dict]) -> dict:
         "clips": {name: len(group) for name, group in groups.items()},
         "ms_p50": round(float(np.percentile(ms, 50)), 1),
         "ms_p90": round(float(np.percentile(ms, 90)), 1),
-        "redecoded": sum(r["redecoded"] for r in rows),
+        "looped": sum(r["looped"] for r in rows),
     }
 
 
@@ -123,7 +123,7 @@ def run_setting(options: AsrOptions, data: list[Clip], threads: int) -> list[dic
                 "ms": round(ms, 1),
                 "seconds": round(len(clip.audio) / 16000, 2),
                 "single_word": clip.single_word,
-                "redecoded": transcript.redecoded,
+                "looped": transcript.looped,
             }
         )
     return rows
@@ -144,14 +144,14 @@ def main() -> None:
         rows = run_setting(options, data, args.threads)
         results[key] = {"label": label, **summarize(rows), "rows": rows}
         print(f"{key}: {json.dumps({k: v for k, v in results[key].items() if k != 'rows'})}", file=sys.stderr)
-    print("| setting | all | speechocean762 | fsdd digits | librivox + jfk | single words | ms p50 / p90 | redecoded |")
+    print("| setting | all | speechocean762 | fsdd digits | librivox + jfk | single words | ms p50 / p90 | loops |")
     print("|---|---|---|---|---|---|---|---|")
     for result in results.values():
         w = result["wer"]
         print(
             f"| {result['label']} | {w['all']:.3f} | {w['speechocean762_train']:.3f} | {w['fsdd_dev']:.3f} | "
             f"{w['librivox_cmusphinx']:.3f} | {w['single words']:.3f} | "
-            f"{result['ms_p50']:.0f} / {result['ms_p90']:.0f} | {result['redecoded']} |"
+            f"{result['ms_p50']:.0f} / {result['ms_p90']:.0f} | {result['looped']} |"
         )
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

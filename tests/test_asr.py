@@ -183,11 +183,11 @@ def test_a_looping_decode_is_decoded_again_and_only_then(whisper_transcriber):
     assert loop_reason(asr.transcribe(looping).text, len(looping) / SAMPLE_RATE)
     asr, model = _recording(whisper_transcriber, loop_guard=True)
     transcript = asr.transcribe(looping)
-    assert transcript.redecoded and model.temperatures == [0.0, REDECODE_TEMPERATURES]
+    assert transcript.looped and model.temperatures == [0.0, REDECODE_TEMPERATURES]
     assert loop_reason(transcript.text, transcript.duration_s) is None, transcript.text
     clean = read_audio(LIBRIVOX / "audio" / "goforward.wav", SAMPLE_RATE)
     asr, model = _recording(whisper_transcriber, loop_guard=True)
-    assert not asr.transcribe(clean).redecoded and model.temperatures == [0.0]
+    assert not asr.transcribe(clean).looped and model.temperatures == [0.0]
 
 
 LOOPING_DIGIT = "5_theo_5.wav"  # greedy: "5 5 5 5 5 5 5 5 5 5 ..." (benchmarks/asr_wer.py)

@@ -26,8 +26,9 @@ def test_sound_edges_are_found_to_the_20_ms_window():
 def test_the_summary_shows_end_to_end_figures_the_ratio_and_decoding_speeds():
     run = {"end_to_first_audio_ms_p50": 1500.4, "end_to_first_audio_ms_p90": 2100.0}
     run |= {f"{stage}_ms_p50": 10.0 for stage in STAGES}
-    result = {"utterances": 3, **run, "sequential": dict(run), "sequential_over_streaming_p50": 2.5}
-    result["sequential_over_streaming_p90"] = 3.1
+    result = {"utterances": 3, **run, "sequential": dict(run), "sequential_over_configured_p50": 2.5}
+    result["sequential_over_configured_p90"] = 3.1
+    result["asr_engine"], result["end_of_turn_strategy"] = "moonshine", "smart_turn"
     lm = {"model": "embedded:x", "device": "cpu", "dtype": "float32", "tokens_per_s": 15.2}
     result["lm"] = lm | {"llama_cpp_tokens_per_s": 120.0, "llama_cpp_over_ours": 7.89}
     result["lm"]["bfloat16"] = {"tokens_per_s": 30.1, "same_greedy_replies": "2/6"}
@@ -45,7 +46,8 @@ def test_the_summary_shows_end_to_end_figures_the_ratio_and_decoding_speeds():
     assert "audio faults: {'output_underruns': 2}" in text and "audio faults: none" in text  # (sequential: none)
     assert "120 ms from the last reply's cache vs 480 ms prefilling the history (3.99x), same replies 5/5" in text
     assert "(reply head start" not in text  # none measured in this result
-    assert "p50 1500 ms, p90 2100 ms" in text and "2.5x at p50, 3.1x at p90" in text
+    assert "p50 1500 ms, p90 2100 ms" in text and "sequential / configured: 2.5x at p50, 3.1x at p90" in text
+    assert "configured (moonshine, end of turn smart_turn)" in text
     assert "15.2 tok/s" in text and "llama.cpp on the same GGUF 120.0 tok/s (7.89x)" in text and "2/6" in text
     assert "from float32 weights 9.7 tok/s, same greedy replies 6/6" in text
     assert "llama.cpp" not in summary({**result, "lm": lm | {"llama_cpp_tokens_per_s": None}})
@@ -74,11 +76,20 @@ def test_bench_measures_end_of_speech_to_first_reply_sound(xdg_cache_home, short
         stages = turn["endpointing"] + turn["asr"] + turn["tts_first_audio"] + turn["output_buffering"]
         assert abs(stages - turn["end_to_first_audio_ms"]) < 1.0  # the breakdown adds up to what was measured
         assert turn["endpointing"] > 0 and turn["output_buffering"] > 0
-    sequential = result["sequential"]
-    assert sequential["utterances"] == 2 and sequential["end_to_first_audio_ms_p50"] > 0
-    assert result["sequential_over_streaming_p50"] == round(
-        sequential["end_to_first_audio_ms_p50"] / result["end_to_first_audio_ms_p50"], 2
-    )
+        assert isinstance(turn["asr_wait"], float)  # end of speech -> the transcript (before the end of the turn)
+    # beside the configured run: the other engine, the other end-of-turn strategies, the sequential pipeline
+    others = {"asr_whisper", "asr_moonshine", "end_of_turn_silence", "end_of_turn_smart_turn", "end_of_turn_words"}
+    assert len(others & set(result)) == 3 and result["asr_engine"] in ("whisper", "moonshine")
+    for name in [*(others & set(result)), "sequential"]:
+        run = result[name]
+        assert run["utterances"] == 2 and run["end_to_first_audio_ms_p50"] > 0, name
+        ratio = round(run["end_to_first_audio_ms_p50"] / result["end_to_first_audio_ms_p50"], 2)
+        assert result[f"{name}_over_configured_p50"] == ratio
+    decided = result["end_of_turn"]  # each strategy on the mid-sentence pauses, with the configured engine's words
+    assert set(decided) == {"silence", "smart_turn", "words"}
+    for scored in decided.values():
+        assert 0 <= scored["false_cut_in_rate"] <= 1 and scored["mid_sentence_pauses"] == 120
+        assert "delay_at_5pct_false_cut_ins_ms" in scored
     assert set(result["audio_faults"]) >= {"output_underflows_in_reply", "output_underruns", "input_overflows"}
     assert result["lm"]["tokens_per_s"] > 0 and result["lm"]["first_token_ms"] > 0
     assert "llama_cpp_tokens_per_s" in result["lm"]  # null unless llama-cpp-python is installed

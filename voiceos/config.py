@@ -83,7 +83,9 @@ class VadOptions:
 class TurnOptions:
     """When a pause ends the user's turn (voiceos.turn): the silence timer alone, or a turn-completion model."""
 
-    end_of_turn: str = _choice("auto", "smart_turn", "silence", default="auto")  # auto: smart_turn where it loads
+    # silence: vad.hangover_ms alone; smart_turn: the turn-completion model (auto: smart_turn where it loads, else
+    # silence); words: the pause's transcript ends the turn when it ends a sentence (voiceos.turn.words)
+    end_of_turn: str = _choice("auto", "smart_turn", "silence", "words", default="auto")
     check_ms: int = _range(200, 30, 5000)  # silence after which the turn model is asked whether the turn is complete
     threshold: float = _range(0.9, 0.0, 1.0)  # its probability of "complete" that ends the turn there
     max_silence_ms: int = _range(800, 0, 10000)  # with the model: silence that ends a turn it called incomplete

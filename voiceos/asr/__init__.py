@@ -40,7 +40,7 @@ class Transcript:
     duration_s: float
     words: tuple[Word, ...] = field(default_factory=tuple)
     elapsed_ms: float = 0.0
-    redecoded: bool = False  # the first decode looped and was decoded again (voiceos.asr.loops)
+    looped: bool = False  # the decode looped (voiceos.asr.loops): Whisper decoded again, Moonshine's repeats cut
 
 
 @runtime_checkable

@@ -9,7 +9,8 @@ Greedy decoding with the merged decoder's KV cache: the first step (``use_cache_
 cross-attention keys and values of the encoder's output, every later step reuses them and grows the self-attention
 cache by one token. A decode is bounded by the audio's length (``asr.max_tokens_per_s``): on single short words the
 model otherwise repeats itself ("Six, six, six, ..."). Clips shorter than ``asr.min_audio_s`` are padded with
-silence first (measured on 300 spoken digits: benchmarks/README.md, "Moonshine").
+silence first (measured on 300 spoken digits: benchmarks/README.md, "Moonshine beside Whisper"). A decode that
+loops within its bound ("The red one, the red one, ..." for a 9 s sentence) keeps two of its repeats.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from voiceos.asr import SAMPLE_RATE, Transcript
+from voiceos.asr.loops import cut_repeats, loop_reason
 from voiceos.config import AsrOptions
 from voiceos.errors import ModelLoadError
 from voiceos.models import EMBEDDED_MOONSHINE, MOONSHINE_FILES, AsrPlan, resolve_moonshine_model
@@ -121,10 +123,13 @@ class MoonshineTranscriber:
         start = time.perf_counter()
         audio = np.ascontiguousarray(samples, dtype=np.float32)
         duration = len(audio) / SAMPLE_RATE
-        text = ""
+        text, looped = "", False
         if audio.size and float(np.sqrt(np.mean(audio**2))) >= SILENT_RMS:
             text = self._detokenize(self._generate(self._padded(audio), self.max_tokens(duration)))
-        return Transcript(text, "en", duration, (), (time.perf_counter() - start) * 1000)
+            if why := loop_reason(text, duration):  # (within the bound: a phrase over and over)
+                log.info("moonshine: the decode looped (%s); its repeats are cut", why)
+                text, looped = cut_repeats(text), True
+        return Transcript(text, "en", duration, (), (time.perf_counter() - start) * 1000, looped)
 
     def _padded(self, audio: np.ndarray) -> np.ndarray:
         short = int(self.options.min_audio_s * SAMPLE_RATE) - len(audio)

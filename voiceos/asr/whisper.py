@@ -79,15 +79,15 @@ class WhisperTranscriber:
         options = self.options
         fallback = options.temperature_fallback
         text, words, language = self._decode(audio, word_timestamps, FALLBACK_TEMPERATURES if fallback else 0.0)
-        redecoded = False
+        looped = False
         if options.loop_guard and not fallback and (why := loop_reason(text, duration)):
             again, again_words, _ = self._decode(audio, word_timestamps, REDECODE_TEMPERATURES, loops_only=True)
             log.info("whisper: the decode looped (%s); decoded again at temperatures %s", why, REDECODE_TEMPERATURES)
             if loop_reason(again, duration) is None or len(again) < len(text):
                 text, words = again, again_words
-            redecoded = True
+            looped = True
         elapsed = (time.perf_counter() - start) * 1000
-        return Transcript(text, language, duration, tuple(words), elapsed, redecoded)
+        return Transcript(text, language, duration, tuple(words), elapsed, looped)
 
     def _decode(
         self, audio: np.ndarray, word_timestamps: bool, temperature, *, loops_only: bool = False

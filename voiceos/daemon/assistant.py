@@ -292,6 +292,7 @@ class Assistant:
             timings = {
                 "endpointing": float(self.config.vad.hangover_ms),
                 "asr": asr_ms,
+                "asr_ready": asr_ms,  # after the end of the turn (a head start's may be negative: turn.py)
                 "asr_speculative": float(used_speculation),  # 1: transcribed during the end-of-turn silence
             }
             return await self.respond(text, "microphone", extra_timings=timings, turn=turn)

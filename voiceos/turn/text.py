@@ -19,6 +19,15 @@ DANGLING_WORDS = frozenset(
 TRAILING_OFF = ("...", "…", "-", "—", ",")  # Whisper writes a voice that trails off or breaks off so
 
 
+SENTENCE_ENDS = (".", "?", "!")
+
+
+def ends_sentence(text: str) -> bool:
+    """True when ``text`` ends with a sentence's punctuation and not on a dangling word ("... of the.")."""
+    stripped = text.strip().rstrip("\"')\u201d")
+    return stripped.endswith(SENTENCE_ENDS) and not stripped.endswith("...") and not sounds_unfinished(stripped)
+
+
 def sounds_unfinished(text: str) -> bool:
     """True when ``text`` (a transcript so far) ends on a dangling word or trails off."""
     stripped = text.strip()
