@@ -32,7 +32,7 @@ SETS = ("speechocean762_train", "fsdd_dev", "librivox_cmusphinx")
 JFK = "and so my fellow americans ask not what your country can do for you ask what you can do for your country"
 
 WHISPER = AsrOptions(engine="whisper", beam_size=1, temperature_fallback=False, loop_guard=False)
-MOONSHINE = AsrOptions(engine="moonshine", max_tokens_per_s=50.0, min_audio_s=0.0)
+MOONSHINE = AsrOptions(engine="moonshine", max_tokens_per_s=50.0, min_audio_s=0.0, fallback_below=None)
 SETTINGS = {
     "whisper-greedy": ("Whisper tiny.en, beam 1, no fallback (shipped before)", WHISPER),
     "whisper-fallback": (
@@ -58,8 +58,14 @@ SETTINGS = {
         "Moonshine tiny-en, 6.5 tokens/s, padded to 2 s",
         dataclasses.replace(MOONSHINE, max_tokens_per_s=6.5, min_audio_s=2.0),
     ),
-    "moonshine-shipped": ("Moonshine tiny-en as shipped (asr defaults)", AsrOptions(engine="moonshine")),
-    "whisper-shipped": ("Whisper tiny.en as shipped (asr defaults)", AsrOptions(engine="whisper")),
+    "moonshine-shipped": (
+        "Moonshine tiny-en, 6.5 tokens/s, padded to 1 s, Whisper (loop guard) when unsure (< -0.2): shipped",
+        AsrOptions(engine="moonshine"),
+    ),
+    "whisper-shipped": (
+        "Whisper tiny.en as asr.engine: whisper ships it (beam 1, loop guard)",
+        AsrOptions(engine="whisper"),
+    ),
 }
 
 
@@ -102,6 +108,7 @@ def summarize(rows: list[dict]) -> dict:
         "ms_p50": round(float(np.percentile(ms, 50)), 1),
         "ms_p90": round(float(np.percentile(ms, 90)), 1),
         "looped": sum(r["looped"] for r in rows),
+        "second_opinions": sum(r["second_opinion"] for r in rows),
     }
 
 
@@ -124,6 +131,8 @@ def run_setting(options: AsrOptions, data: list[Clip], threads: int) -> list[dic
                 "seconds": round(len(clip.audio) / 16000, 2),
                 "single_word": clip.single_word,
                 "looped": transcript.looped,
+                "second_opinion": transcript.second_opinion,
+                "confidence": transcript.confidence,
             }
         )
     return rows
@@ -144,14 +153,15 @@ def main() -> None:
         rows = run_setting(options, data, args.threads)
         results[key] = {"label": label, **summarize(rows), "rows": rows}
         print(f"{key}: {json.dumps({k: v for k, v in results[key].items() if k != 'rows'})}", file=sys.stderr)
-    print("| setting | all | speechocean762 | fsdd digits | librivox + jfk | single words | ms p50 / p90 | loops |")
-    print("|---|---|---|---|---|---|---|---|")
+    head = "| setting | all | speechocean762 | fsdd digits | librivox + jfk | single words | ms p50 / p90 | loops |"
+    print(head + " second opinions |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for result in results.values():
         w = result["wer"]
         print(
             f"| {result['label']} | {w['all']:.3f} | {w['speechocean762_train']:.3f} | {w['fsdd_dev']:.3f} | "
             f"{w['librivox_cmusphinx']:.3f} | {w['single words']:.3f} | "
-            f"{result['ms_p50']:.0f} / {result['ms_p90']:.0f} | {result['looped']} |"
+            f"{result['ms_p50']:.0f} / {result['ms_p90']:.0f} | {result['looped']} | {result['second_opinions']} |"
         )
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

@@ -103,7 +103,7 @@ def _load_asr(test_config, device_plan, engine: str):
 
     from voiceos.asr import load_transcriber
 
-    model = load_transcriber(dataclasses.replace(test_config.asr, engine=engine), device_plan)
+    model = load_transcriber(dataclasses.replace(test_config.asr, engine=engine, fallback_below=None), device_plan)
     model.warm()
     return model
 
@@ -120,8 +120,14 @@ def moonshine_transcriber(test_config, device_plan):
 
 @pytest.fixture(scope="session")
 def transcriber(test_config, request):
-    """The configured engine (asr.engine's default): the same loaded model as its own fixture above."""
-    return request.getfixturevalue(f"{test_config.asr.engine}_transcriber")
+    """The configured engine (asr.engine's default), from the same loaded models as the fixtures above: Moonshine
+    with Whisper's second opinion where it is unsure (asr.fallback_below)."""
+    from voiceos.asr.fallback import FallbackTranscriber
+
+    first = request.getfixturevalue(f"{test_config.asr.engine}_transcriber")
+    if test_config.asr.engine != "moonshine" or test_config.asr.fallback_below is None:
+        return first
+    return FallbackTranscriber(first, request.getfixturevalue("whisper_transcriber"), test_config.asr.fallback_below)
 
 
 @pytest.fixture(scope="session")

@@ -172,7 +172,7 @@ def test_silence_and_noise_alone_start_no_turn(daemon, pulse_server):
     hum = (0.05 * np.sin(2 * np.pi * 50 * np.arange(2 * SAMPLE_RATE) / SAMPLE_RATE)).astype(np.float32)
     pulse_server.speak_into_mic(np.concatenate([quiet, hiss, hum, quiet]))
     time.sleep(1.0)
-    daemon.wait_until("listening", timeout=30)  # a noise onset may open an utterance; Whisper hears nothing in it
+    daemon.wait_until("listening", timeout=30)  # a noise onset may open an utterance; the ASR hears nothing in it
     assert daemon.events.since(mark, "transcript") == []
     assert daemon.events.since(mark, "speaking_started") == []
 

@@ -106,7 +106,7 @@ class TurnOptions:
 class AsrOptions:
     """Speech recognition (voiceos.asr): the engine, its model, and the settings each engine reads."""
 
-    engine: str = _choice("whisper", "moonshine", default="whisper")
+    engine: str = _choice("whisper", "moonshine", default="moonshine")
     # auto: the engine's embedded model (Whisper tiny.en, Moonshine tiny-en); whisper: any faster-whisper size name,
     # hub id or local CTranslate2 dir; moonshine: a local dir with its ONNX files and tokenizer.bin
     model: str = "auto"
@@ -127,6 +127,9 @@ class AsrOptions:
     # moonshine only: at most this many tokens per second of audio (and a few more), so a decode cannot run on
     max_tokens_per_s: float = _range(6.5, 1.0, 50.0)
     min_audio_s: float = _range(1.0, 0.0, 10.0)  # shorter clips are padded with silence to this length
+    # a transcript whose mean token log-probability is below this is transcribed again by Whisper tiny.en (loaded
+    # beside it, with the whisper keys above); null: never. Moonshine is unsure of half the non-native recordings.
+    fallback_below: float | None = _range(-0.2, -10.0, 0.0)
 
     def __post_init__(self) -> None:
         if self.engine == "moonshine" and self.language not in (None, "en"):

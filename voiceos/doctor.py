@@ -99,9 +99,12 @@ def _asr_model(config: Config) -> str:
     from voiceos.models import resolve_moonshine_model, resolve_whisper_model
 
     asr = config.asr
-    if asr.engine == "moonshine":
-        return f"moonshine {asr.model} -> {resolve_moonshine_model(asr.model)}"
-    return f"whisper {asr.model} -> {resolve_whisper_model(asr.model)}"
+    if asr.engine == "whisper":
+        return f"whisper {asr.model} -> {resolve_whisper_model(asr.model)}"
+    found = f"moonshine {asr.model} -> {resolve_moonshine_model(asr.model)}"
+    if asr.fallback_below is not None:
+        found += f"; unsure transcripts (< {asr.fallback_below:g}): whisper tiny.en -> {resolve_whisper_model('auto')}"
+    return found
 
 
 def _lm(config: Config) -> str:

@@ -3,7 +3,8 @@
 - ``whisper`` (:mod:`voiceos.asr.whisper`): faster-whisper; the embedded tiny.en, or any model it can load. Every
   call costs its 30 s window, however short the audio.
 - ``moonshine`` (:mod:`voiceos.asr.moonshine`): Moonshine tiny-en from the ``moonshine-voice`` wheel, run in
-  onnxruntime; its encoder reads the raw audio, so a call costs what the audio's length does.
+  onnxruntime; its encoder reads the raw audio, so a call costs what the audio's length does. With
+  ``asr.fallback_below``, a transcript it is unsure of is transcribed again by Whisper (:mod:`voiceos.asr.fallback`).
 
 Callers load an engine with :func:`load_transcriber` and use only :class:`Transcriber`.
 """
@@ -41,6 +42,8 @@ class Transcript:
     words: tuple[Word, ...] = field(default_factory=tuple)
     elapsed_ms: float = 0.0
     looped: bool = False  # the decode looped (voiceos.asr.loops): Whisper decoded again, Moonshine's repeats cut
+    confidence: float | None = None  # the mean log-probability of its tokens (None: not known)
+    second_opinion: bool = False  # transcribed again by the fallback engine (asr.fallback_below)
 
 
 @runtime_checkable
@@ -61,6 +64,11 @@ class Transcriber(Protocol):
 
     def transcribe(self, samples: np.ndarray, word_timestamps: bool = False) -> Transcript:
         """Transcribe 16 kHz mono float32 audio; silence gives an empty text. Blocking; one call at a time."""
+        ...
+
+    def transcribe_partial(self, samples: np.ndarray) -> Transcript:
+        """The words so far of an utterance still being spoken: the engine's quickest pass (no second opinion). A
+        later :meth:`transcribe` of the very same samples starts from it."""
         ...
 
     def warm(self) -> None:
@@ -84,7 +92,15 @@ def load_transcriber(options: AsrOptions, plan: DevicePlan | None = None) -> Tra
     if options.engine == "moonshine":
         from voiceos.asr.moonshine import MoonshineTranscriber
 
-        return MoonshineTranscriber.load(options, asr)
+        moonshine = MoonshineTranscriber.load(options, asr)
+        if options.fallback_below is None:
+            return moonshine
+        import dataclasses
+
+        from voiceos.asr.fallback import FallbackTranscriber
+
+        whisper = load_transcriber(dataclasses.replace(options, engine="whisper", model="auto"), plan)
+        return FallbackTranscriber(moonshine, whisper, options.fallback_below)
     from voiceos.asr.whisper import WhisperTranscriber
 
     return WhisperTranscriber.load(options, asr)

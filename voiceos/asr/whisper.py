@@ -78,20 +78,24 @@ class WhisperTranscriber:
         duration = len(audio) / SAMPLE_RATE
         options = self.options
         fallback = options.temperature_fallback
-        text, words, language = self._decode(audio, word_timestamps, FALLBACK_TEMPERATURES if fallback else 0.0)
+        temperatures = FALLBACK_TEMPERATURES if fallback else 0.0
+        text, words, language, confidence = self._decode(audio, word_timestamps, temperatures)
         looped = False
         if options.loop_guard and not fallback and (why := loop_reason(text, duration)):
-            again, again_words, _ = self._decode(audio, word_timestamps, REDECODE_TEMPERATURES, loops_only=True)
+            again = self._decode(audio, word_timestamps, REDECODE_TEMPERATURES, loops_only=True)
             log.info("whisper: the decode looped (%s); decoded again at temperatures %s", why, REDECODE_TEMPERATURES)
-            if loop_reason(again, duration) is None or len(again) < len(text):
-                text, words = again, again_words
+            if loop_reason(again[0], duration) is None or len(again[0]) < len(text):
+                text, words, _, confidence = again
             looped = True
         elapsed = (time.perf_counter() - start) * 1000
-        return Transcript(text, language, duration, tuple(words), elapsed, looped)
+        return Transcript(text, language, duration, tuple(words), elapsed, looped, confidence)
+
+    def transcribe_partial(self, samples: np.ndarray) -> Transcript:
+        return self.transcribe(samples)
 
     def _decode(
         self, audio: np.ndarray, word_timestamps: bool, temperature, *, loops_only: bool = False
-    ) -> tuple[str, list[Word], str]:
+    ) -> tuple[str, list[Word], str, float | None]:
         segments, info = self.model.transcribe(
             audio,
             language=self.options.language,
@@ -106,11 +110,14 @@ class WhisperTranscriber:
         )
         pieces: list[str] = []
         words: list[Word] = []
+        logprobs: list[float] = []
         for segment in segments:
             pieces.append(segment.text)
+            logprobs.append(segment.avg_logprob)
             for w in segment.words or ():
                 words.append(Word(w.word, w.start, w.end, w.probability))
-        return " ".join(p.strip() for p in pieces if p.strip()), words, info.language
+        confidence = float(np.mean(logprobs)) if logprobs else None
+        return " ".join(p.strip() for p in pieces if p.strip()), words, info.language, confidence
 
     def warm(self) -> None:
         """Run one short decode so the first real request does not pay for lazy initialisation."""

@@ -91,7 +91,10 @@ class Assistant:
         self.controller = TurnController(TurnPolicy.from_config(self.config))
         self._turn_task: asyncio.Task | None = None  # the task of the last turn started
         self._speculation = SpeculativeTranscription(
-            self._models, lambda x: self.pipeline.transcriber.transcribe(x), self._heard_so_far
+            self._models,
+            lambda x: self.pipeline.transcriber.transcribe(x),
+            self._heard_so_far,
+            lambda x: self.pipeline.transcriber.transcribe_partial(x),
         )
         self._audio_lost_because = ""  # the audio loop's error when the devices were last lost
         output_rate = self.config.audio.output_sample_rate or pipeline.tts.sample_rate

@@ -7,9 +7,9 @@ there when the turn ends.
   (Moonshine: tens of milliseconds for a sentence); with Whisper's 30 s window each would cost ~300 ms, so there are
   none.
 - At a pause (:class:`~voiceos.vad.SpeechPaused`, ``vad.speculate_ms`` of silence) the utterance up to the pause is
-  transcribed at once, unless the partial transcript in hand has exactly those samples (the user paused right after
-  it). If the turn then ends with exactly those samples, that transcript is the turn's (same input, same output); the
-  held reply, the end-of-turn word check and the turn all use it.
+  transcribed at once (a partial of exactly those samples, when the user paused right after it, is not decoded
+  again: the engine keeps it). If the turn then ends with exactly those samples, that transcript is the turn's (same
+  input, same output); the held reply, the end-of-turn word check and the turn all use it.
 """
 
 from __future__ import annotations
@@ -41,21 +41,22 @@ class SpeculativeTranscription:
         executor: concurrent.futures.Executor,
         transcribe: Callable[[np.ndarray], Any],
         on_partial: Callable[[Utterance, Any], None] | None = None,
+        transcribe_partial: Callable[[np.ndarray], Any] | None = None,
     ) -> None:
         self._executor = executor
         self._transcribe = transcribe
+        self._transcribe_partial = transcribe_partial or transcribe  # the words so far: the quickest pass
         self._on_partial = on_partial  # (from the model thread) a partial transcript is ready
         self._pending: tuple[Span, concurrent.futures.Future] | None = None
         self._partial: tuple[Span, concurrent.futures.Future] | None = None  # the latest partial, maybe running
-        self.partials = 0  # partial transcriptions run (status and the bench)
-        self.partials_reused = 0  # ...of which a pause took over as its transcript
+        self.partials = 0  # partial transcriptions started
 
     def grow(self, utterance: Utterance) -> concurrent.futures.Future | None:
         """The user is still talking: transcribe what they said so far, unless a partial is still running (then
         this one is skipped: the next growth or the pause brings a newer one)."""
         if self._partial is not None and not self._partial[1].done():
             return None
-        future = self._executor.submit(self._transcribe, utterance.samples)
+        future = self._executor.submit(self._transcribe_partial, utterance.samples)
         self._partial = (span_of(utterance), future)
         self.partials += 1
         if self._on_partial is not None:
@@ -69,17 +70,10 @@ class SpeculativeTranscription:
         self._on_partial(utterance, done.result())
 
     def start(self, utterance: Utterance) -> concurrent.futures.Future:
-        """The user paused: transcribe what they said so far (or take the partial of exactly these samples),
-        superseding an earlier speculation."""
+        """The user paused: transcribe what they said so far, superseding an earlier speculation."""
         self.drop()
-        span = span_of(utterance)
-        partial = self._partial
-        if partial is not None and partial[0] == span and not partial[1].cancelled():
-            future = partial[1]
-            self.partials_reused += 1
-        else:
-            future = self._executor.submit(self._transcribe, utterance.samples)
-        self._pending = (span, future)
+        future = self._executor.submit(self._transcribe, utterance.samples)
+        self._pending = (span_of(utterance), future)
         return future
 
     def peek(self, span: Span) -> concurrent.futures.Future | None:
