@@ -149,7 +149,8 @@ def plan_asr(engine: str, device: str, compute_type: str = "auto", threads: int 
     if engine == "moonshine":
         if device == "cuda" and (problem := onnx_cuda_problem()):
             device, note = "cpu", problem
-        return AsrPlan(engine, device, "float32", threads, note)
+        # 2 threads on 2 cores: 0.79x the time of one a clip, with other work beside it (benchmarks/README.md)
+        return AsrPlan(engine, device, "float32", threads or min(MOONSHINE_MAX_THREADS, os.cpu_count() or 1), note)
     if device == "cuda" and (problem := whisper_cuda_problem()):
         device, note = "cpu", problem
     if compute_type == "auto":
@@ -235,6 +236,7 @@ def resolve_whisper_model(name: str) -> str:
 MOONSHINE_DISTRIBUTION = "moonshine-voice"
 MOONSHINE_IN_WHEEL = "moonshine_voice/assets/tiny-en"
 MOONSHINE_FILES = ("encoder_model", "decoder_model_merged")  # each .ort (ONNX Runtime's format) or .onnx
+MOONSHINE_MAX_THREADS = 4  # a model this small gains little from more
 
 
 def embedded_moonshine_dir() -> Path:
