@@ -9,12 +9,12 @@ TEXT   ?= Hello! Who are you?
 PIP_VERSION := 26.3
 UV_VERSION  := 0.13.9
 
-# Debian/Ubuntu packages. Runtime: PortAudio for sounddevice; gcc builds the LM's small decoding kernel on first use
-# (voiceos/dialogue/kernels; without it the LM decodes from float32 weights, slower). Tests also start a private PulseAudio server with
-# virtual devices (pulseaudio, pulseaudio-utils, ALSA's pulse plugin), a real systemd user manager, and g++ + cmake to build
-# llama.cpp for the tests' OpenAI-compatible LM server (packaging/test-server.in).
-SYSTEM_PACKAGES      := libportaudio2 gcc
-SYSTEM_TEST_PACKAGES := $(SYSTEM_PACKAGES) pulseaudio pulseaudio-utils libasound2-plugins systemd g++ cmake
+# Debian/Ubuntu packages. Runtime: PortAudio for sounddevice; g++ and cmake build llama.cpp, the embedded LM's decoder
+# (llama-cpp-python ships as source: pip builds it once per machine and keeps the wheel in its cache). Tests also start a
+# private PulseAudio server with virtual devices (pulseaudio, pulseaudio-utils, ALSA's pulse plugin) and a real systemd
+# user manager.
+SYSTEM_PACKAGES      := libportaudio2 gcc g++ cmake
+SYSTEM_TEST_PACKAGES := $(SYSTEM_PACKAGES) pulseaudio pulseaudio-utils libasound2-plugins systemd
 
 .PHONY: run say listen bench install-service install install-test lock system-deps system-deps-test test lint format doctor clean
 
@@ -46,13 +46,13 @@ install-test: system-deps-test $(VENV)/.installed-test
 $(VENV)/.installed: requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q pip==$(PIP_VERSION)
-	$(BIN)/python -m pip install -q --no-deps --require-hashes -r requirements.lock
+	sh packaging/pip-install-lock.sh $(BIN)/python requirements.lock
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	$(BIN)/python -m voiceos.selfcheck
 	@touch $@
 
-# The lock holds the test and coqui extras too; `make test` adds the LM server the tests of dialogue.backend: openai run
-# against (llama-cpp-python: pip builds llama.cpp from source once, minutes on 2 cores, then reuses its cached wheel).
+# The lock holds the test and coqui extras too; `make test` adds the server extra of llama-cpp-python, the LM server the
+# tests of dialogue.backend: openai run against.
 $(VENV)/.installed-test: $(VENV)/.installed packaging/test-server.lock
 	$(BIN)/python -m pip install -q --no-deps --require-hashes -r packaging/test-server.lock
 	@touch $@

@@ -142,6 +142,15 @@ def lm(test_config, device_plan):
 
 
 @pytest.fixture(scope="session")
+def llama_lm(test_config, lm):
+    """The default decoder: llama.cpp on the embedded GGUF with the shipped adapter, beside the ``lm`` fixture's torch
+    model (its tokenizer, prompt and emotion head)."""
+    from voiceos.dialogue.llama_cpp_lm import LlamaCppLM
+
+    return LlamaCppLM.beside(lm, test_config.dialogue)
+
+
+@pytest.fixture(scope="session")
 def tts_engine(test_config, device_plan):
     from voiceos.tts import load_engine
     from voiceos.tts.voices import load_voice
@@ -173,10 +182,11 @@ def seeded_tts(test_config, device_plan):
 
 
 @pytest.fixture
-def pipeline(test_config, device_plan, transcriber, lm, tts_engine):
-    """A pipeline over the shared models with a fresh (empty) conversation history."""
+def pipeline(test_config, device_plan, transcriber, llama_lm, tts_engine):
+    """A pipeline over the shared models (the default decoder, llama.cpp) with a fresh (empty) conversation history."""
     from voiceos.pipeline import Pipeline
 
+    lm = llama_lm.with_options()  # its own options: a test may change them
     return Pipeline(test_config, device_plan, transcriber=transcriber, lm=lm, tts=tts_engine, voice=tts_engine.profile)
 
 

@@ -28,7 +28,7 @@ def forward_lm(lm: DialogueLM) -> DialogueLM:
 
 def _prefilled(lm: DialogueLM, text: str) -> tuple[torch.Tensor, Any]:
     messages = lm.messages_for([], text)
-    logits, cache = lm._prefill_fast(messages, lm._fit_prompt(messages, 64))
+    logits, cache = lm._prefill_fast(messages, lm.fit_prompt(messages, 64))
     lm.prompt_cache.clear()
     return logits, cache
 

@@ -65,7 +65,7 @@ def test_adapted_fast_decoding_gives_the_merged_models_tokens(lm, test_config, m
         greedy.reply([], text, system_prompt=system, max_new_tokens=32)
         fast = list(greedy.last_stats.token_ids)
         prompt = lm.build_prompt(lm.messages_for([], text, system_prompt=system))
-        assert fast == greedy_tokens(merged, prompt, 32, lm._stop_ids), text
+        assert fast == greedy_tokens(merged, prompt, 32, lm.stop_ids), text
 
 
 def test_the_adapter_changes_the_reply_logits_but_not_what_the_emotion_head_reads(lm, test_config):
@@ -118,6 +118,6 @@ def test_a_reply_without_the_adapter_is_the_base_models_and_switching_back_resto
     prompt = lm.build_prompt(lm.messages_for([], text, system_prompt=system))
     greedy.reply([], PROMPTS[1], system_prompt=system, max_new_tokens=8)  # caches made with the adapter
     greedy.reply([], text, system_prompt=system, max_new_tokens=24, use_adapter=False)
-    assert list(greedy.last_stats.token_ids) == greedy_tokens(base, prompt, 24, lm._stop_ids)
+    assert list(greedy.last_stats.token_ids) == greedy_tokens(base, prompt, 24, lm.stop_ids)
     greedy.reply([], text, system_prompt=system, max_new_tokens=24)
-    assert list(greedy.last_stats.token_ids) == greedy_tokens(merged, prompt, 24, lm._stop_ids)
+    assert list(greedy.last_stats.token_ids) == greedy_tokens(merged, prompt, 24, lm.stop_ids)

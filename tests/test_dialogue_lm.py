@@ -132,7 +132,7 @@ def test_a_custom_system_prompt_replaces_the_configured_one(lm: DialogueLM) -> N
 def test_tokenizer_carries_the_ggufs_chatml_template_and_stops_at_im_end(lm: DialogueLM) -> None:
     assert "<|im_start|>" in lm.tokenizer.chat_template
     assert lm.tokenizer.convert_tokens_to_ids("<|im_end|>") == 2
-    assert 2 in lm._stop_ids
+    assert 2 in lm.stop_ids
 
 
 def test_closing_the_stream_early_stops_decoding(lm: DialogueLM) -> None:

@@ -44,7 +44,7 @@ def test_spoken_reply_transcribes_back_to_the_reply_text(pipeline, transcriber):
 
 def test_audio_streams_sentence_by_sentence_while_the_lm_still_writes(pipeline):
     chunks: list[np.ndarray] = []
-    turn = pipeline.reply("Tell me something nice about autumn.", on_audio=chunks.append)
+    turn = pipeline.reply("Tell me two short facts about cats.", on_audio=chunks.append)
     assert len(turn.sentences) >= 2, turn.reply
     assert np.array_equal(np.concatenate(chunks), turn.audio)
     t = turn.timings_ms
@@ -68,8 +68,11 @@ def test_history_keeps_both_sides_of_each_turn_until_reset(pipeline):
     assert pipeline.lm.last_stats.reused_tokens > pipeline.lm.last_stats.prompt_tokens // 2  # the first turn's cache
     pipeline.reset()
     assert pipeline.history == []
-    pipeline.reply("Hello again.")  # nothing of the forgotten conversation is reused: only the persona
-    assert pipeline.lm.last_stats.reused_tokens == len(pipeline.lm.persona_prefix(pipeline.system_prompt())[0])
+    pipeline.reply("Hello again.")  # nothing of the forgotten conversation is reused: at most the persona
+    system = [{"role": "system", "content": pipeline.system_prompt()}]
+    tokenizer = pipeline.lm.local.tokenizer  # (the default decoder, llama.cpp, keeps the persona's KV cache)
+    persona = tokenizer(tokenizer.apply_chat_template(system, tokenize=False), add_special_tokens=False)["input_ids"]
+    assert 0 < pipeline.lm.last_stats.reused_tokens <= len(persona)
     pipeline.reset()
 
 
@@ -115,7 +118,7 @@ def test_cancelling_mid_reply_stops_synthesis_and_remembers_nothing(pipeline):
         chunks.append(chunk)
         cancel.set()  # the user barged in as soon as the first audio existed
 
-    turn = pipeline.reply("Tell me something nice about autumn.", on_audio=on_audio, cancel=cancel)
+    turn = pipeline.reply("Tell me two short facts about cats.", on_audio=on_audio, cancel=cancel)
     assert turn.cancelled and len(chunks) == 1 and len(turn.spans) == 1
     assert pipeline.lm.last_stats.stop_reason == "cancelled"
     assert pipeline.history == []

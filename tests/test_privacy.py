@@ -208,12 +208,21 @@ def test_daemon_logs_no_transcripts_saves_them_when_asked_and_forget_erases_them
         assert (record["source"], record["user"], record["reply"]) == ("say", USER_TEXT, reply)
         assert record["user_emotion"] == result["user_emotion"]["label"] and record["interrupted"] is False
 
+        set_reminder = daemon.client.request("say", text="Remind me to water the plants tomorrow at 9.")
+        assert set_reminder["skill"] == "VoiceosSetReminder", set_reminder
+        reminders = tmp_path / "data" / "voiceos" / "reminders.json"
+        assert mode(reminders) == 0o600
+        listed = run_voiceos("reminders", env=env)
+        assert listed.returncode == 0 and listed.stdout.splitlines()[1].endswith("09:00  water the plants"), listed
+
         forget = run_voiceos("forget", env=env)
         assert forget.returncode == 0 and forget.stderr == "", forget.stderr + daemon.log_tail()
         assert forget.stdout.splitlines() == [
-            "erased the running daemon's conversation memory (2 messages)",
+            "erased the running daemon's conversation memory (4 messages)",
+            f"erased the reminders: {reminders}",
             f"erased saved transcripts: {transcripts}",
         ], forget.stdout + daemon.log_tail()
+        assert daemon.client.request("reminders")["reminders"] == []  # the daemon's book follows the file
         assert daemon.client.request("status")["history_messages"] == 0
         assert not transcripts.parent.exists()
         again = run_voiceos("forget", env=env)

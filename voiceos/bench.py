@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from voiceos.audio.files import read_audio
+from voiceos.daemon.harness import config_with
 from voiceos.errors import VoiceosError
 
 log = logging.getLogger(__name__)
@@ -90,13 +91,18 @@ SEQUENTIAL = {
     "vad": {"speculate_ms": 0},
     "turn": {"end_of_turn": "silence"},
 }
+# the same pipeline with torch decoding the embedded LM (the decoder before llama.cpp), beside llama.cpp
+TORCH_DECODER = {"dialogue": {"decoder": "torch"}}
 END_OF_TURN = ("silence", "smart_turn", "words")  # voiceos.turn's strategies
 ENGINES = ("whisper", "moonshine")
+RUN_NAMES = {"skill_turns": "skill requests"}  # the summary's name of a run, where not its key's words
+RATIO_NOTES = {"torch_decoder": " (llama.cpp)"}  # what "configured" is, where a run differs in that only
 
 
-def variants(config: Any) -> dict[str, dict[str, dict[str, Any]]]:
+def variants(config: Any, decoder: str = "torch") -> dict[str, dict[str, dict[str, Any]]]:
     """The runs beside the configured one, each as config overrides: the other ASR engine, each other end-of-turn
-    strategy, and the plain sequential pipeline."""
+    strategy, torch decoding the LM where ``decoder`` (the configured one, see :func:`_decoder`) is llama.cpp, and
+    the plain sequential pipeline."""
     from voiceos.turn import strategy_name
 
     runs = {f"asr_{engine}": {"asr": {"engine": engine}} for engine in ENGINES if engine != config.asr.engine}
@@ -104,32 +110,26 @@ def variants(config: Any) -> dict[str, dict[str, dict[str, Any]]]:
     for strategy in END_OF_TURN:
         if strategy != configured:
             runs[f"end_of_turn_{strategy}"] = {"turn": {"end_of_turn": strategy}}
+    if decoder == "llama_cpp":
+        runs["torch_decoder"] = TORCH_DECODER
     runs["sequential"] = SEQUENTIAL
     return runs
 
 
-def variant_config(config_path: str | None, overrides: dict[str, dict[str, Any]], directory: Path) -> str:
-    """A copy of the config (the default file when None) with ``overrides`` merged in, written under ``directory``."""
-    import yaml
-
-    from voiceos.config import config_from_dict, default_config_path
-
-    source = Path(config_path) if config_path else default_config_path()
-    data = (yaml.safe_load(source.read_text(encoding="utf-8")) or {}) if source else {}
-    for section, values in overrides.items():
-        data.setdefault(section, {}).update(values)
-    config_from_dict(data, source=str(source))  # refuse a broken variant here, not in the daemon
-    path = directory / "variant.yaml"
-    path.write_text(yaml.safe_dump(data), encoding="utf-8")
-    return str(path)
-
-
-def run_bench(config_path: str | None, utterances: int = 5, speech_dir: Path | None = None) -> dict[str, Any]:
+def run_bench(
+    config_path: str | None,
+    utterances: int = 5,
+    speech_dir: Path | None = None,
+    skill_clips: list[tuple[str, np.ndarray]] | None = None,
+) -> dict[str, Any]:
+    """Speak the first ``utterances`` recordings of ``speech_dir`` into the daemon's microphone and measure each
+    reply; then, on the same daemon, ``skill_clips`` (requests a skill answers), measured apart as ``skill_turns``."""
     from voiceos.audio.virtual import Recorder
     from voiceos.daemon.client import EventFollower
     from voiceos.daemon.harness import VirtualAudioDaemon
 
     clips = bench_clips(speech_dir or DEFAULT_SPEECH, utterances)
+    sets = [clips, *([skill_clips] if skill_clips else [])]
     root = Path(tempfile.mkdtemp(prefix="voiceos-bench-"))  # sound server, daemon log, the clips played
     rig = VirtualAudioDaemon(root, config_path, client_timeout=30)
     finished = False
@@ -141,8 +141,8 @@ def run_bench(config_path: str | None, utterances: int = 5, speech_dir: Path | N
         env = rig.server.env
         mic, speaker = Recorder(env, "vmic", MIC_RATE), Recorder(env, "spk.monitor", SPEAKER_RATE)
         time.sleep(0.5)
-        marks = []
-        for name, samples in clips:
+        marks: list[list] = [[] for _ in sets]
+        for which, name, samples in ((i, n, s) for i, clips in enumerate(sets) for n, s in clips):
             rig.client.request("reset")
             mark = events.mark()
             sent_at = time.monotonic()
@@ -154,10 +154,17 @@ def run_bench(config_path: str | None, utterances: int = 5, speech_dir: Path | N
                 raise VoiceosError(f"bench: the daemon could not answer {name}: {end['message']}")
             rig.require_listening(300.0, "bench")
             by_model = any(v["ended_turn"] for v in events.since(mark, "turn_verdict"))
-            marks.append((name, sent_at, len(samples) / MIC_RATE, ended, timings, "model" if by_model else "silence"))
+            ended_by = "model" if by_model else "silence"
+            marks[which].append((name, sent_at, len(samples) / MIC_RATE, ended, timings, ended_by))
             time.sleep(0.5)
         mic_audio, speaker_audio = mic.stop(), speaker.stop()
-        result = _analyse(marks, mic, mic_audio, speaker, speaker_audio, clock_offset)
+        result = _analyse(marks[0], mic, mic_audio, speaker, speaker_audio, clock_offset)
+        if skill_clips:
+            skills = _analyse(marks[1], mic, mic_audio, speaker, speaker_audio, clock_offset)
+            result["skill_turns"] = {k: v for k, v in skills.items() if k != "machine"}
+            for q in ("p50", "p90"):
+                lm_turn, skill_turn = result[f"end_to_first_audio_ms_{q}"], skills[f"end_to_first_audio_ms_{q}"]
+                result[f"lm_over_skill_{q}"] = round(lm_turn / skill_turn, 2) if skill_turn else None
         # a lower latency bought with gaps in the sound is no gain: the daemon's counts since its start
         result["audio_faults"] = rig.client.request("status").get("audio_faults", {})
         finished = True
@@ -227,22 +234,24 @@ def _analyse(marks, mic, mic_audio, speaker, speaker_audio, clock_offset: float)
 def main(
     config_path: str | None, utterances: int, speech_dir: str | None, baseline: bool = True, *, as_json: bool = False
 ) -> int:
-    """The streaming pipeline as configured; then (``baseline``) the same with the other ASR engine and each other
-    end-of-turn strategy, the plain sequential pipeline, what each strategy decides at mid-sentence pauses, and the
-    LM's decoding speed."""
+    """The streaming pipeline as configured, with requests a skill answers measured apart; then (``baseline``) the
+    same with the other ASR engine, each other end-of-turn strategy and (llama.cpp configured) the torch decoder, the
+    plain sequential pipeline, what each strategy decides at mid-sentence pauses, and the LM's decoding speed."""
     from voiceos.bench_lm import lm_throughput
+    from voiceos.bench_skills import skill_requests
     from voiceos.config import load_config
     from voiceos.lm_server import first_token_through_server
     from voiceos.turn.evaluate import compare_strategies
 
     speech = Path(speech_dir) if speech_dir else None
     config = load_config(config_path)
-    result = run_bench(config_path, utterances, speech)
+    # requests a skill answers ("what time is it") on the same daemon: no LM call, so sooner
+    result = run_bench(config_path, utterances, speech, skill_requests(config, utterances))
     result["asr_engine"], result["end_of_turn_strategy"] = config.asr.engine, config.turn.end_of_turn
     if baseline:
         with tempfile.TemporaryDirectory(prefix="voiceos-bench-config-") as tmp:
-            for name, overrides in variants(config).items():
-                other = run_bench(variant_config(config_path, overrides, Path(tmp)), utterances, speech)
+            for name, overrides in variants(config, _decoder(config)).items():
+                other = run_bench(config_with(config_path, overrides, Path(tmp)), utterances, speech)
                 result[name] = {k: v for k, v in other.items() if k != "machine"}
                 for q in ("p50", "p90"):
                     ours, theirs = result[f"end_to_first_audio_ms_{q}"], other[f"end_to_first_audio_ms_{q}"]
@@ -254,12 +263,22 @@ def main(
     return 0 if result["utterances"] else 1
 
 
+def _decoder(config: Any) -> str:
+    """The decoder the config's dialogue runs with here (``llama_cpp`` or ``torch``; ``openai``: a server)."""
+    if config.dialogue.backend != "embedded":
+        return config.dialogue.backend
+    from voiceos.dialogue.backend import choose_decoder
+    from voiceos.models import plan_for
+
+    return choose_decoder(config.dialogue, plan_for(config))[0]
+
+
 def summary(result: dict[str, Any]) -> str:
     """The figures a person reads first, one per line (``--json`` has everything, per turn included)."""
     lines = [f"utterances: {result['utterances']}"]
     configured = f"configured ({result.get('asr_engine', '?')}, end of turn {result.get('end_of_turn_strategy', '?')})"
     runs = [("", configured, result)] + [
-        (key, key.replace("_", " "), run) for key, run in result.items() if _is_run(run)
+        (key, RUN_NAMES.get(key, key.replace("_", " ")), run) for key, run in result.items() if _is_run(run)
     ]
     for key, name, run in runs:
         p50, p90 = run["end_to_first_audio_ms_p50"], run["end_to_first_audio_ms_p90"]
@@ -279,7 +298,7 @@ def summary(result: dict[str, Any]) -> str:
         lines.append(f"  audio faults: {faults or 'none'}")
         if f"{key}_over_configured_p50" in result:
             lines.append(
-                f"  {name} / configured: {result[f'{key}_over_configured_p50']}x at p50, "
+                f"  {name} / configured{RATIO_NOTES.get(key, '')}: {result[f'{key}_over_configured_p50']}x at p50, "
                 f"{result[f'{key}_over_configured_p90']}x at p90"
             )
     for decided in result.get("end_of_turn", {}).values():
@@ -289,12 +308,25 @@ def summary(result: dict[str, Any]) -> str:
             f"cut-ins {decided['false_cut_in_rate']:.1%}, finished turns over after {decided['end_delay_ms_p50']} ms"
             + (f"; at 5% false cut-ins: {at_five} ms" if at_five is not None else "")
         )
+    if "lm_over_skill_p50" in result:
+        lines.append(
+            f"LM turns / skill turns: {result['lm_over_skill_p50']}x at p50, {result['lm_over_skill_p90']}x at p90"
+        )
     lm = result.get("lm")
     if lm:
-        line = f"LM {lm['model']} ({lm['device']}, {lm['dtype']}): {lm['tokens_per_s']} tok/s"
-        if lm.get("llama_cpp_tokens_per_s"):
-            line += f"; llama.cpp on the same GGUF {lm['llama_cpp_tokens_per_s']} tok/s ({lm['llama_cpp_over_ours']}x)"
+        line = (
+            f"LM {lm['model']} ({lm['device']}, {lm['dtype']}), decoded by {lm.get('decoder', 'torch')}"
+            f"{' with its adapter' if lm.get('adapter') else ''}: {lm['tokens_per_s']} tok/s"
+        )
+        if lm.get("first_token_ms"):
+            line += f", first token {lm['first_token_ms']} ms"
+        if lm.get("configured_over_llama_cpp_plain"):
+            line += f" ({lm['configured_over_llama_cpp_plain']}x llama.cpp's plain {lm['llama_cpp_tokens_per_s']})"
         others = (
+            ("llama_cpp", "llama.cpp"),
+            ("llama_cpp_no_adapter", "llama.cpp without the adapter"),
+            ("torch", "torch"),
+            ("torch_no_adapter", "torch without the adapter"),
             ("model_forward", "through transformers' forward"),
             ("float32_weights", "from float32 weights"),
             ("bfloat16", "bfloat16"),
@@ -302,7 +334,10 @@ def summary(result: dict[str, Any]) -> str:
         for name, label in others:
             if lm.get(name):
                 other = lm[name]
-                line += f"; {label} {other['tokens_per_s']} tok/s, same greedy replies {other['same_greedy_replies']}"
+                line += f"; {label} {other['tokens_per_s']} tok/s"
+                if other.get("first_token_ms"):
+                    line += f" (first token {other['first_token_ms']} ms)"
+                line += f", same greedy replies {other['same_greedy_replies']}"
         lines.append(line)
         talk = lm.get("conversation")
         if talk:

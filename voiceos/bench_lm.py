@@ -1,14 +1,14 @@
-"""Decoding speed of the dialogue LM, with llama.cpp on the same GGUF beside it when llama-cpp-python is importable
-(``pip install '.[bench]'``; it compiles llama.cpp, ~8 min on 2 cores).
+"""Decoding speed of the dialogue LM: each decoder of the embedded model on the same GGUF, in one run.
 
-Both decode the same prompt greedily for ``tokens`` tokens, ``runs`` times; the median rate after the first token is
-reported (the prefill is timed apart as time to first token). Beside the configured LM, in the same run: when it
-decodes through the lean step (:mod:`voiceos.dialogue.decode_step`), the same model through transformers' forward
-(``model_forward``); when it decodes from the GGUF's blocks (:mod:`voiceos.dialogue.blocks`), the float32 weights
-through the model's forward (``float32_weights``: neither speed-up); and on the CPU the weights in bfloat16, which
-changes replies. Each comes with its speed over the configured one and the share of greedy replies that stay
-identical. The float32, bfloat16 and llama.cpp figures come from a child process with OpenMP's default wait policy
-(:func:`_baselines_in_child`).
+The decoders (:mod:`voiceos.dialogue.backend`): llama.cpp in process (:mod:`voiceos.dialogue.llama_cpp_lm`) and
+torch (transformers' forward, through the GGUF block kernel and the lean decode step where they run), each with the
+shipped adapter and without it (llama.cpp's plain rate is the reference the default decoder is held to). All decode
+the same prompt greedily for ``tokens`` tokens, ``runs`` times, alternated so that all see the same machine; the
+median rate after the first token is reported, and the time to first token (the prefill) apart. Beside the
+configured one, in the same run: the other decoder; when torch decodes through the lean step, the same model through
+transformers' forward (``model_forward``); from the child process described in :func:`_baselines_in_child`, the
+float32 weights through the model's forward (``float32_weights``) and on the CPU bfloat16 weights, which change
+replies. Each comes with its speed over the configured one and the share of greedy replies that stay identical.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ import dataclasses
 import json
 import logging
 import statistics
-import time
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -38,6 +36,43 @@ AGREEMENT_PROMPTS = (
 )
 
 
+class WithoutAdapter:
+    """An LM whose replies are always the base model's (``use_adapter=False``): a decoder's plain rate."""
+
+    def __init__(self, lm: Any) -> None:
+        self.lm = lm
+
+    @property
+    def last_stats(self) -> Any:
+        return self.lm.last_stats
+
+    def stream_reply(self, *args: Any, **kwargs: Any) -> Any:
+        return self.lm.stream_reply(*args, **{**kwargs, "use_adapter": False})
+
+    def reply(self, *args: Any, **kwargs: Any) -> str:
+        return "".join(self.stream_reply(*args, **kwargs))
+
+
+def decoders(config: Config, plan: Any) -> tuple[str, dict[str, Any]]:
+    """The configured decoder's name and every decoder of the configured model here, greedy: ``torch`` (with the
+    block kernel and lean step as configured) and, where llama.cpp can decode it, ``llama_cpp`` sharing the torch
+    model; each also ``_no_adapter`` when an adapter is applied."""
+    from voiceos.dialogue import DialogueLM
+    from voiceos.dialogue.backend import choose_decoder
+
+    configured, _ = choose_decoder(config.dialogue, plan)
+    torch_lm = DialogueLM.load(config.dialogue, plan, threads=config.runtime.threads).with_options(temperature=0.0)
+    found: dict[str, Any] = {"torch": torch_lm}
+    if choose_decoder(dataclasses.replace(config.dialogue, decoder="auto"), plan)[0] == "llama_cpp":
+        from voiceos.dialogue.llama_cpp_lm import LlamaCppLM
+
+        llama = LlamaCppLM.beside(torch_lm, config.dialogue, threads=config.runtime.threads)
+        found["llama_cpp"] = llama.with_options(temperature=0.0)
+    if torch_lm.adapter is not None:
+        found.update({f"{name}_no_adapter": WithoutAdapter(lm) for name, lm in list(found.items())})
+    return configured, found
+
+
 def lm_throughput(
     config: Config,
     *,
@@ -46,30 +81,32 @@ def lm_throughput(
     runs: int = 3,
     agreement_tokens: int = 48,
 ) -> dict[str, Any]:
-    """The configured LM's decoding rate, with the baselines beside it (module doc). ``config_path`` is ``config``'s
-    file, for the child process that measures the baselines."""
+    """The configured decoder's rate, with the others beside it (module doc). ``config_path`` is ``config``'s file,
+    for the child process that measures the float32 and bfloat16 baselines."""
     from voiceos import models
-    from voiceos.dialogue import DialogueLM
 
     plan = models.plan_for(config)
-    lm = DialogueLM.load(config.dialogue, plan, threads=config.runtime.threads).with_options(temperature=0.0)
-    variants = {"configured": lm}
-    if lm.decode_step is not None:  # each token through transformers' forward instead: what the lean step gains
-        variants["model_forward"] = lm.with_options(lean_decode=False)
+    configured, found = decoders(config, plan)
+    lm = found.pop(configured)
+    variants = {"configured": lm, **found}
+    torch_lm = lm if configured == "torch" else found["torch"]
+    if configured == "torch" and torch_lm.decode_step is not None:  # each token through transformers' forward
+        variants["model_forward"] = torch_lm.with_options(lean_decode=False)
     measured = _measure(variants, tokens, runs, agreement_tokens)
     rate, ttft, replies = measured.pop("configured")
     result: dict[str, Any] = {
-        "model": lm.name,
-        "device": lm.device,
-        "dtype": str(lm.model.dtype).removeprefix("torch."),
+        "model": torch_lm.name,
+        "device": torch_lm.device,
+        "dtype": str(torch_lm.model.dtype).removeprefix("torch."),
+        "decoder": configured,
         "tokens_per_s": rate,
         "first_token_ms": ttft,
-        "block_matrices": lm.block_matrices,
-        "lean_decode_step": lm.decode_step is not None,
-        "llama_cpp_tokens_per_s": None,
+        "block_matrices": torch_lm.block_matrices,
+        "lean_decode_step": torch_lm.decode_step is not None,
+        "adapter": torch_lm.adapter is not None,
+        "llama_cpp_tokens_per_s": None,  # llama.cpp's plain rate (no adapter), where it runs
     }
     measured.update(_baselines_in_child(config_path, tokens, runs, agreement_tokens))
-    llama = measured.pop("llama_cpp", None)
     for name, (other_rate, other_ttft, other_replies) in measured.items():
         same = sum(a == b for a, b in zip(replies, other_replies, strict=True))
         result[name] = {
@@ -78,20 +115,24 @@ def lm_throughput(
             "over_configured": round(other_rate / rate, 2) if rate else None,
             "same_greedy_replies": f"{same}/{len(replies)}",
         }
+    plain = (
+        (rate if configured == "llama_cpp" and not result["adapter"] else None)
+        or (measured.get("llama_cpp_no_adapter") or (None,))[0]
+        or (measured.get("llama_cpp") or (None,))[0]
+    )
+    if plain:
+        result["llama_cpp_tokens_per_s"] = plain
+        result["configured_over_llama_cpp_plain"] = round(rate / plain, 2)
     result["conversation"] = conversation_first_token(lm)
-    if llama is not None:
-        result["llama_cpp_tokens_per_s"] = llama[0]
-        result["llama_cpp_over_ours"] = round(llama[0] / rate, 2) if rate else None
     return result
 
 
 def _baselines_in_child(
     config_path: str | None, tokens: int, runs: int, agreement_tokens: int
 ) -> dict[str, tuple[float, float, list[str]]]:
-    """The torch-only baselines (float32 weights through the model's forward, as before the block kernel; bfloat16)
-    and llama.cpp, measured in a child process with OpenMP's default wait policy: this process tells OpenMP to wait
-    passively for the block kernel's sake (``voiceos/__init__.py``), which slows torch's own decoding and
-    llama.cpp's OpenMP threads, and would make them look slower than they are."""
+    """The torch-only baselines (float32 weights through the model's forward, as before the block kernel; bfloat16),
+    measured in a child process with OpenMP's default wait policy: this process tells OpenMP to wait passively
+    (``voiceos/__init__.py``), which slows torch's own decoding and would make it look slower than it is."""
     import os
     import subprocess
     import sys
@@ -108,8 +149,8 @@ def _baselines_in_child(
 
 
 def baselines(config: Config, *, tokens: int, runs: int, agreement_tokens: int) -> dict[str, dict[str, Any]]:
-    """What :func:`_baselines_in_child` runs: the float32 weights through the model's forward, bfloat16 (CPU only)
-    and llama.cpp on the GGUF when llama-cpp-python is importable."""
+    """What :func:`_baselines_in_child` runs: the float32 weights through the model's forward, bfloat16 (CPU
+    only)."""
     from voiceos import models
     from voiceos.dialogue import DialogueLM
 
@@ -125,11 +166,6 @@ def baselines(config: Config, *, tokens: int, runs: int, agreement_tokens: int) 
         name: {"tokens_per_s": rate, "first_token_ms": ttft, "replies": replies}
         for name, (rate, ttft, replies) in _measure(variants, tokens, runs, agreement_tokens).items()
     }
-    gguf = _gguf_file(config)
-    if gguf is not None:
-        llama = llama_cpp_throughput(gguf, lm.tokenizer, tokens=tokens, runs=runs, threads=config.runtime.threads)
-        if llama is not None:
-            found["llama_cpp"] = {"tokens_per_s": llama, "first_token_ms": None, "replies": []}
     return found
 
 
@@ -154,22 +190,23 @@ def _greedy_replies(lm: Any, tokens: int) -> list[str]:
 
 def conversation_first_token(lm: Any, turns: tuple[str, ...] = AGREEMENT_PROMPTS, tokens: int = 32) -> dict[str, Any]:
     """Time to first token over one conversation, each turn answered twice side by side: starting from the cache
-    the last reply left (what the pipeline does) and from the persona's cache only (the whole history prefilled
-    again). Turns after the first are reported (the first has no history); the replies must be the same."""
+    the last reply left (what the pipeline does), then from the persona's cache only (``reset()``: the whole history
+    prefilled again). Turns after the first are reported (the first has no history); the replies must be the same.
+    (The two share llama.cpp's context; greedy, both leave it holding the same tokens.)"""
     reuse, fresh = lm.with_options(), lm.with_options()
     history: list[dict[str, str]] = []
     ttft: dict[str, list[float]] = {"reuse": [], "fresh": []}
     same, prompt_tokens, reused = 0, [], []
     for turn, text in enumerate(turns):
-        fresh.prompt_cache.clear()
-        plain = fresh.reply(history, text, max_new_tokens=tokens)
-        fresh_ttft = fresh.last_stats.ttft_s
         answer = reuse.reply(history, text, max_new_tokens=tokens)
+        reuse_stats = reuse.last_stats
+        fresh.reset()
+        plain = fresh.reply(history, text, max_new_tokens=tokens)
         if turn:
-            ttft["fresh"].append(fresh_ttft * 1000)
-            ttft["reuse"].append(reuse.last_stats.ttft_s * 1000)
-            prompt_tokens.append(reuse.last_stats.prompt_tokens)
-            reused.append(reuse.last_stats.reused_tokens)
+            ttft["fresh"].append(fresh.last_stats.ttft_s * 1000)
+            ttft["reuse"].append(reuse_stats.ttft_s * 1000)
+            prompt_tokens.append(reuse_stats.prompt_tokens)
+            reused.append(reuse_stats.reused_tokens)
             same += answer == plain
         history += [{"role": "user", "content": text}, {"role": "assistant", "content": answer}]
     reuse_ms, fresh_ms = statistics.median(ttft["reuse"]), statistics.median(ttft["fresh"])
@@ -192,43 +229,6 @@ def _decode_once(lm: Any, tokens: int) -> tuple[float, float]:
 
 def _medians(samples: list[tuple[float, float]]) -> tuple[float, float]:
     return round(statistics.median(s[0] for s in samples), 1), round(statistics.median(s[1] for s in samples), 1)
-
-
-def _gguf_file(config: Config) -> Path | None:
-    from voiceos import models
-
-    if config.dialogue.model == models.EMBEDDED_LM:
-        return models.embedded_lm_gguf()
-    if config.dialogue.gguf_file and Path(config.dialogue.model).is_dir():
-        return Path(config.dialogue.model) / config.dialogue.gguf_file
-    return None
-
-
-def llama_cpp_throughput(gguf: Path, tokenizer: Any, *, tokens: int, runs: int, threads: int = 0) -> float | None:
-    """Median decode tokens/s of llama.cpp on ``gguf`` (None when llama-cpp-python is not installed)."""
-    try:
-        from llama_cpp import Llama
-    except ImportError:
-        log.info("llama-cpp-python is not installed: no llama.cpp figure")
-        return None
-    import os
-
-    # n_batch 1: llama.cpp (0.3.36) segfaults on multi-token batches of the Q4_1 GGUF in its AMX path on CPUs with
-    # AMX; the rate after the first token is per token anyway
-    llm = Llama(model_path=str(gguf), n_ctx=1024, n_batch=1, n_threads=threads or os.cpu_count() or 1, verbose=False)
-    messages = [{"role": "user", "content": PROMPT}]
-    prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    rates = []
-    for _ in range(runs):
-        first, count = None, 0
-        for _chunk in llm.create_completion(prompt, max_tokens=tokens, temperature=0.0, stream=True):
-            count += 1
-            if first is None:
-                first = time.perf_counter()
-        end = time.perf_counter()
-        if first is not None and count > 1 and end > first:
-            rates.append((count - 1) / (end - first))
-    return round(statistics.median(rates), 1) if rates else None
 
 
 def _main() -> None:

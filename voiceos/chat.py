@@ -1,18 +1,23 @@
 """``voiceos chat``: a text conversation through the same pipeline, persona and memory as the daemon.
 
-Interactive by default (a prompt; the reply printed as it is written; ``--speak`` also speaks it). ``--jsonl`` is
-the scripting contract: stdin carries one JSON object a line, ``{"text": ...}`` (a user turn) or ``{"reset": true}``
-(a new conversation); stdout gets one JSON object per input line, in order. A bad line gets ``{"error": ...}`` on
-its line and the rest go on. The models load once per process.
+Interactive by default (a prompt; each sentence of the reply printed as it is said, so the screen shows exactly what
+the assistant says; ``--speak`` also speaks it). Timers and reminders ring in the terminal while it runs.
+``--jsonl`` is the scripting contract: stdin carries one JSON object a line, ``{"text": ...}`` (a user turn) or
+``{"reset": true}`` (a new conversation); stdout gets one JSON object per input line, in order (so nothing rings
+there: a timer is set, listed and cancelled, never announced). A bad line gets ``{"error": ...}`` on its line and the
+rest go on. The models load once per process. ``--now`` fixes the clock the skills read.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import threading
 from collections.abc import Callable
+from datetime import datetime
 from typing import IO, Any
 
+from voiceos.clock import FixedClock
 from voiceos.errors import VoiceosError
 from voiceos.pipeline import Pipeline, TurnResult
 
@@ -28,6 +33,8 @@ def turn_json(turn: TurnResult) -> dict[str, Any]:
         "words": len(turn.reply.split()),
         "user_emotion": turn.user_emotion,
         "reply_emotion": turn.reply_emotion,
+        "skill": turn.skill,
+        "dropped": turn.dropped,  # sentences of the LM's a guard kept from being said (name, invented_now)
         "learnt": [fact.as_json() for fact in turn.learnt],
         "audio_s": round(turn.audio_seconds, 3),
         "timings_ms": {k: round(v, 1) for k, v in turn.timings_ms.items()},
@@ -73,9 +80,54 @@ def run_jsonl(pipeline: Pipeline, lines: IO[str], out: IO[str], on_audio: AudioS
     return 0
 
 
+def fixed_clock(when: str) -> FixedClock:
+    """``--now``: a local time like 2026-12-07T14:10 (or with a UTC offset)."""
+    try:
+        return FixedClock(datetime.fromisoformat(when))
+    except ValueError:
+        raise VoiceosError(f"--now {when!r}: give a local time like 2026-12-07T14:10") from None
+
+
+class TerminalAlarms:
+    """Rings chat's timers and reminders: prints the notice (and speaks it with --speak) when one is due."""
+
+    def __init__(self, pipeline: Pipeline, lock: threading.Lock, on_audio: AudioSink | None, name: str) -> None:
+        self.pipeline, self.lock, self.on_audio, self.name = pipeline, lock, on_audio, name
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="voiceos-chat-alarms", daemon=True)
+
+    def __enter__(self) -> TerminalAlarms:
+        if self.pipeline.timers is not None and self.pipeline.reminders is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        timers, reminders = self.pipeline.timers, self.pipeline.reminders
+        assert timers is not None and reminders is not None
+        while not self._stop.wait(0.25):
+            notices = [t.notice() for t in timers.pop_due()] + [r.notice() for r in reminders.pop_due()]
+            if not notices:
+                continue
+            notice = " ".join(notices)
+            print(f"\n{self.name}> (ding) {notice}\nyou> ", end="", flush=True)
+            if self.on_audio is not None:
+                with self.lock:
+                    self.pipeline.announce(notice, on_audio=self.on_audio)
+
+
 def run_interactive(pipeline: Pipeline, on_audio: AudioSink | None = None) -> int:
     name = pipeline.config.persona.name
     print(f"voiceos chat with {name}: {HELP}", file=sys.stderr)
+    lock = threading.Lock()  # one reply or one notice at a time
+    with TerminalAlarms(pipeline, lock, on_audio, name.lower()):
+        return _converse(pipeline, on_audio, lock)
+
+
+def _converse(pipeline: Pipeline, on_audio: AudioSink | None, lock: threading.Lock) -> int:
+    name = pipeline.config.persona.name
     while True:
         try:
             text = input("you> ")
@@ -98,10 +150,11 @@ def run_interactive(pipeline: Pipeline, on_audio: AudioSink | None = None) -> in
             if not facts:
                 print("  (nothing yet)")
             continue
-        print(f"{name.lower()}> ", end="", flush=True)
+        print(f"{name.lower()}>", end="", flush=True)
         try:
-            pipeline.reply(text, on_audio=on_audio, on_delta=lambda delta: print(delta, end="", flush=True))
+            with lock:  # each sentence shown as it is said: what is on the screen is what the assistant says
+                turn = pipeline.reply(text, on_audio=on_audio, on_sentence=lambda s: print(f" {s}", end="", flush=True))
         except VoiceosError as err:
             print(f"\nvoiceos: error: {err}", file=sys.stderr)
             continue
-        print()
+        print("" if turn.reply or turn.skill else " (nothing)")

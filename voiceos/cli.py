@@ -9,7 +9,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from voiceos import __version__
@@ -20,9 +20,9 @@ from voiceos.errors import ConfigError, VoiceosError
 log = logging.getLogger("voiceos")
 
 FORGET_DESCRIPTION = (
-    "Erase what voiceos stores about you: the running daemon's conversation memory, saved transcripts "
-    "(privacy.save_transcripts) and the last reply's audio. The model cache (~/.cache/voiceos) holds nothing "
-    "personal and is kept."
+    "Erase what voiceos stores about you: the running daemon's conversation memory, your reminders, saved "
+    "transcripts (privacy.save_transcripts) and the last reply's audio. The model cache (~/.cache/voiceos) holds "
+    "nothing personal and is kept."
 )
 
 
@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("events", "follow the running daemon's events, one JSON object per line"),
         ("interrupt", "stop what the running daemon is saying"),
         ("reset", "clear the running daemon's conversation memory"),
+        ("mute", "close the running daemon's microphone: it hears nothing, its name neither"),
+        ("unmute", "open the running daemon's microphone again"),
     ):
         client_cmd = sub.add_parser(name, help=text)
         client_cmd.add_argument("--socket", metavar="PATH", help="control socket of the daemon")
@@ -84,13 +86,23 @@ def build_parser() -> argparse.ArgumentParser:
         "stdout: one JSON object per line (reply, user_emotion, reply_emotion, timings_ms)",
     )
     chat.add_argument("--speak", action="store_true", help="also speak each reply")
+    chat.add_argument(
+        "--now",
+        metavar="TIME",
+        help="pretend it is this local time, e.g. 2026-12-07T14:10 (the clock stands still: scripts and probes)",
+    )
 
     memory = sub.add_parser("memory", help="list what voiceos remembers about you (the daemon's, else the saved)")
     memory.add_argument("--remove", type=int, metavar="N", help="forget fact N (as listed)")
     memory.add_argument("--json", action="store_true")
     memory.add_argument("--socket", metavar="PATH", help="control socket of the daemon")
 
-    forget_help = "erase what voiceos stores about you (conversation memory, transcripts, reply audio); keeps models"
+    reminders = sub.add_parser("reminders", help="list your reminders (the daemon's, else the saved ones)")
+    reminders.add_argument("--cancel", type=int, metavar="N", help="cancel reminder N (as listed)")
+    reminders.add_argument("--json", action="store_true")
+    reminders.add_argument("--socket", metavar="PATH", help="control socket of the daemon")
+
+    forget_help = "erase what voiceos stores about you (memory, reminders, transcripts, reply audio); keeps models"
     forget = sub.add_parser("forget", help=forget_help, description=FORGET_DESCRIPTION)
     forget.add_argument("--socket", metavar="PATH", help="control socket of the daemon")
 
@@ -294,10 +306,12 @@ def cmd_client(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_chat(args: argparse.Namespace, config: Config) -> int:
-    from voiceos.chat import run_interactive, run_jsonl
+    from voiceos.chat import fixed_clock, run_interactive, run_jsonl
     from voiceos.pipeline import Pipeline
 
+    clock = fixed_clock(args.now) if args.now else None  # a bad time fails before any model loads
     pipeline = Pipeline.load(config, stages=("lm", "tts") if args.speak else ("lm",))
+    pipeline.keep_alarms(clock)  # chat lives on: its timers ring in the terminal
     rate = pipeline.tts.sample_rate if pipeline.tts is not None else 0
     with _Speaker(config, rate, play=args.speak) as speaker:
         on_audio = speaker.write if args.speak else None
@@ -318,16 +332,14 @@ def cmd_wyoming(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_memory(args: argparse.Namespace, config: Config) -> int:
     """The running daemon's facts (it holds them even when they are not saved), else those saved on disk."""
-    from voiceos.daemon.client import ControlClient, DaemonUnavailable
     from voiceos.memory import MemoryStore, memory_path
     from voiceos.memory.store import memory_command
 
     fields = {"remove": args.remove} if args.remove is not None else {}
-    try:
-        with ControlClient(args.socket, timeout=60) as client:
-            data, where = client.request("memory", **fields), "the running daemon"
-    except DaemonUnavailable:
-        data, where = memory_command(MemoryStore(memory_path()), args.remove), str(memory_path())
+    data, by_daemon = _daemon_else_here(
+        args.socket, "memory", fields, lambda: memory_command(MemoryStore(memory_path()), args.remove)
+    )
+    where = "the running daemon" if by_daemon else str(memory_path())
     if args.json:
         print(json.dumps(data, ensure_ascii=False))
         return 0
@@ -339,6 +351,43 @@ def cmd_memory(args: argparse.Namespace, config: Config) -> int:
     for number, fact in enumerate(facts, 1):
         print(f"  {number}. {fact['text']}")
     return 0
+
+
+def cmd_reminders(args: argparse.Namespace, config: Config) -> int:
+    """The running daemon's reminders, else those saved on disk (the same file)."""
+    from voiceos.alarms import ReminderBook, reminders_path
+    from voiceos.alarms.reminders import reminders_command
+    from voiceos.clock import SystemClock
+
+    fields = {"cancel": args.cancel} if args.cancel is not None else {}
+    data, _ = _daemon_else_here(
+        args.socket,
+        "reminders",
+        fields,
+        lambda: reminders_command(ReminderBook(SystemClock(), reminders_path()), args.cancel),
+    )
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False))
+        return 0
+    if data.get("cancelled"):
+        print(f"cancelled: {data['cancelled']['task']}")
+    reminders = data.get("reminders") or []
+    print("your reminders:" if reminders else "no reminders")
+    for number, reminder in enumerate(reminders, 1):
+        print(f"  {number}. {reminder['due'].replace('T', ' ')[:16]}  {reminder['task']}")
+    return 0
+
+
+def _daemon_else_here(socket: str | None, cmd: str, fields: dict, here: Callable[[], dict]) -> tuple[dict, bool]:
+    """The running daemon's answer to ``cmd`` (it holds the live state), else ``here()`` from the files on disk;
+    True when the daemon answered."""
+    from voiceos.daemon.client import ControlClient, DaemonUnavailable
+
+    try:
+        with ControlClient(socket, timeout=60) as client:
+            return client.request(cmd, **fields), True
+    except DaemonUnavailable:
+        return here(), False
 
 
 def cmd_forget(args: argparse.Namespace, config: Config) -> int:
@@ -434,10 +483,13 @@ COMMANDS = {
     "events": cmd_client,
     "interrupt": cmd_client,
     "reset": cmd_client,
+    "mute": cmd_client,
+    "unmute": cmd_client,
     "forget": cmd_forget,
     "chat": cmd_chat,
     "wyoming": cmd_wyoming,
     "memory": cmd_memory,
+    "reminders": cmd_reminders,
     "install-service": cmd_install_service,
     "bench": cmd_bench,
     "emotion": cmd_emotion,

@@ -103,6 +103,20 @@ class TurnOptions:
 
 
 @dataclass(frozen=True)
+class WakeOptions:
+    """When the daemon answers what it hears (voiceos.wake): everything, or what is addressed to it by name."""
+
+    mode: str = _choice("name", "always", default="name")  # always: a headset, a kiosk
+    names: str | None = None  # comma-separated ("Milo, Milo the robot"); null: persona.name
+    placement: str = _choice("start", "start_or_end", "anywhere", default="start_or_end")  # where the name may stand
+    follow_up_s: float = _range(8.0, 0.0, 600.0)  # after it spoke, this long without the name
+
+    def __post_init__(self) -> None:
+        if self.names is not None and not any(part.strip() for part in self.names.split(",")):
+            raise ValueError("names must name at least one name (or be null: the persona's name)")
+
+
+@dataclass(frozen=True)
 class AsrOptions:
     """Speech recognition (voiceos.asr): the engine, its model, and the settings each engine reads."""
 
@@ -161,6 +175,10 @@ class DialogueOptions:
     repetition_penalty: float = _range(1.1, 1.0, 3.0)
     seed: int | None = None
     dtype: str = _choice("auto", "float32", "bfloat16", "float16", default="auto")
+    # What decodes a GGUF model (the embedded one, or gguf_file in a local directory) on the CPU: llama_cpp
+    # (llama.cpp in this process, ~3-4x faster here), torch (transformers' forward over the dequantized weights), or
+    # auto: llama.cpp wherever it is installed and the model is a GGUF on the CPU, else torch (voiceos.dialogue.backend)
+    decoder: str = _choice("auto", "llama_cpp", "torch", default="auto")
     block_kernel: bool = True  # a GGUF on the CPU in float32: decode from its 4/8-bit blocks (same weights and sums)
     lean_decode: bool = True  # a llama-layout LM on the CPU in float32: decode outside transformers' forward (same ops)
     cache_dir: str | None = None  # dequantized weights; default $XDG_CACHE_HOME/voiceos
@@ -184,6 +202,20 @@ class TtsOptions:
     # Speech starts after the reply's first clause (ending in , ; or :) once it is this long; 0 waits for the whole
     # first sentence. Later chunks are whole sentences (better intonation).
     first_clause_chars: int = _range(24, 0, 1000)
+
+
+@dataclass(frozen=True)
+class SkillOptions:
+    """Requests answered without the LM (voiceos.skills): the time and date, timers, reminders, sums and units, what
+    it knows about the user, "stop", "say that again". Understood with Home Assistant's intents (hassil)."""
+
+    enabled: bool = True  # false: every turn goes to the dialogue LM
+    sentences: str | None = None  # a YAML file of your own sentence templates (hassil format), added to the built-in
+    max_timers: int = _range(10, 1, 100)
+    max_timer_hours: float = _range(24.0, 0.01, 8784.0)
+    max_reminders: int = _range(50, 1, 1000)
+    ring_times: int = _range(3, 1, 20)  # a finished timer or due reminder is said this often, until the user speaks
+    ring_interval_s: float = _range(8.0, 1.0, 600.0)  # seconds between those announcements
 
 
 @dataclass(frozen=True)
@@ -222,11 +254,13 @@ class Config:
     echo: EchoOptions = field(default_factory=EchoOptions)
     vad: VadOptions = field(default_factory=VadOptions)
     turn: TurnOptions = field(default_factory=TurnOptions)
+    wake: WakeOptions = field(default_factory=WakeOptions)
     asr: AsrOptions = field(default_factory=AsrOptions)
     dialogue: DialogueOptions = field(default_factory=DialogueOptions)
     persona: PersonaOptions = field(default_factory=PersonaOptions)
     emotion: EmotionOptions = field(default_factory=EmotionOptions)
     tts: TtsOptions = field(default_factory=TtsOptions)
+    skills: SkillOptions = field(default_factory=SkillOptions)
     limits: LimitOptions = field(default_factory=LimitOptions)
     privacy: PrivacyOptions = field(default_factory=PrivacyOptions)
     source: str = field(default="<defaults>", compare=False)

@@ -129,6 +129,22 @@ def _dialogue_server(config: Config) -> str:
     return f"{options.base_url} serves {model} ({(time.perf_counter() - start) * 1000:.0f} ms to list its models)"
 
 
+def _decoder(config: Config) -> str:
+    """Which decoder writes the embedded model's replies on this machine, and why; for llama.cpp, the CPU features
+    its build uses."""
+    from voiceos.dialogue.backend import choose_decoder
+    from voiceos.models import plan_for
+
+    decoder, why = choose_decoder(config.dialogue, plan_for(config))
+    if decoder != "llama_cpp":
+        return f"{decoder}: {why}"
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info().decode(errors="replace")
+    features = [part.split("=")[0].split(":")[-1].strip() for part in info.split("|") if part.strip().endswith("= 1")]
+    return f"{decoder}: {why}; its build uses {' '.join(features) or 'no SIMD extension'}"
+
+
 def _block_kernel(config: Config) -> str:
     from voiceos.dialogue import blocks
 
@@ -177,6 +193,13 @@ def _end_of_turn(config: Config) -> str:
     return load_end_of_turn(config.turn).describe()
 
 
+def _wake(config: Config) -> str:
+    from voiceos.wake import load_turn_start
+
+    start = load_turn_start(config.wake, config.persona.name)
+    return f"{start.name}: {start.how_to_talk()}"
+
+
 def run_checks(config: Config) -> list[Check]:
     return [
         Check("config", True, config.source),
@@ -188,8 +211,10 @@ def run_checks(config: Config) -> list[Check]:
         _check("asr model", lambda: _asr_model(config)),
         _check("dialogue model", lambda: _lm(config)),
         *([_check("dialogue server", lambda: _dialogue_server(config))] if config.dialogue.backend == "openai" else []),
+        *([_check("dialogue decoder", lambda: _decoder(config))] if config.dialogue.backend == "embedded" else []),
         _check("LM block kernel", lambda: _block_kernel(config), required=False),
         _check("voice", lambda: _voice(config)),
         _check("end of turn", lambda: _end_of_turn(config), required=config.turn.end_of_turn == "smart_turn"),
+        _check("wake", lambda: _wake(config)),
         _check("audio devices", lambda: _audio_output(config), required=False),
     ]

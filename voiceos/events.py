@@ -72,6 +72,15 @@ class PartialTranscriptEvent(Event):
 
 
 @dataclass(frozen=True)
+class UtteranceIgnored(Event):
+    """An utterance not addressed to the assistant (wake.mode: name): dropped unanswered. Only its length is told:
+    what it said is never logged, kept or published."""
+
+    name: ClassVar[str] = "ignored"
+    seconds: float
+
+
+@dataclass(frozen=True)
 class UserEmotionEvent(Event):
     name: ClassVar[str] = "user_emotion"
     label: str
@@ -102,6 +111,34 @@ class SpeakingEnded(Event):
 class TimingsEvent(Event):
     name: ClassVar[str] = "timings"
     timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TimerStarted(Event):
+    name: ClassVar[str] = "timer_started"
+    id: int
+    seconds: float
+    timer_name: str | None = None
+
+
+@dataclass(frozen=True)
+class TimerFinished(Event):
+    """A timer is done: its notice (after a chime) is said now, or once the conversation leaves room."""
+
+    name: ClassVar[str] = "timer_finished"
+    id: int
+    seconds: float
+    timer_name: str | None = None
+    notice: str = ""
+
+
+@dataclass(frozen=True)
+class ReminderDue(Event):
+    name: ClassVar[str] = "reminder_due"
+    id: str
+    task: str
+    due: str  # ISO 8601, local time
+    notice: str = ""
 
 
 @dataclass(frozen=True)

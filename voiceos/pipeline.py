@@ -13,42 +13,40 @@ import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from voiceos.alarms.chime import chime as alarm_chime
 from voiceos.asr import SAMPLE_RATE, Transcriber, Transcript, load_transcriber
 from voiceos.audio.files import read_audio
+from voiceos.clock import Clock, SystemClock
 from voiceos.config import Config
 from voiceos.dialogue import SentenceChunker
 from voiceos.dialogue.backend import DialogueBackend, load_dialogue
-from voiceos.dialogue.length import ends_sentence, wants_detail
-from voiceos.dialogue.persona import claims_name, persona_prompt, user_name
+from voiceos.dialogue.persona import persona_prompt, user_name
 from voiceos.emotion.labels import EmotionResult
-from voiceos.emotion.policy import reply_style
-from voiceos.errors import AudioInputError, DialogueServerError, TextInputError
+from voiceos.errors import AudioInputError, TextInputError
 from voiceos.memory import Fact, MemoryStore, memory_path
+from voiceos.memory.facts import extract_facts
 from voiceos.models import DevicePlan, plan_for
 from voiceos.privacy import redact
+from voiceos.reply import SERVER_APOLOGY, DialogueOutcome, ReplySpeaker, SentenceSpan, speak_dialogue_reply
+from voiceos.reply.speaker import ms_since
+from voiceos.skills import AlarmControl, SkillContext, SkillReply, SkillResponder
 from voiceos.tts import TtsEngine, load_engine
 from voiceos.tts.voices import VoiceProfile, load_voice
 from voiceos.vad import Utterance, segment
+
+if TYPE_CHECKING:
+    from voiceos.alarms import ReminderBook, TimerBoard
 
 log = logging.getLogger(__name__)
 
 AudioSink = Callable[[np.ndarray], None]
 STAGES = ("asr", "lm", "tts")
 CHARS_PER_TOKEN_MAX = 8  # generous: English BPE tokens average ~4 characters
-# said when the dialogue server (dialogue.backend: openai) is down, too slow or answers garbage; the log says which
-SERVER_APOLOGY = "Sorry, I can't reach my language model right now."
-
-
-@dataclass(frozen=True)
-class SentenceSpan:
-    """One synthesized sentence and where its audio lies in the turn's audio (samples, end exclusive)."""
-
-    text: str
-    start: int
-    end: int
+__all__ = ["SERVER_APOLOGY", "ListenResult", "Pipeline", "SentenceSpan", "TurnResult", "clean_text"]
 
 
 @dataclass
@@ -68,6 +66,8 @@ class TurnResult:
     cancelled: bool = False
     learnt: list[Fact] = field(default_factory=list)  # facts about the user taken from this turn (new or corrected)
     error: str | None = None  # the dialogue server's failure, when the reply is the apology
+    skill: str | None = None  # the intent a skill answered (None: the dialogue LM wrote the reply)
+    dropped: dict[str, int] = field(default_factory=dict)  # LM sentences a guard kept from being said, by guard
 
     def heard_text(self, samples_played: int) -> str:
         """The part of the reply a listener heard when playback stopped after ``samples_played`` samples.
@@ -101,6 +101,7 @@ class TurnResult:
                 "sample_rate": self.sample_rate,
             },
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
+            "skill": self.skill,
             **({"error": self.error} if self.error else {}),
         }
 
@@ -143,6 +144,7 @@ class Pipeline:
         lm: DialogueBackend | None = None,
         tts: TtsEngine | None = None,
         voice: VoiceProfile | None = None,
+        skills: SkillResponder | None = None,
     ) -> None:
         self.config = config
         self.plan = plan
@@ -153,6 +155,13 @@ class Pipeline:
         self.history: list[dict[str, str]] = []
         # what the user tells about themselves: for the conversation, or on disk too with privacy.remember
         self.memory = MemoryStore(memory_path() if config.privacy.remember else None)
+        # requests answered without the LM (voiceos.skills); None: every turn goes to the LM
+        self.skills = skills
+        self.clock: Clock = SystemClock()
+        self.timers: TimerBoard | None = None  # kept by a process that lives on to ring them (keep_alarms)
+        self.reminders: ReminderBook | None = None
+        self.alarm_control = AlarmControl()  # what rings them sets it (the daemon)
+        self.last_reply = ""  # what the assistant said last ("say that again")
 
     @classmethod
     def load(cls, config: Config, stages: Iterable[str] = STAGES, warm: bool = True) -> Pipeline:
@@ -165,6 +174,8 @@ class Pipeline:
 
             torch.set_num_threads(config.runtime.threads)
         pipeline = cls(config, plan, voice=voice)
+        if config.skills.enabled:
+            pipeline.skills = SkillResponder(config.skills)
         from tqdm import tqdm
 
         with tqdm(total=len(stages), desc="loading models", unit="model", leave=False, disable=None) as bar:
@@ -208,6 +219,8 @@ class Pipeline:
             self.transcriber.warm()
         if self.tts is not None:
             self.tts.warm()
+        if self.skills is not None:
+            self.skills.warm()
 
     # -- text in, speech out -------------------------------------------------------------------------------------
     def reply(
@@ -217,155 +230,149 @@ class Pipeline:
         remember: bool = True,
         *,
         cancel: threading.Event | None = None,
+        decided: Callable[[], bool] | None = None,
         on_delta: Callable[[str], None] | None = None,
+        on_sentence: Callable[[str], None] | None = None,
         on_user_emotion: Callable[[EmotionResult], None] | None = None,
     ) -> TurnResult:
-        """Answer ``text`` in speech. Each synthesized sentence goes to ``on_audio`` as soon as it exists.
+        """Answer ``text`` in speech: a skill's answer when one takes it, else the dialogue LM's. Each synthesized
+        sentence goes to ``on_audio`` as soon as it exists; ``on_sentence`` gets each sentence as it is said.
 
+        The turn *stands* once its first audio was handed out (or, with none, at the end), unless it was cancelled
+        first, or ``decided()`` (the daemon: blocks while the turn is a speculative head start) says it was dropped.
+        Only then do its effects happen: a skill's action (a timer starts), the facts the user told are learnt.
         Setting ``cancel`` (from any thread) stops the LM and the synthesis at the next token or audio chunk; the
         result then has ``cancelled`` set and nothing is remembered (the caller knows what was heard).
         """
-        assert self.lm is not None, "reply() needs the lm stage (and tts, to speak: without it, text only)"
         user_text = clean_text(text, self.config.limits.max_text_chars)
         start = time.perf_counter()
         timings: dict[str, float] = {}
-        first_clause = self.config.tts.first_clause_chars
-        chunker = SentenceChunker(first_clause=first_clause > 0, clause_min_chars=first_clause or 40)
-        spans: list[SentenceSpan] = []
-        audio_parts: list[np.ndarray] = []
-        produced = 0
-        reply_emotion = "neutral"
-        user_emotion: dict = {"label": "neutral", "scores": {}}
-        sequential = self.config.runtime.sequential  # the no-overlap baseline `voiceos bench` compares against
-        written: list[str] = []
-
-        def on_emotion(result: EmotionResult) -> str | None:
-            nonlocal reply_emotion, user_emotion
-            style = reply_style(result, self.config.emotion)
-            user_emotion, reply_emotion = result.as_json(), style.voice_emotion
-            timings["emotion"] = _ms_since(start)
-            log.info("user emotion %s (%.2f) -> voice %s", result.label, result.confidence, reply_emotion)
-            if on_user_emotion is not None:
-                on_user_emotion(result)
-            return style.note
-
-        def cancelled() -> bool:
-            return cancel is not None and cancel.is_set()
-
-        def speak(sentence: str) -> None:
-            nonlocal produced
-            first = produced
-            timings.setdefault("first_sentence", _ms_since(start))
-            if self.tts is None:  # a text reply (voiceos chat): the sentences without their audio
-                spans.append(SentenceSpan(sentence, first, first))
-                return
-            for chunk in self.tts.synthesize(sentence, emotion=reply_emotion):
-                if cancelled():
-                    break
-                if "tts_first_audio" not in timings:
-                    timings["tts_first_audio"] = _ms_since(start)
-                audio_parts.append(chunk)
-                produced += len(chunk)
-                if on_audio is not None and not sequential:
-                    on_audio(chunk)
-            spans.append(SentenceSpan(sentence, first, produced))
-
-        def finished(sentence: str) -> bool:
-            """Speak (or keep for later) a whole sentence; False for one that is not said."""
-            if claims_name(sentence, name_of_user):  # "I'm Maya." to Maya: never its name (persona.py)
-                log.info("dropped a sentence in which the assistant took the user's name as its own")
-                return False
-            if sequential:
-                written.append(sentence)  # spoken once the LM has written the whole reply
-            else:
-                speak(sentence)
-            return True
-
-        dialogue = self.config.dialogue
-        # Before the reply, so "I'm Maya, what's my name?" can be answered at once; whatever becomes of the reply
-        # (the daemon remembers only what was heard), the user did say it.
-        learnt = self.memory.learn(user_text)
-        name_of_user = user_name(self.memory.facts)
-        detail = wants_detail(user_text)
-        deltas = self.lm.stream_reply(
-            self.history,
-            user_text,
-            system_prompt=self.system_prompt(),
-            max_new_tokens=dialogue.max_new_tokens,
-            on_emotion=on_emotion,
-            use_adapter=not detail,  # the adapter speaks briefly; a story or an explanation is the base model's
+        told = extract_facts(user_text)  # learnt when the turn stands; the reply may use them already
+        skill = self.skills.answer(user_text, self.skill_context()) if self.skills is not None else None
+        if skill is None:
+            assert self.lm is not None, "reply() needs the lm stage (and tts, to speak: without it, text only)"
+        effects = _TurnEffects(self, skill, told, cancel, decided)
+        speaker = ReplySpeaker(
+            self.tts,
+            self.config,
+            start=start,
+            timings=timings,
+            on_audio=on_audio,
+            cancel=cancel,
+            on_first_audio=effects.stand,
+            on_sentence=on_sentence,
         )
-        sentence_cap = 0 if detail else dialogue.max_sentences
-        said = 0  # whole sentences so far
+        outcome = DialogueOutcome({"label": "neutral", "scores": {}})
+        if skill is not None:
+            timings["skill"] = ms_since(start)
+            if on_delta is not None and skill.speech:
+                on_delta(skill.speech)
+            for sentence in split_sentences(skill.speech):
+                speaker.say(sentence)
+        else:
+            assert self.lm is not None
+            outcome = speak_dialogue_reply(
+                self.lm,
+                self.config,
+                speaker,
+                history=self.history,
+                user_text=user_text,
+                system_prompt=self.system_prompt(told),
+                name_of_user=user_name(self.memory.facts_with(told)),
+                on_delta=on_delta,
+                on_user_emotion=on_user_emotion,
+            )
+        speaker.finish()
+        effects.stand()  # no audio was handed out (a text reply, or nothing to say): the turn stands now
+        timings["total"] = ms_since(start)
 
-        def said_enough() -> bool:
-            return sentence_cap > 0 and said >= sentence_cap
-
-        failed: str | None = None  # the dialogue server's failure (dialogue.backend: openai)
-        try:
-            for delta in deltas:
-                if cancelled() or said_enough():
-                    break
-                if "lm_first_token" not in timings:
-                    timings["lm_first_token"] = _ms_since(start)
-                if on_delta is not None:
-                    on_delta(delta)
-                for sentence in chunker.push(delta):
-                    said += finished(sentence) and ends_sentence(sentence)
-                    if cancelled() or said_enough():
-                        break
-        except DialogueServerError as err:  # down, too slow, or garbage: say so briefly, and the daemon goes on
-            failed = str(err)
-            log.error("dialogue server failed: %s", err)
-        finally:
-            deltas.close()  # stops decoding at once when we left early
-        timings["lm_total"] = _ms_since(start)
-        tail = [] if cancelled() or said_enough() else chunker.flush()
-        if failed is not None:
-            tail = [] if cancelled() else [SERVER_APOLOGY]  # (a sentence cut by the failure is not said)
-        if self.lm.last_stats.stop_reason == "max_tokens" and (spans or written):
-            # The reply ran into dialogue.max_new_tokens mid-sentence: end on the last whole sentence.
-            log.info("dropping %d unfinished chunk(s) cut off by max_new_tokens", len(tail))
-            tail = []
-        tail = [sentence for sentence in tail if not claims_name(sentence, name_of_user)]
-        if sequential:
-            tail = written + tail
-        for sentence in tail:
-            speak(sentence)
-        if sequential and on_audio is not None and not cancelled():
-            for chunk in audio_parts:
-                on_audio(chunk)
-        timings["total"] = _ms_since(start)
-
-        sentences = [span.text for span in spans]
-        reply = " ".join(sentences)
-        was_cancelled = cancelled()
-        if remember and not was_cancelled and failed is None:  # (an apology is not an answer to remember)
+        reply = " ".join(speaker.sentences)
+        was_cancelled = speaker.cancelled
+        if remember and not was_cancelled and outcome.error is None:  # (an apology is not an answer to remember)
             self.remember(user_text, reply)
-        audio = np.concatenate(audio_parts) if audio_parts else np.zeros(0, dtype=np.float32)
+        if reply and not was_cancelled:
+            self.last_reply = reply
         show = self.config.privacy.log_transcripts
         log.info(
-            "turn: %s -> %s, %d sentences, %.0f ms%s",
+            "turn: %s -> %s, %d sentences, %.0f ms%s%s",
             redact(user_text, show),
             redact(reply, show),
-            len(sentences),
+            len(speaker.spans),
             timings["total"],
+            f" (skill {skill.intent})" if skill is not None else "",
             " (cancelled)" if was_cancelled else "",
         )
         return TurnResult(
             user_text,
             reply,
-            sentences,
-            audio,
-            self.tts.sample_rate if self.tts is not None else 0,
+            speaker.sentences,
+            speaker.audio(),
+            speaker.sample_rate,
             timings,
-            user_emotion=user_emotion,
-            reply_emotion=reply_emotion,
-            spans=spans,
+            user_emotion=outcome.user_emotion,
+            reply_emotion=speaker.emotion,
+            spans=speaker.spans,
             cancelled=was_cancelled,
-            learnt=learnt,
-            error=failed,
+            learnt=effects.learnt,
+            error=outcome.error,
+            skill=skill.intent if skill is not None else None,
+            dropped=outcome.dropped,
         )
+
+    def announce(
+        self,
+        notice: str,
+        on_audio: AudioSink | None = None,
+        *,
+        cancel: threading.Event | None = None,
+        chime: bool = True,
+    ) -> TurnResult:
+        """Say ``notice`` (a timer is done, a reminder is due) after a short chime: through the same speech path as
+        a reply, but nobody asked, so nothing is remembered as a conversation turn."""
+        start = time.perf_counter()
+        timings: dict[str, float] = {}
+        speaker = ReplySpeaker(self.tts, self.config, start=start, timings=timings, on_audio=on_audio, cancel=cancel)
+        if chime and self.tts is not None:
+            speaker.play(alarm_chime(self.tts.sample_rate))
+        for sentence in split_sentences(notice):
+            speaker.say(sentence)
+        speaker.finish()
+        timings["total"] = ms_since(start)
+        said = " ".join(s for s in speaker.sentences if s)
+        if said and not speaker.cancelled:
+            self.last_reply = said
+        return TurnResult(
+            "",
+            said,
+            [s for s in speaker.sentences if s],
+            speaker.audio(),
+            speaker.sample_rate,
+            timings,
+            spans=speaker.spans,
+            cancelled=speaker.cancelled,
+            skill="alarm",
+        )
+
+    def skill_context(self) -> SkillContext:
+        """What the skills may read and change in this turn."""
+        return SkillContext(
+            self.clock,
+            self.config.skills,
+            self.memory,
+            timers=self.timers,
+            reminders=self.reminders,
+            alarms=self.alarm_control,
+            last_reply=self.last_reply,
+        )
+
+    def keep_alarms(self, clock: Clock | None = None) -> None:
+        """This process lives on and can ring: keep timers (in memory) and reminders (on disk) for the skills."""
+        from voiceos.alarms import ReminderBook, TimerBoard, reminders_path
+
+        options = self.config.skills
+        self.clock = clock or self.clock
+        self.timers = TimerBoard(self.clock, max_timers=options.max_timers, max_seconds=options.max_timer_hours * 3600)
+        self.reminders = ReminderBook(self.clock, reminders_path(), max_reminders=options.max_reminders)
 
     def remember(self, user_text: str, reply: str) -> None:
         """Add a finished exchange to the history (what the assistant really said, after an interruption).
@@ -397,7 +404,7 @@ class Pipeline:
         transcript, utterances, timings = self.find_speech(samples, name)
         turn = self.reply(transcript, on_audio=on_audio)
         turn.timings_ms = {**timings, **turn.timings_ms}
-        turn.timings_ms["total"] = _ms_since(start)
+        turn.timings_ms["total"] = ms_since(start)
         return ListenResult(transcript, utterances, turn)
 
     def find_speech(self, samples: np.ndarray, name: str) -> tuple[str, list[Utterance], dict[str, float]]:
@@ -408,25 +415,29 @@ class Pipeline:
         assert self.transcriber is not None, "find_speech() needs the asr stage"
         start = time.perf_counter()
         utterances = segment(samples, self.config.vad)
-        vad_ms = _ms_since(start)
+        vad_ms = ms_since(start)
         if not utterances:
             raise AudioInputError(f"{name}: no speech detected")
         texts = [self.transcriber.transcribe(u.samples).text for u in utterances]
         transcript = " ".join(t for t in texts if t)
-        asr_ms = _ms_since(start) - vad_ms
+        asr_ms = ms_since(start) - vad_ms
         if not transcript:
             raise AudioInputError(f"{name}: speech detected but nothing intelligible was transcribed")
         return transcript, utterances, {"vad": vad_ms, "asr": asr_ms}
 
-    def system_prompt(self) -> str:
-        """The persona, the speaking instructions and what the user has told about themselves."""
-        return persona_prompt(self.config.persona, self.config.dialogue.system_prompt, self.memory.facts)
+    def system_prompt(self, told: list[Fact] | tuple[Fact, ...] = ()) -> str:
+        """The persona, the speaking instructions and what the user has told about themselves (``told``: facts in
+        the turn being answered, not yet kept)."""
+        return persona_prompt(self.config.persona, self.config.dialogue.system_prompt, self.memory.facts_with(told))
 
     def reset(self, *, forget_facts: bool = True) -> int:
         """Forget the conversation, including the LM's cache of it (keys and values of everything said), and the
         facts about the user; ``forget_facts=False`` (a new conversation) keeps facts that are kept across restarts
         (privacy.remember). Returns how many facts were forgotten."""
         self.history.clear()
+        self.last_reply = ""
+        if self.skills is not None:
+            self.skills.reset()
         if self.lm is not None:
             self.lm.reset()
         if forget_facts or not self.memory.persistent:
@@ -434,5 +445,45 @@ class Pipeline:
         return 0
 
 
-def _ms_since(start: float) -> float:
-    return (time.perf_counter() - start) * 1000
+def split_sentences(text: str) -> list[str]:
+    """``text`` cut into the sentences the voice says one by one (a skill's answer, an alarm's notice)."""
+    chunker = SentenceChunker()
+    return [*chunker.push(text), *chunker.flush()] if text.strip() else []
+
+
+class _TurnEffects:
+    """What a turn changes once it stands: a skill's action, the skills' follow-up question, the facts learnt."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        skill: SkillReply | None,
+        told: list[Fact],
+        cancel: threading.Event | None,
+        decided: Callable[[], bool] | None,
+    ) -> None:
+        self.pipeline, self.skill, self.told = pipeline, skill, told
+        self.cancel, self.decided = cancel, decided
+        self.done = False
+        self.learnt: list[Fact] = []
+
+    def stand(self) -> None:
+        """Once, when the turn stands (its first audio went out, or it ended without audio); not for a turn that
+        was cancelled or dropped before that."""
+        if self.done:
+            return
+        if self.decided is not None and not self.decided():
+            return
+        if self.cancel is not None and self.cancel.is_set():
+            return
+        self.done = True
+        skill, pipeline = self.skill, self.pipeline
+        if skill is not None and skill.action is not None:
+            try:
+                skill.action()
+            except Exception:  # the reply was said already: log it, the next turn works
+                log.exception("the action of the %s skill failed", skill.intent)
+        if pipeline.skills is not None:
+            pipeline.skills.settle(skill)
+        if skill is None or skill.learn:
+            self.learnt = pipeline.memory.keep(self.told)

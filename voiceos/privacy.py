@@ -5,8 +5,8 @@
 - :class:`TranscriptLog` appends finished turns to ``$XDG_DATA_HOME/voiceos/transcripts.jsonl`` when
   ``privacy.save_transcripts`` is on (file 0600 in a 0700 directory).
 - :func:`forget` (``voiceos forget``) clears the running daemon's memory and deletes the remembered facts
-  (``privacy.remember``), the saved transcripts and the
-  last reply's audio. The model cache (``~/.cache/voiceos``) is not personal and is kept.
+  (``privacy.remember``), the reminders, the saved transcripts and the last reply's audio. The model cache
+  (``~/.cache/voiceos``) is not personal and is kept.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from voiceos.errors import VoiceosError
+from voiceos.storage import data_dir, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +32,6 @@ LAST_REPLY_FILE = "last-reply.wav"
 def redact(text: str, show: bool = False) -> str:
     """``text`` when ``show`` (privacy.log_transcripts), else ``<redacted N chars>``: for log arguments only."""
     return text if show else f"<redacted {len(text)} chars>"
-
-
-def data_dir() -> Path:
-    """``$XDG_DATA_HOME/voiceos``; ``~/.local/share/voiceos`` when it is unset or not absolute (as XDG says)."""
-    xdg = os.environ.get("XDG_DATA_HOME")
-    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".local" / "share"
-    return base / "voiceos"
 
 
 def transcripts_path() -> Path:
@@ -74,7 +68,7 @@ class TranscriptLog:
         }
         line = json.dumps(record, ensure_ascii=False).encode() + b"\n"
         try:
-            _private_dir(self.path.parent)
+            private_dir(self.path.parent)
             flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
             fd = os.open(self.path, flags, 0o600)
             try:
@@ -87,13 +81,6 @@ class TranscriptLog:
             if not self._warned:
                 self._warned = True
                 log.warning("cannot save transcripts to %s: %s", self.path, err.strerror or err)
-
-
-def _private_dir(directory: Path) -> None:
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    st = os.stat(directory)
-    if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) != 0o700:
-        os.chmod(directory, 0o700)
 
 
 @dataclass
@@ -126,6 +113,11 @@ def forget(socket_path: str | os.PathLike[str] | None = None) -> ForgetReport:
     remembered = memory_path()
     if _remove(remembered, report):
         report.erased.append(f"erased the facts kept across restarts: {remembered}")
+    from voiceos.alarms.reminders import reminders_path
+
+    reminders = reminders_path()
+    if _remove(reminders, report):
+        report.erased.append(f"erased the reminders: {reminders}")
     transcripts = transcripts_path()
     if _remove(transcripts, report):
         report.erased.append(f"erased saved transcripts: {transcripts}")

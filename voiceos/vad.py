@@ -329,6 +329,11 @@ class VadSegmenter:
         self._ring.clear()
 
     @property
+    def in_speech(self) -> bool:
+        """An utterance is open (the user is speaking, or paused within the hangover)."""
+        return self._triggered
+
+    @property
     def voiced_s(self) -> float:
         """Voice heard so far in the open utterance (0 when none is open)."""
         return self._voiced_time() if self._triggered else 0.0

@@ -149,7 +149,7 @@ class MoonshineTranscriber:
             tokens, mean_logprob = self._generate(self._padded(audio), self.max_tokens(duration))
             text = self._detokenize(tokens)
             if text in NO_SPEECH_TEXTS or mean_logprob < MIN_MEAN_LOGPROB:
-                log.debug("moonshine: no speech (%r, mean log-probability %.2f)", text, mean_logprob)
+                log.debug("moonshine: no speech (%d chars, mean log-probability %.2f)", len(text), mean_logprob)
                 text = ""
             if why := loop_reason(text, duration):  # (within the bound: a phrase over and over)
                 log.info("moonshine: the decode looped (%s); its repeats are cut", why)

@@ -28,12 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from voiceos import __version__
 from voiceos.config import Config, VadOptions
+from voiceos.daemon.alarms import AlarmRinger
 from voiceos.daemon.audio_loop import SAMPLE_RATE, AudioLoop
 from voiceos.daemon.bus import EventBus
 from voiceos.daemon.end_of_turn import TurnCompletion
-from voiceos.daemon.reply import heard_seconds, heard_text, reply_in_model_thread, wait_until_heard
+from voiceos.daemon.reply import ALARM, heard_seconds, heard_text, reply_in_model_thread, wait_until_heard
 from voiceos.daemon.speculation import SpeculativeTranscription
 from voiceos.daemon.turn import Turn
 from voiceos.daemon.turn_controller import (
@@ -60,22 +60,32 @@ from voiceos.events import (
     StateChanged,
     TimingsEvent,
     TranscriptEvent,
+    UtteranceIgnored,
 )
-from voiceos.memory.store import memory_command
 from voiceos.pipeline import Pipeline, TurnResult
 from voiceos.privacy import TranscriptLog
+from voiceos.skills import AlarmControl
 from voiceos.turn import EndOfTurn
-from voiceos.vad import Utterance, VadEvent
+from voiceos.vad import SpeechStarted, Utterance, VadEvent
+from voiceos.wake import load_turn_start
 
 log = logging.getLogger(__name__)
 AUDIO_LOST = "audio lost"  # why a turn is interrupted when the devices go away
+ACKNOWLEDGE = "Yes?"  # said to its name alone
+JOIN_UNADDRESSED_S = 1.5  # an unaddressed utterance is read again in front of the next within this gap
 
 
 class Assistant:
     """Owns the pipeline, the audio devices and the conversation state; the control socket drives it too."""
 
     def __init__(
-        self, pipeline: Pipeline, bus: EventBus, *, notifier: Any = None, end_of_turn: EndOfTurn | None = None
+        self,
+        pipeline: Pipeline,
+        bus: EventBus,
+        *,
+        notifier: Any = None,
+        end_of_turn: EndOfTurn | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.pipeline = pipeline
         self.config = pipeline.config
@@ -89,6 +99,10 @@ class Assistant:
         self.extra_status: dict[str, Callable[[], Any]] = {}  # more status() sections (the config reloader's)
         self._models = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="voiceos-models")
         self.controller = TurnController(TurnPolicy.from_config(self.config))
+        self.clock = clock  # when speech starts, for the follow-up window (injected by tests)
+        self.turn_start = load_turn_start(self.config.wake, self.config.persona.name, clock)
+        self._unaddressed: tuple[str, float] | None = None  # the last utterance not for it, and where it ended
+        self._speech_started_at = 0.0  # self.clock() at the latest start of speech
         self._turn_task: asyncio.Task | None = None  # the task of the last turn started
         self._speculation = SpeculativeTranscription(
             self._models,
@@ -102,6 +116,25 @@ class Assistant:
         self.audio = AudioLoop(self.config, output_rate, self, end_of_turn, partials=partials)
         self._turn_completion = TurnCompletion(self.audio.end_of_turn, bus.publish)
         self.transcripts = TranscriptLog() if self.config.privacy.save_transcripts else None
+        self.alarms: AlarmRinger | None = None
+        if pipeline.skills is not None:  # timers and reminders ring here, through the speaker
+            pipeline.keep_alarms()
+            assert pipeline.timers is not None and pipeline.reminders is not None
+            self.alarms = AlarmRinger(
+                pipeline.timers,
+                pipeline.reminders,
+                self.config.skills,
+                announce=self.announce,
+                idle=self._room_for_alarm,
+                publish=bus.publish,
+                publish_threadsafe=bus.publish_threadsafe,
+            )
+            loop = asyncio.get_running_loop()
+            pipeline.alarm_control = AlarmControl(
+                ringing=lambda: self.alarms.ringing,
+                silence=self.alarms.silence,
+                mute=lambda: loop.call_soon_threadsafe(self.mute, True),  # "stop listening" (on the model thread)
+            )
 
     # -- state ---------------------------------------------------------------------------------------------------
     def set_state(self, state: str, detail: str = "") -> None:
@@ -112,35 +145,6 @@ class Assistant:
         if self.notifier is not None:
             self.notifier.status(f"{state}: {detail}" if detail else state)
         log.info("state: %s%s", state, f" ({detail})" if detail else "")
-
-    def status(self) -> dict[str, Any]:
-        p = self.pipeline
-        return {
-            "state": self.state,
-            "detail": self.state_detail,
-            "version": __version__,
-            "uptime_s": round(time.monotonic() - self.started_at, 1),
-            "devices": {
-                "input": self.audio.microphone.name if self.audio.microphone else None,
-                "output": self.audio.output_name(),
-                "error": self.audio.error or None,
-                "lost": self.audio.lost,
-            },
-            "models": {
-                "asr": p.transcriber.describe() if p.transcriber is not None else p.config.asr.engine,
-                "lm": getattr(p.lm, "name", p.config.dialogue.model),
-                "voice": p.voice.name if p.voice else p.config.tts.voice,
-                "device": p.plan.torch_device if hasattr(p.plan, "torch_device") else str(p.plan),
-            },
-            "turns": self.turns,
-            "interruptions": self.interruptions,
-            "history_messages": len(p.history),
-            "barge_in": self.config.audio.barge_in,
-            "end_of_turn": self.audio.end_of_turn.name,
-            "echo": self.audio.echo.mode,  # aec, gate (livekit missing) or off
-            **{name: section() for name, section in self.extra_status.items()},
-            "audio_faults": self.audio.faults(),
-        }
 
     # -- configuration -------------------------------------------------------------------------------------------
     @property
@@ -157,9 +161,16 @@ class Assistant:
         self.config = self.pipeline.config = config
         self.audio.use_config(config, new_vad=new_vad, new_echo=new_echo)
         self.controller.use_policy(TurnPolicy.from_config(config), new_vad=new_vad)
+        self.turn_start = load_turn_start(config.wake, config.persona.name, self.clock)
+        if self.alarms is not None:
+            self.alarms.options = config.skills
 
     # -- what the audio loop hears -------------------------------------------------------------------------------
     def on_audio_state(self, state: str, detail: str = "") -> None:
+        if state == "muted":
+            self.controller.drop_held()  # the utterance it was on is cut off
+            self.set_state("muted", "the microphone is closed: voiceos unmute opens it")
+            return
         if state == "open":
             self.set_state("speaking" if self.controller.phase is Phase.SPEAKING else "listening")
             return
@@ -169,22 +180,30 @@ class Assistant:
             self.interrupt_turn(AUDIO_LOST)
         self.set_state("no_audio", detail)
 
-    def on_speech(self, events: list[VadEvent], voiced_s: float) -> None:
-        """The VAD's events go to the turn controller; what it decides is carried out here, event by event."""
+    def on_speech(self, events: list[VadEvent], voiced_s: float, users_voice_s: float | None = None) -> None:
+        """The VAD's events go to the turn controller; what it decides is carried out here, event by event.
+        ``users_voice_s``: of ``voiced_s``, what the echo stage judged the user's own (None: all of it)."""
+        self.controller.users_voice_s = users_voice_s
         for event in events:
+            if isinstance(event, SpeechStarted):
+                self._speech_started_at = self.clock()  # (a follow-up counts from when the user began)
+                if self.alarms is not None:
+                    self.alarms.user_spoke()  # a ringing alarm was heard
             self._carry_out(self.controller.on_vad_event(event))
         self._carry_out(self.controller.on_voiced(voiced_s))
 
     def _heard_so_far(self, utterance: Utterance, transcript: Any) -> None:
-        """(model thread) A partial transcript of the utterance the user is still speaking."""
-        if transcript.text:
+        """(model thread) A partial transcript of the utterance the user is still speaking: published only when the
+        utterance is known to be for the assistant before it ends (wake.mode always, or a follow-up); with the name
+        rule its words stay unpublished, since it may turn out not to be (the name may come last)."""
+        if transcript.text and self.turn_start.open_at(self._speech_started_at):
             self.bus.publish_threadsafe(PartialTranscriptEvent(transcript.text, stream_s=utterance.end_s))
 
     def _end_turn_at(self, span: tuple[float, float]) -> list[VadEvent]:
         return self.audio.vad.end_turn(span)  # the endpointer in use now (a reload may have replaced it)
 
     def _on_turn_ended(self, events: list[VadEvent]) -> None:
-        self.on_speech(events, self.audio.vad.voiced_s)
+        self.on_speech(events, self.audio.vad.voiced_s, self.controller.users_voice_s)  # (as the last block had it)
 
     def _carry_out(self, actions: list[Action]) -> None:
         """Do what the controller decided (voiceos.daemon.turn_controller), in order."""
@@ -203,8 +222,10 @@ class Assistant:
                     words = self._speculation.peek(check.span)  # the pause's transcript, for turn.text_check
                     self._turn_completion.check(check, words, self._end_turn_at, self._on_turn_ended)
                 case HoldReply(turn, utterance):
+                    turn.speech_started_at = self._speech_started_at
                     transcription = self._speculation.peek((utterance.start_s, utterance.end_s))
-                    self._start_task(turn, self._run_audio_turn(turn, utterance.samples, transcription))
+                    span = (utterance.start_s, utterance.end_s)
+                    self._start_task(turn, self._run_audio_turn(turn, utterance.samples, transcription, span=span))
                 case CommitReply(turn, utterance, current):
                     self._speculation.claim(utterance)  # (the held reply has its transcription)
                     self._speculation.end_utterance()
@@ -216,11 +237,13 @@ class Assistant:
                             self.set_state("thinking")
                         log.info("the turn ended at the pause: its reply had a head start")
                 case StartReply(turn, utterance, resumes):
+                    turn.speech_started_at = self._speech_started_at
                     turn.words = asyncio.get_running_loop().create_future()
                     samples = None if utterance is None else utterance.samples
                     transcription = None if utterance is None else self._speculation.claim(utterance)
                     self._speculation.end_utterance()
-                    self._start_task(turn, self._run_audio_turn(turn, samples, transcription, resumes))
+                    span = None if utterance is None else (utterance.start_s, utterance.end_s)
+                    self._start_task(turn, self._run_audio_turn(turn, samples, transcription, resumes, span=span))
                     self._turn_task = turn.task
                 case Interrupted(turn, reason):
                     if reason == "barge-in":
@@ -243,7 +266,16 @@ class Assistant:
         if turn.done is not None and not turn.done.done():
             turn.done.set_result(None)
         if self.controller.ended(turn) and self.state in idle_states:
-            self.set_state("listening" if self.audio.microphone else "no_audio")
+            self.set_state(self._idle_state())
+
+    def _idle_state(self) -> str:
+        if self.audio.muted:
+            return "muted"
+        return "listening" if self.audio.microphone else "no_audio"
+
+    def mute(self, muted: bool = True) -> None:
+        """Close (or open again) the microphone stream (on the event loop)."""
+        self.audio.set_muted(muted)
 
     # -- turns ---------------------------------------------------------------------------------------------------
     def interrupt_turn(self, reason: str) -> bool:
@@ -258,6 +290,8 @@ class Assistant:
         samples: np.ndarray | None,
         speculative: concurrent.futures.Future | None = None,
         resumes: Turn | None = None,
+        *,
+        span: tuple[float, float] | None = None,
     ) -> dict | None:
         """Transcribe an utterance and answer it. The turn exists from the end of speech on, so that the user
         speaking again during ASR or thinking cancels it and their words carry over to the next utterance.
@@ -285,13 +319,21 @@ class Assistant:
             text = self.controller.transcribed(turn, heard)  # with words carried over; None: nothing to answer now
             if text is None:
                 return None
+            seconds = 0.0 if samples is None else len(samples) / SAMPLE_RATE
+            request = self._addressed(text, heard, span, turn.speech_started_at)
             if turn.words is not None:
-                turn.words.set_result(text)
+                turn.words.set_result(request or "")  # not for us: as good as no words (a cut say turn goes on)
             if not text:
-                log.info(
-                    "nothing intelligible in %.2f s of speech", 0 if samples is None else len(samples) / SAMPLE_RATE
-                )
+                log.info("nothing intelligible in %.2f s of speech", seconds)
                 return None
+            if request is None:  # not for the assistant: no text is kept, logged or published, only that it was
+                log.info("ignored %.1f s of speech: not addressed to the assistant", seconds)
+                turn.publish(UtteranceIgnored(round(seconds, 2)), self.bus.publish)
+                return None
+            if not request:  # the name alone ("Milo?"): the user waits to be listened to
+                self.turn_start.conversing()
+                return await self._reply(turn, ACKNOWLEDGE, "microphone", None, notice=True)
+            text = request
             timings = {
                 "endpointing": float(self.config.vad.hangover_ms),
                 "asr": asr_ms,
@@ -324,14 +366,45 @@ class Assistant:
                 return data
             turn = None  # cut before it spoke by an utterance without words: answered after all, afresh
 
-    async def _reply(self, turn: Turn, text: str, source: str, extra_timings: dict[str, float] | None) -> dict | None:
-        """``turn``'s reply, written, spoken and heard; None when it is to be answered again (a false interruption)."""
+    def _addressed(self, text: str, heard: str, span: tuple[float, float] | None, started_at: float) -> str | None:
+        """What of ``text`` (``heard`` with any carried-over words before it) is for the assistant: the request
+        without its name, or None. Carried-over words not addressed to it do not hide a request that is. An
+        utterance just before, ended less than ``JOIN_UNADDRESSED_S`` earlier and not for the assistant on its own,
+        is tried in front ("Milo ..." a pause "... what time is it?"); then forgotten either way."""
+        before, self._unaddressed = self._unaddressed, None
+        request = self.turn_start.accept(text, started_at)
+        if request is None and heard != text:
+            request = self.turn_start.accept(heard, started_at)
+        if (
+            request is None
+            and before is not None
+            and span is not None
+            and 0 <= span[0] - before[1] < JOIN_UNADDRESSED_S
+        ):
+            request = self.turn_start.accept(f"{before[0]} {text}", started_at)
+        if request is None and span is not None:
+            self._unaddressed = (text, span[1])  # kept in memory for one more utterance, never logged
+        return request
+
+    async def _reply(
+        self,
+        turn: Turn,
+        text: str,
+        source: str,
+        extra_timings: dict[str, float] | None,
+        *,
+        notice: bool = False,
+    ) -> dict | None:
+        """``turn``'s reply, written, spoken and heard; None when it is to be answered again (a false interruption).
+        ``notice``: ``text`` is said as it is (an alarm, "Yes?"), not answered."""
         loop = asyncio.get_running_loop()
+        turn.notice = notice
         turn.user_text = text
         turn.timings_ms.update(extra_timings or {})
         if not turn.is_held:
             self.set_state("thinking")
-        turn.publish(TranscriptEvent(text, source=source), self.bus.publish)
+        if not notice:  # (a notice is no transcript of the user's)
+            turn.publish(TranscriptEvent(text, source=source), self.bus.publish)
         again = False
         try:
             result = await loop.run_in_executor(
@@ -370,18 +443,21 @@ class Assistant:
 
     def _speaking_started(self) -> None:
         turn = self.controller.turn
+        self.turn_start.conversing()  # the user may answer, or talk over it, without the name
         if turn is not None and not turn.cancel.is_set():
             self.set_state("speaking")
             self.bus.publish(SpeakingStarted())
 
     def _finish_turn(self, turn: Turn, result: TurnResult) -> dict:
         heard = heard_text(self.audio, turn, result)
-        if heard and not result.error:  # nothing heard: the user's words come back with the next utterance (carry-over)
+        # Nothing heard: the user's words come back with the next utterance (carry-over). A notice is no exchange.
+        if heard and not result.error and not turn.notice:
             self.pipeline.remember(turn.user_text, heard)
             if self.transcripts is not None:  # privacy.save_transcripts: exactly what the memory keeps
                 label = (result.user_emotion or {}).get("label")
                 self.transcripts.append(turn.source, turn.user_text, heard, label, turn.interrupted)
         self.turns += 1
+        self.turn_start.conversing()  # what the user says next is a follow-up
         timings = turn.head_start_timings({**turn.timings_ms, **result.timings_ms})
         if turn.speaking:
             played = round(heard_seconds(self.audio, turn, result), 3)
@@ -402,6 +478,18 @@ class Assistant:
     async def say(self, text: str) -> dict:
         return await self.respond(text, "say")
 
+    async def announce(self, notice: str) -> dict | None:
+        """Say a timer's or a reminder's notice (a chime, then the words) as a turn of its own; any voice over it
+        cuts it (see TurnController). Returns when it was heard or cut."""
+        await self._wait_for_idle()
+        turn = Turn(notice, ALARM, done=asyncio.get_running_loop().create_future())
+        self.controller.start(turn)
+        return await self._reply(turn, notice, ALARM, None, notice=True)
+
+    def _room_for_alarm(self) -> bool:
+        """No turn runs and the user is not speaking: a notice may be said now."""
+        return self.controller.phase is Phase.LISTENING and not self.audio.vad.in_speech
+
     async def listen(self, path: str) -> dict:
         loop = asyncio.get_running_loop()
         pipeline = self.pipeline
@@ -414,20 +502,11 @@ class Assistant:
         data["segments"] = [{"start_s": round(u.start_s, 3), "end_s": round(u.end_s, 3)} for u in utterances]
         return data
 
-    async def interrupt(self) -> dict:
-        return {"interrupted": self.interrupt_turn("interrupt command")}
-
     async def reset(self) -> dict:
         messages = len(self.pipeline.history)
         self._carry_out(self.controller.reset())
         facts = self.pipeline.reset()
         return {"cleared_messages": messages, "cleared_facts": facts}
-
-    async def memory(self, remove: object = None) -> dict:
-        return memory_command(self.pipeline.memory, remove)
-
-    def subscribe(self):
-        return self.bus.subscribe()
 
     async def close(self) -> None:
         self.interrupt_turn("shutdown")

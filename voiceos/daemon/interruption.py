@@ -26,20 +26,28 @@ class MinSpeechInterruption(Generic[Turn]):
         self.min_s = min_ms / 1000
         self._over: Turn | None = None  # the reply the current utterance began over
         self._fired = False
+        self._min_now = self.min_s  # the minimum for the current utterance
 
-    def started_over(self, turn: Turn) -> None:
-        """An utterance began while ``turn`` was speaking."""
+    @property
+    def over(self) -> Turn | None:
+        """The reply the current utterance began over, if any."""
+        return self._over
+
+    def started_over(self, turn: Turn, min_ms: int | None = None) -> None:
+        """An utterance began while ``turn`` was speaking (``min_ms``: this turn's own minimum, e.g. an alarm's)."""
         self._over, self._fired = turn, False
+        self._min_now = self.min_s if min_ms is None else min_ms / 1000
 
     def due(self, voiced_s: float) -> Turn | None:
         """The turn to interrupt now that the open utterance has ``voiced_s`` of voice; once per utterance."""
-        if self._over is None or self._fired or voiced_s < self.min_s:
+        if self._over is None or self._fired or voiced_s < self._min_now:
             return None
         self._fired = True
         return self._over
 
     def ended(self, voiced_s: float) -> bool:
         """The utterance ended with ``voiced_s`` of voice; True if it is to be dropped (too short to interrupt)."""
-        drop = self._over is not None and not self._fired and voiced_s < self.min_s
+        drop = self._over is not None and not self._fired and voiced_s < self._min_now
         self._over, self._fired = None, False
+        self._min_now = self.min_s
         return drop

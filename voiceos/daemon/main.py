@@ -23,6 +23,7 @@ import time
 from voiceos.config import Config
 from voiceos.daemon.assistant import Assistant
 from voiceos.daemon.bus import EventBus
+from voiceos.daemon.commands import ControlCommands
 from voiceos.daemon.control import ControlServer, control_socket_path
 from voiceos.daemon.reload import Reloader
 from voiceos.daemon.sdnotify import Notifier, run_watchdog, watchdog_interval
@@ -71,11 +72,13 @@ async def _main(config: Config, socket_path: str | None) -> int:
     log.info("end of turn: %s", end_of_turn.describe())
     assistant = Assistant(pipeline, bus, notifier=notifier, end_of_turn=end_of_turn)
     assistant.extra_status["config"] = reloader.status
-    server = ControlServer(assistant, socket_path or control_socket_path())
+    commands = ControlCommands(assistant)
+    server = ControlServer(commands, socket_path or control_socket_path())
     await server.start()
     log.info("control socket: %s", server.path)
 
     audio_task = loop.create_task(assistant.audio.run(stop), name="audio")
+    alarm_task = loop.create_task(assistant.alarms.run(stop), name="alarms") if assistant.alarms else None
     watchdog_task: asyncio.Task | None = None
     try:
         while not assistant.audio.ready.is_set() and not stop.is_set():
@@ -89,8 +92,11 @@ async def _main(config: Config, socket_path: str | None) -> int:
         interval = watchdog_interval()
         if interval:
             watchdog_task = loop.create_task(run_watchdog(notifier, interval), name="watchdog")
-        devices = assistant.status()["devices"]
+        devices = commands.status()["devices"]
         print(f"voiceos: listening on {devices['input']}, speaking on {devices['output']} (Ctrl+C to stop)", flush=True)
+        how = assistant.turn_start.how_to_talk()
+        print(f"voiceos: {how}", flush=True)
+        log.info("%s", how)
         stall = os.environ.get(STALL_HOOK_ENV)
         if stall:
             loop.call_later(float(stall), _stall_forever)
@@ -100,7 +106,7 @@ async def _main(config: Config, socket_path: str | None) -> int:
         notifier.stopping()
         log.info("stopping")
         stop.set()
-        for task in (watchdog_task, audio_task):
+        for task in (watchdog_task, alarm_task, audio_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):

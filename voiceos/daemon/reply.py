@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from voiceos.daemon.audio_loop import AudioLoop
 
 log = logging.getLogger(__name__)
+ALARM = "alarm"  # the source of a turn that says a timer's or a reminder's notice
 
 
 def reply_in_model_thread(
@@ -67,11 +68,14 @@ def reply_in_model_thread(
         turn.publish(UserEmotionEvent(result.label, result.as_json()["scores"]), publish_threadsafe)
 
     try:
+        if turn.notice:  # said as it is: a timer's or a reminder's notice (after a chime), "Yes?" to its name
+            return pipeline.announce(turn.user_text, on_audio=on_audio, cancel=turn.cancel, chime=turn.source == ALARM)
         return pipeline.reply(
             turn.user_text,
             on_audio=on_audio,
             remember=False,
             cancel=turn.cancel,
+            decided=turn.wait_until_decided,  # a head start's effects wait for the end of the turn
             on_delta=on_delta,
             on_user_emotion=on_user_emotion,
         )

@@ -1,21 +1,27 @@
 """The dialogue stage's seam: what the pipeline needs from whatever writes the replies, and the factory that picks
 one by ``dialogue.backend``.
 
-- ``embedded``: :class:`~voiceos.dialogue.lm.DialogueLM`, the model in this process (its GGUF block kernel and lean
-  decode step are its own modules, ``blocks.py`` and ``decode_step.py``); the emotion head reads its prefill.
+- ``embedded``: the model in this process, decoded by llama.cpp
+  (:class:`~voiceos.dialogue.llama_cpp_lm.LlamaCppLM`, with the torch model beside it for the prompt and the emotion
+  head) or by torch (:class:`~voiceos.dialogue.lm.DialogueLM`, whose prefill the emotion head reads), as
+  ``dialogue.decoder`` and :func:`choose_decoder` say.
 - ``openai``: :class:`~voiceos.dialogue.openai_chat.OpenAIChat`, replies streamed from an OpenAI-compatible server;
   the emotion head reads the embedded model's prefill of the user's turn, locally.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 from voiceos.config import DialogueOptions
 from voiceos.dialogue.lm import DialogueLM, EmotionHook, GenerationStats, Messages
 from voiceos.emotion.head import EmotionHead
+from voiceos.errors import ModelLoadError
 from voiceos.models import DevicePlan
+
+log = logging.getLogger(__name__)
 
 
 class DialogueBackend(Protocol):
@@ -52,6 +58,29 @@ class DialogueBackend(Protocol):
         ...
 
 
+def choose_decoder(options: DialogueOptions, plan: DevicePlan) -> tuple[str, str]:
+    """Which decoder writes the embedded backend's replies here (``llama_cpp`` or ``torch``), and why."""
+    from voiceos.dialogue.llama_cpp_lm import gguf_path, llama_cpp_version
+
+    if options.decoder == "torch":
+        return "torch", "dialogue.decoder: torch"
+    version = llama_cpp_version()
+    problem = (
+        "the model is not a GGUF file on this machine"
+        if gguf_path(options) is None
+        else f"the LM runs on {plan.torch_device}"
+        if plan.torch_device != "cpu"
+        else "llama-cpp-python is not installed"
+        if version is None
+        else None
+    )
+    if problem is None:
+        return "llama_cpp", f"llama.cpp {version} (llama-cpp-python) on the GGUF, ~3-4x torch's rate on these CPUs"
+    if options.decoder == "llama_cpp":
+        raise ModelLoadError(f"dialogue.decoder llama_cpp: {problem}; set dialogue.decoder: auto or torch")
+    return "torch", f"transformers' forward ({problem})"
+
+
 def load_dialogue(
     options: DialogueOptions, plan: DevicePlan, *, threads: int = 0, emotion: bool = True
 ) -> DialogueBackend:
@@ -61,4 +90,10 @@ def load_dialogue(
         from voiceos.dialogue.openai_chat import OpenAIChat
 
         return OpenAIChat.load(options, plan, threads=threads, emotion=emotion)
+    decoder, why = choose_decoder(options, plan)
+    log.info("dialogue decoder: %s", why)
+    if decoder == "llama_cpp":
+        from voiceos.dialogue.llama_cpp_lm import LlamaCppLM
+
+        return LlamaCppLM.load(options, plan, threads=threads)
     return DialogueLM.load(options, plan, threads=threads)

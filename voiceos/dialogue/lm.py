@@ -24,10 +24,12 @@ from voiceos.dialogue.adapter import apply_configured_adapter, set_adapter_enabl
 from voiceos.dialogue.blocks import use_gguf_blocks
 from voiceos.dialogue.decode_step import LlamaDecodeStep
 from voiceos.dialogue.detokenizer import IncrementalDetokenizer
+from voiceos.dialogue.emotion_pass import EmotionPass
 from voiceos.dialogue.hf_cache import cache_kwargs, output_cache
 from voiceos.dialogue.loading import ensure_chat_template, from_pretrained, load_gguf_cached
 from voiceos.dialogue.model import DialogueModel
-from voiceos.dialogue.prompt_cache import PromptCache
+from voiceos.dialogue.prompt_cache import PromptCache, prefill_system_turn
+from voiceos.dialogue.sampling import seen_tokens, stream_tokens
 from voiceos.emotion.features import user_turn_prompt
 from voiceos.emotion.head import EmotionHead
 from voiceos.emotion.labels import EmotionResult
@@ -83,12 +85,13 @@ class DialogueLM:
         self._adapter_on = True
         self.last_stats = GenerationStats()
         self._name = name
-        self._stop_ids = _stop_token_ids(model, tokenizer)
+        self.stop_ids = _stop_token_ids(model, tokenizer)
         self.dialogue_model = DialogueModel(model)
         # each decoded token outside transformers' forward (the same operations and logits), where the model allows
         self.decode_step = LlamaDecodeStep.build(model) if options.lean_decode else None
         self._persona: dict[str, tuple[list[int], Any]] = {}  # system prompt -> its tokens and their KV cache
         self.prompt_cache = PromptCache(self.persona_prefix, self._new_cache)
+        self._emotion_pass: EmotionPass | None = None  # read_emotion's, built at its first call
 
     def attach_emotion_head(self, head: EmotionHead, labels: tuple[str, ...] | list[str]) -> None:
         """Read the user's emotion off every reply's prefill from now on (see :class:`DialogueModel`)."""
@@ -99,6 +102,7 @@ class DialogueLM:
             )
         try:  # a head with an LM branch copies this LM's layers: its adapters must fit them
             self.dialogue_model = DialogueModel(self.model, head, labels)
+            self._emotion_pass = None
         except ValueError as err:
             raise ModelLoadError(f"the emotion head does not fit the dialogue model {self.name}: {err}") from None
 
@@ -167,6 +171,7 @@ class DialogueLM:
             other.decode_step = LlamaDecodeStep.build(self.model) if other.options.lean_decode else None
         other.last_stats = GenerationStats()
         other.prompt_cache = PromptCache(other.persona_prefix, other._new_cache)  # its own conversation
+        other._emotion_pass = None
         return other
 
     @property
@@ -197,7 +202,7 @@ class DialogueLM:
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return self.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"].to(self.model.device)
 
-    def _fit_prompt(self, messages: Messages, max_new_tokens: int) -> torch.Tensor:
+    def fit_prompt(self, messages: Messages, max_new_tokens: int) -> torch.Tensor:
         """Drop the oldest history messages until the prompt fits max_prompt_tokens and the model's context."""
         context = (getattr(self.model.config, "max_position_embeddings", None) or 1 << 30) - max_new_tokens
         budget = min(context, self.options.max_prompt_tokens)
@@ -232,16 +237,9 @@ class DialogueLM:
         """The system turn's token ids and their KV cache, computed once per system prompt (do not modify the cache:
         copy it). The persona opens every prompt and never changes between turns, so it is not prefilled again."""
         if system not in self._persona:
-            from transformers import DynamicCache
-
-            text = self.tokenizer.apply_chat_template([{"role": "system", "content": system}], tokenize=False)
-            prefix = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-            cache = DynamicCache(config=self.model.config)
-            with torch.inference_mode():
-                self.model(
-                    input_ids=torch.tensor([prefix], device=self.model.device), **cache_kwargs(self.model, cache)
-                )
-            self._persona = {system: (list(prefix), cache)}  # one persona at a time
+            cache = self._new_cache()
+            prefix = prefill_system_turn(self.model, self.tokenizer, system, cache)
+            self._persona = {system: (prefix, cache)}  # one persona at a time
         return self._persona[system]
 
     def _new_cache(self) -> Any:
@@ -270,7 +268,7 @@ class DialogueLM:
         first, self.last_stats.reused_tokens = self._prefill_user_turn(messages, user_ids, span)
         note = on_emotion(self.dialogue_model.emotion(first.emotion_logits))
         if note:
-            noted = self._prompt_with_note(messages, note)
+            noted = self.prompt_with_note(messages, note)
             if noted is not None and noted[: len(user_ids)] == user_ids:
                 full = noted
             else:
@@ -290,14 +288,22 @@ class DialogueLM:
         return out, start
 
     def read_emotion(
-        self, history: Messages, user_text: str, *, system_prompt: str | None = None
+        self, history: Messages, user_text: str, *, system_prompt: str | None = None, extra_system: str | None = None
     ) -> EmotionResult | None:
-        """The user's emotion from the prefill of their turn alone (no reply): what a remote backend asks of the
-        embedded model (voiceos.dialogue.openai_chat). None without a head."""
+        """The user's emotion from the prefill of their turn alone (no reply): what a backend whose replies come from
+        elsewhere asks of the embedded model (llama_cpp_lm, openai_chat). None without a head."""
         if not self.has_emotion_head:
             return None
-        messages = self.messages_for(history, user_text, system_prompt=system_prompt)
-        self._fit_prompt(messages, 1)  # the oldest history goes first, as for a reply
+        messages = self.messages_for(history, user_text, system_prompt=system_prompt, extra_system=extra_system)
+        self.fit_prompt(messages, 1)  # the oldest history goes first, as for a reply
+        return self.emotion_of(messages)
+
+    def emotion_of(self, messages: Messages) -> EmotionResult:
+        """The emotion of the last (user) turn of ``messages``, a prompt already fitted (:meth:`fit_prompt`)."""
+        if self.dialogue_model.layer < self.model.config.num_hidden_layers:  # the head reads a middle layer
+            if self._emotion_pass is None:
+                self._emotion_pass = EmotionPass(self.dialogue_model, self.tokenizer)
+            return self._emotion_pass.read(messages)
         user_ids, span = user_turn_prompt(self.tokenizer, messages)
         out, _ = self._prefill_user_turn(messages, user_ids, span)
         self.prompt_cache.keep(user_ids, out.cache)  # the next turn's prompt starts with this one
@@ -306,8 +312,10 @@ class DialogueLM:
     def reset(self) -> None:
         """A new conversation: the KV cache of the old one goes (the persona's stays)."""
         self.prompt_cache.clear()
+        if self._emotion_pass is not None:
+            self._emotion_pass.clear()
 
-    def _prompt_with_note(self, messages: Messages, note: str) -> list[int] | None:
+    def prompt_with_note(self, messages: Messages, note: str) -> list[int] | None:
         try:
             return self.build_prompt([*messages, {"role": "system", "content": note}])[0].tolist()
         except Exception as err:  # some chat templates refuse a system message after the first
@@ -344,9 +352,8 @@ class DialogueLM:
         start = time.perf_counter()
         limit = max_new_tokens or self.options.max_new_tokens
         messages = self.messages_for(history, user_text, system_prompt=system_prompt, extra_system=extra_system)
-        input_ids = self._fit_prompt(messages, limit)
+        input_ids = self.fit_prompt(messages, limit)
         stats = self.last_stats = GenerationStats(prompt_tokens=int(input_ids.shape[1]))
-        generator = self._generator()
         detok = IncrementalDetokenizer(self.tokenizer)
         stop_reason = "error"
         try:
@@ -357,28 +364,22 @@ class DialogueLM:
                 logits, cache = self._prefill_fast(messages, input_ids)
             stats.prefill_s = time.perf_counter() - start
             fed = input_ids[0].tolist()  # what the cache holds: the prompt, then each token fed back
-            seen = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)  # for repetition_penalty
-            seen[input_ids[0][input_ids[0] < seen.numel()]] = True
-            stop_reason = "max_tokens"
-            for step in range(limit):
-                token = self._pick(logits, seen, generator)
-                stats.steps += 1
-                if step == 0:
-                    stats.ttft_s = time.perf_counter() - start
-                if token in self._stop_ids:
-                    stop_reason = "eos"
-                    break
-                stats.tokens += 1
-                seen[token] = True
-                delta = detok.push(token)
-                if delta:
-                    yield delta
-                if step + 1 < limit:
-                    logits = self._forward_one(token, cache)
-                    fed.append(token)
-            tail = detok.finish()
-            if tail:
-                yield tail
+
+            def feed(token: int) -> torch.Tensor:
+                fed.append(token)
+                return self._forward_one(token, cache)
+
+            stop_reason = yield from stream_tokens(
+                logits,
+                feed,
+                limit=limit,
+                seen=seen_tokens(fed, logits.shape[-1]).to(logits.device),  # for repetition_penalty
+                options=self.options,
+                stop_ids=self.stop_ids,
+                detok=detok,
+                stats=stats,
+                started=start,
+            )
         except GeneratorExit:
             stop_reason = "cancelled"
             raise
@@ -400,34 +401,11 @@ class DialogueLM:
             self._adapter_on = on
             self._persona = {}
             self.prompt_cache.clear()
+            self._emotion_pass = None  # (an adapter on the layers it reads changes them too)
 
     def reply(self, history: Messages, user_text: str, **kwargs: Any) -> str:
         """The whole reply as one string (the arguments are :meth:`stream_reply`'s)."""
         return "".join(self.stream_reply(history, user_text, **kwargs))
-
-    def _generator(self) -> torch.Generator | None:
-        if self.options.temperature == 0 or self.options.seed is None:
-            return None  # greedy, or the global RNG
-        return torch.Generator(device=self.model.device).manual_seed(self.options.seed)
-
-    def _pick(self, logits: torch.Tensor, seen: torch.Tensor, generator: torch.Generator | None) -> int:
-        """The next token: repetition penalty, then greedy or temperature / top-k / top-p sampling (as HF does)."""
-        opts = self.options
-        if opts.repetition_penalty != 1.0:
-            penalized = torch.where(logits < 0, logits * opts.repetition_penalty, logits / opts.repetition_penalty)
-            logits = torch.where(seen, penalized, logits)
-        if opts.temperature == 0:
-            return int(logits.argmax(dim=-1))
-        logits = logits / opts.temperature
-        if opts.top_k > 0:
-            kth = torch.topk(logits, min(opts.top_k, logits.shape[-1])).values[..., -1, None]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
-        if opts.top_p < 1.0:
-            sorted_logits, sorted_idx = torch.sort(logits, descending=False)
-            remove = sorted_logits.softmax(dim=-1).cumsum(dim=-1) <= (1 - opts.top_p)
-            remove[..., -1:] = False  # keep at least the most likely token
-            logits = logits.masked_fill(remove.scatter(-1, sorted_idx, remove), float("-inf"))
-        return int(torch.multinomial(logits.softmax(dim=-1), num_samples=1, generator=generator))
 
 
 def chat_messages(system: str, extra_system: str | None, history: Messages, user_text: str) -> Messages:

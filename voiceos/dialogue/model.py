@@ -67,13 +67,16 @@ class DialogueModel(nn.Module):
             )
             emotion_logits = None
             if wants_emotion:
-                assert self.emotion_head is not None and user_span is not None
-                head = self.emotion_head
-                hidden = out.hidden_states[self.layer]  # (1, seq, dim)
-                lengths = torch.tensor([hidden.shape[1]])
-                features = head.pool(hidden, lengths, torch.tensor([user_span]))
-                emotion_logits = head(features.to(head.out.weight.device))[0]
+                assert user_span is not None
+                emotion_logits = self.read_states(out.hidden_states[self.layer], user_span)
         return DialogueOutput(out.logits[:, -1, :].float(), output_cache(out), emotion_logits)
+
+    def read_states(self, hidden: torch.Tensor, user_span: tuple[int, int]) -> torch.Tensor:
+        """The head's (n_labels,) logits from its layer's (1, seq, dim) states; ``user_span`` indexes ``seq``."""
+        head = self.emotion_head
+        assert head is not None
+        features = head.pool(hidden, torch.tensor([hidden.shape[1]]), torch.tensor([user_span]))
+        return head(features.to(head.out.weight.device))[0]
 
     def emotion(self, emotion_logits: torch.Tensor) -> EmotionResult:
         probs = emotion_logits.float().softmax(dim=-1).cpu()

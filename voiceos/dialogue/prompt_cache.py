@@ -14,6 +14,10 @@ import copy
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
+
+from voiceos.dialogue.hf_cache import cache_kwargs
+
 Messages = list[dict[str, str]]
 
 
@@ -59,3 +63,13 @@ class PromptCache:
 
     def clear(self) -> None:
         self._last = None
+
+
+def prefill_system_turn(model: Any, tokenizer: Any, system: str, cache: Any) -> list[int]:
+    """Run the system turn alone (through the chat template) into the empty ``cache``; its token ids."""
+    text = tokenizer.apply_chat_template([{"role": "system", "content": system}], tokenize=False)
+    prefix = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        model(input_ids=torch.tensor([prefix], device=device), **cache_kwargs(model, cache))
+    return prefix

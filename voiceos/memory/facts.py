@@ -70,6 +70,27 @@ class Fact:
     def as_json(self) -> dict[str, str]:
         return {"key": self.key, "text": self.text}
 
+    def told_back(self) -> str:
+        """The fact said to the user: "The user has a dog called Rex." -> "you have a dog called Rex"."""
+        text = re.sub(r"\s*\([^)]*\)", "", self.text).rstrip(".")
+        for about, to_you in TOLD_BACK:
+            if text.startswith(about):
+                return to_you + text[len(about) :]
+        return text
+
+
+# how each kind of fact (the templates below) reads when said back to the user
+TOLD_BACK = (
+    ("The user's", "your"),
+    ("The user is", "you are"),
+    ("The user has", "you have"),
+    ("The user lives", "you live"),
+    ("The user works", "you work"),
+    ("The user likes", "you like"),
+    ("The user dislikes", "you dislike"),
+    ("The user", "you"),
+)
+
 
 def _name_ok(name: str) -> bool:
     return name.split()[0].lower() not in NOT_NAMES

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from pathlib import Path
 
 from voiceos.errors import VoiceosError
 from voiceos.memory.facts import Fact, extract_facts
-from voiceos.privacy import _private_dir, data_dir
+from voiceos.storage import data_dir, write_private_json
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +45,20 @@ class MemoryStore:
     def persistent(self) -> bool:
         return self.path is not None
 
+    def facts_with(self, told: list[Fact] | tuple[Fact, ...]) -> list[Fact]:
+        """The facts as they will be once ``told`` is kept (for a reply to the words that told them)."""
+        facts = {fact.key: fact for fact in self.facts}
+        for fact in told:
+            facts.pop(fact.key, None)
+            facts[fact.key] = fact
+        return list(facts.values())[-MAX_FACTS:]
+
     def learn(self, user_text: str) -> list[Fact]:
         """Keep the facts in what the user said (a fact for a slot already held replaces it); the new ones."""
-        found = extract_facts(user_text)
+        return self.keep(extract_facts(user_text))
+
+    def keep(self, found: list[Fact]) -> list[Fact]:
+        """Keep these facts (each replaces the one of its slot); the ones that were new."""
         with self._lock:
             new = [fact for fact in found if self._facts.get(fact.key) != fact]
             for fact in new:
@@ -59,6 +69,13 @@ class MemoryStore:
         if new:
             self._save()
         return new
+
+    def forget(self, facts: list[Fact]) -> None:
+        """Forget these facts (as :meth:`facts` gave them)."""
+        with self._lock:
+            for fact in facts:
+                self._facts.pop(fact.key, None)
+        self._save()
 
     def remove(self, number: int) -> Fact:
         """Remove fact ``number`` (1-based, as :meth:`facts` lists them)."""
@@ -108,12 +125,7 @@ def read_facts(path: Path) -> list[Fact]:
 
 def write_facts(path: Path, facts: list[Fact]) -> None:
     """Replace ``path`` atomically with ``facts`` (0600)."""
-    _private_dir(path.parent)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as file:
-        json.dump({"version": 1, "facts": [fact.as_json() for fact in facts]}, file, ensure_ascii=False, indent=1)
-    os.replace(tmp, path)
+    write_private_json(path, {"version": 1, "facts": [fact.as_json() for fact in facts]})
 
 
 def memory_command(store: MemoryStore, remove: object = None) -> dict:

@@ -1,0 +1,128 @@
+"""The dialogue LM as the last responder: it answers whatever no skill took, streaming its words into the speaker.
+
+What is said of the LM's words is decided here: sentences stop at ``dialogue.max_sentences`` unless the user asked
+for detail (voiceos.dialogue.length), a sentence in which the assistant takes the user's name as its own is dropped
+(voiceos.dialogue.persona), so is one that states the time, the date, the weather or the news when the user asked
+about them (voiceos.reply.honesty), a sentence cut off by ``max_new_tokens`` is not said, and a dialogue server that
+fails (``dialogue.backend: openai``) is answered with a short apology.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from voiceos.config import Config
+from voiceos.dialogue.backend import DialogueBackend
+from voiceos.dialogue.length import ends_sentence, wants_detail
+from voiceos.dialogue.persona import claims_name
+from voiceos.emotion.labels import EmotionResult
+from voiceos.emotion.policy import reply_style
+from voiceos.errors import DialogueServerError
+from voiceos.reply.honesty import CANNOT_CHECK, asks_about_now, states_now
+from voiceos.reply.speaker import ReplySpeaker, ms_since
+
+log = logging.getLogger(__name__)
+
+# said when the dialogue server (dialogue.backend: openai) is down, too slow or answers garbage; the log says which
+SERVER_APOLOGY = "Sorry, I can't reach my language model right now."
+
+
+@dataclass
+class DialogueOutcome:
+    user_emotion: dict
+    error: str | None = None  # the dialogue server's failure, when the reply is the apology
+    dropped: dict[str, int] = field(default_factory=dict)  # sentences a guard kept from being said, by guard
+
+
+def speak_dialogue_reply(
+    lm: DialogueBackend,
+    config: Config,
+    speaker: ReplySpeaker,
+    *,
+    history: list[dict[str, str]],
+    user_text: str,
+    system_prompt: str,
+    name_of_user: str | None,
+    on_delta: Callable[[str], None] | None = None,
+    on_user_emotion: Callable[[EmotionResult], None] | None = None,
+) -> DialogueOutcome:
+    """Stream the LM's reply to ``user_text`` into ``speaker`` (each whole sentence spoken as it comes)."""
+    timings, start = speaker.timings, speaker.start
+    outcome = DialogueOutcome({"label": "neutral", "scores": {}})
+
+    def on_emotion(result: EmotionResult) -> str | None:
+        style = reply_style(result, config.emotion)
+        outcome.user_emotion, speaker.emotion = result.as_json(), style.voice_emotion
+        timings["emotion"] = ms_since(start)
+        log.info("user emotion %s (%.2f) -> voice %s", result.label, result.confidence, speaker.emotion)
+        if on_user_emotion is not None:
+            on_user_emotion(result)
+        return style.note
+
+    about_now = asks_about_now(user_text)
+
+    def guarded(sentence: str) -> str | None:
+        """The guard that keeps ``sentence`` from being said, if any."""
+        if claims_name(sentence, name_of_user):  # "I'm Maya." to Maya: never its name (persona.py)
+            return "name"
+        if about_now and states_now(sentence):  # asked the time or the weather: it cannot know (honesty.py)
+            return "invented_now"
+        return None
+
+    def said(sentence: str) -> bool:
+        """Speak a whole sentence; False for one that is not said."""
+        guard = guarded(sentence)
+        if guard is not None:
+            outcome.dropped[guard] = outcome.dropped.get(guard, 0) + 1
+            log.info("a sentence of the reply was not said (%s guard)", guard)
+            return False
+        speaker.say(sentence)
+        return True
+
+    detail = wants_detail(user_text)
+    dialogue = config.dialogue
+    deltas = lm.stream_reply(
+        history,
+        user_text,
+        system_prompt=system_prompt,
+        max_new_tokens=dialogue.max_new_tokens,
+        on_emotion=on_emotion,
+        use_adapter=not detail,  # the adapter speaks briefly; a story or an explanation is the base model's
+    )
+    sentence_cap = 0 if detail else dialogue.max_sentences
+    whole = 0  # whole sentences said so far
+
+    def enough() -> bool:
+        return speaker.cancelled or (sentence_cap > 0 and whole >= sentence_cap)
+
+    try:
+        for delta in deltas:
+            if enough():
+                break
+            timings.setdefault("lm_first_token", ms_since(start))
+            if on_delta is not None:
+                on_delta(delta)
+            for sentence in speaker.chunker.push(delta):
+                whole += said(sentence) and ends_sentence(sentence)
+                if enough():
+                    break
+    except DialogueServerError as err:  # down, too slow, or garbage: say so briefly, and the daemon goes on
+        outcome.error = str(err)
+        log.error("dialogue server failed: %s", err)
+    finally:
+        deltas.close()  # stops decoding at once when we left early
+    timings["lm_total"] = ms_since(start)
+    tail = [] if enough() else speaker.chunker.flush()
+    if outcome.error is not None:
+        tail = [] if speaker.cancelled else [SERVER_APOLOGY]  # (a sentence cut by the failure is not said)
+    if lm.last_stats.stop_reason == "max_tokens" and (speaker.spans or speaker.has_kept):
+        # The reply ran into dialogue.max_new_tokens mid-sentence: end on the last whole sentence.
+        log.info("dropping %d unfinished chunk(s) cut off by max_new_tokens", len(tail))
+        tail = []
+    for sentence in tail:
+        said(sentence)
+    if outcome.dropped.get("invented_now") and not speaker.spans and not speaker.has_kept and not speaker.cancelled:
+        speaker.say(CANNOT_CHECK)  # all it had was made up: say so rather than nothing
+    return outcome
