@@ -1,10 +1,12 @@
-"""End of turn on real speech: the silence timer against the turn-completion model (Smart Turn v3.2).
+"""End of turn on real speech: the silence timer against the turn-completion model (Smart Turn v3.2) and the
+pause's words (``turn.end_of_turn: words``).
 
 The cases and the scoring are voiceos.turn.evaluate's (finished turns and mid-sentence pauses of 200-800 ms put
 into the recordings of ../shared/data/speech); each strategy replays the same audio through the real endpointer,
-its verdicts computed on this CPU. Results: benchmarks/README.md, "End of turn".
+its verdicts computed on this CPU, and the word check reads the transcripts of ``--engine``. Results:
+benchmarks/README.md, "End of turn".
 
-    .venv/bin/python benchmarks/end_of_turn.py [--json out.json]
+    .venv/bin/python benchmarks/end_of_turn.py [--engine moonshine] [--json out.json]
 """
 
 from __future__ import annotations
@@ -15,22 +17,23 @@ import json
 import sys
 from pathlib import Path
 
-from voiceos.asr import Transcriber
+from voiceos.asr import load_transcriber
 from voiceos.bench import DEFAULT_SPEECH
 from voiceos.config import AsrOptions, TurnOptions, VadOptions
-from voiceos.turn import SilenceOnly, SmartTurnModel, TurnModel
-from voiceos.turn.evaluate import build_cases, score, words_of
+from voiceos.turn import SilenceOnly, SmartTurnModel, TurnModel, WordsEndOfTurn
+from voiceos.turn.evaluate import RememberedPredictions, build_cases, score, word_timer, words_of
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--engine", choices=("whisper", "moonshine"), default="whisper", help="whose words")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    transcriber = Transcriber.load(AsrOptions())
-    finished, paused = build_cases(transcriber, DEFAULT_SPEECH)
+    transcriber = load_transcriber(AsrOptions(engine=args.engine))
+    finished, paused = build_cases(word_timer(transcriber), DEFAULT_SPEECH)
     words = words_of(transcriber)
     print(f"{len(finished)} finished turns, {len(paused)} mid-sentence pauses", file=sys.stderr)
-    model, vad = SmartTurnModel.load(), VadOptions()
+    model, vad = RememberedPredictions(SmartTurnModel.load()), VadOptions()
     results = [score(SilenceOnly(), vad, finished, paused)]
     longer = dataclasses.replace(vad, hangover_ms=800)
     results.append({**score(SilenceOnly(), longer, finished, paused), "strategy": "silence only, 800 ms hangover"})
@@ -41,6 +44,9 @@ def main() -> None:
                 results.append(score(TurnModel(model, options), vad, finished, paused, words))
     for check_ms in (150, 250):
         results.append(score(TurnModel(model, TurnOptions(check_ms=check_ms)), vad, finished, paused, words))
+    for max_silence_ms in (800, 1000):
+        options = TurnOptions(end_of_turn="words", max_silence_ms=max_silence_ms)
+        results.append(score(WordsEndOfTurn(options), vad, finished, paused, words))
     print(
         "| strategy | end of speech -> turn over, p50 / p90 ms | ended by the model | cut inside a finished recording"
         " | false cut-ins at mid-sentence pauses (200/400/600/800 ms) |"

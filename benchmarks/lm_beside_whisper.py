@@ -25,7 +25,7 @@ def main() -> None:
     import numpy as np
 
     from voiceos import models
-    from voiceos.asr import Transcriber
+    from voiceos.asr import load_transcriber
     from voiceos.config import load_config
     from voiceos.dialogue import DialogueLM
     from voiceos.emotion.classifier import load_head
@@ -63,7 +63,7 @@ def main() -> None:
 
     first_token_ms()  # the persona's cache, once
     result = {"openmp_waits_passively": voiceos.OPENMP_WAITS_PASSIVELY, "before_whisper": measure()}
-    asr = Transcriber.load(config.asr, plan, cpu_threads=config.runtime.threads)
+    asr = load_transcriber(config.asr, plan)  # the configured engine (its name says Whisper: it was the only one)
     asr.warm()
     asr.transcribe(np.random.default_rng(0).standard_normal(16000 * 3).astype(np.float32) * 0.01)
     result["after_whisper"] = measure()

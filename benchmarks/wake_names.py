@@ -1,14 +1,15 @@
 """False and missed wakes of the name gate (wake.mode: name), on the shared real speech, for each placement rule.
 
-1. Every recording in ../shared/data/speech is transcribed once with the configured ASR (cached in --cache).
+1. Every recording in ../shared/data/speech is transcribed once with the configured ASR (cached in --cache, one file
+   per engine).
 2. False wakes: for each name, the recordings whose reference transcript does not say it are talk that is not for
    the assistant; a wake there is false. Reported per hour of that speech, per placement rule and matching.
-3. Missed wakes: a real recording of the name (cut out of a recording that says it, at Whisper's word timestamps) put
-   before a real sentence of another speaker, 150 ms apart, as people address an assistant ("Mary, what about the
-   bus"); and the same name after it ("what about the bus, Mary"). A miss is no wake at the rule's place. The
-   recordings that say the name mid-sentence ("so Mary went on to study") are reported apart: no rule but anywhere
-   should wake on them. The name is brought to the sentence's level (one person says both), and a cut that, heard
-   alone, is no longer the name is passed over for the next recording that says it.
+3. Missed wakes: a real recording of the name (cut out of a recording that says it, at Whisper's word timestamps,
+   whatever the engine) put before a real sentence of another speaker, 150 ms apart, as people address an assistant
+   ("Mary, what about the bus"); and the same name after it ("what about the bus, Mary"). A miss is no wake at the
+   rule's place. The recordings that say the name mid-sentence ("so Mary went on to study") are reported apart: no
+   rule but anywhere should wake on them. The name is brought to the sentence's level (one person says both), and a
+   cut that, heard alone, is no longer the name is passed over for the next recording that says it.
 
     .venv/bin/python benchmarks/wake_names.py [--config FILE] [--names mary billy ...] [--json out.json]
 """
@@ -87,32 +88,39 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config")
     parser.add_argument("--names", nargs="+", default=list(DEFAULT_NAMES))
-    parser.add_argument("--cache", default="/tmp/voiceos-wake-transcripts.json")
+    parser.add_argument("--cache", help="default: /tmp/voiceos-wake-transcripts-ENGINE.json")
     parser.add_argument("--sentences", type=int, default=40, help="real sentences each name is put before/after")
     parser.add_argument("--json", metavar="OUT")
     args = parser.parse_args()
 
-    from voiceos.asr import Transcriber
+    import dataclasses
+
+    from voiceos.asr import load_transcriber
     from voiceos.audio.files import read_audio
     from voiceos.config import load_config
     from voiceos.models import plan_for
     from voiceos.wake.names import NameSpotter
 
     config = load_config(args.config)
-    transcriber = Transcriber.load(config.asr, plan_for(config))
+    plan = plan_for(config)
+    transcriber = load_transcriber(config.asr, plan)
+    # the name is cut out at word timestamps: Whisper's, where the configured engine has none (Moonshine)
+    cutter = transcriber
+    if not transcriber.word_times:
+        cutter = load_transcriber(dataclasses.replace(config.asr, engine="whisper", model="auto"), plan)
     start = time.perf_counter()
-    items = transcribe_all(transcriber, Path(args.cache))
+    items = transcribe_all(transcriber, Path(args.cache or f"/tmp/voiceos-wake-transcripts-{config.asr.engine}.json"))
     paths = {key: path for key, path, _ in recordings()}
     sentences = [k for k, v in sorted(items.items()) if len(v["reference"].split()) >= 4 and "fsdd" not in k]
     rng = random.Random(0)
-    result: dict = {"names": {}, "asr": config.asr.model, "recordings": len(items)}
+    result: dict = {"names": {}, "asr": transcriber.describe(), "recordings": len(items)}
     cpu_start = time.process_time()
     gate_calls = 0
     for name in args.names:
         negatives = {k: v for k, v in items.items() if name not in v["reference"].split()}
         mid_sentence = {k: v for k, v in items.items() if name in v["reference"].split()}
         hours = sum(v["seconds"] for v in negatives.values()) / 3600
-        clip = name_clip(transcriber, name, items)
+        clip = name_clip(cutter, name, items)
         per_rule: dict = {}
         addressed = []
         if clip is not None:

@@ -93,18 +93,41 @@ def test_config(xdg_cache_home):
 
 @pytest.fixture(scope="session")
 def device_plan(test_config):
-    from voiceos.models import plan_devices
+    from voiceos.models import plan_for
 
-    return plan_devices(test_config.runtime.device, test_config.asr.compute_type, test_config.dialogue.dtype)
+    return plan_for(test_config)
+
+
+def _load_asr(test_config, device_plan, engine: str):
+    import dataclasses
+
+    from voiceos.asr import load_transcriber
+
+    model = load_transcriber(dataclasses.replace(test_config.asr, engine=engine, fallback_below=None), device_plan)
+    model.warm()
+    return model
 
 
 @pytest.fixture(scope="session")
-def transcriber(test_config, device_plan):
-    from voiceos.asr import Transcriber
+def whisper_transcriber(test_config, device_plan):
+    return _load_asr(test_config, device_plan, "whisper")
 
-    model = Transcriber.load(test_config.asr, device_plan)
-    model.warm()
-    return model
+
+@pytest.fixture(scope="session")
+def moonshine_transcriber(test_config, device_plan):
+    return _load_asr(test_config, device_plan, "moonshine")
+
+
+@pytest.fixture(scope="session")
+def transcriber(test_config, request):
+    """The configured engine (asr.engine's default), from the same loaded models as the fixtures above: Moonshine
+    with Whisper's second opinion where it is unsure (asr.fallback_below)."""
+    from voiceos.asr.fallback import FallbackTranscriber
+
+    first = request.getfixturevalue(f"{test_config.asr.engine}_transcriber")
+    if test_config.asr.engine != "moonshine" or test_config.asr.fallback_below is None:
+        return first
+    return FallbackTranscriber(first, request.getfixturevalue("whisper_transcriber"), test_config.asr.fallback_below)
 
 
 @pytest.fixture(scope="session")

@@ -24,15 +24,27 @@ class FakeTranscriber:
     """Transcribes by duration: ``script`` maps an utterance's length in samples to its text ("" for none).
     ``gate``, when given, holds every transcription until it is set (to act while ASR is running)."""
 
+    engine = "fake"
+    model_name = "script"
+    word_times = False
+    incremental = False
+    languages = ("en",)
+
     def __init__(self, script: dict[int, str], gate: threading.Event | None = None) -> None:
         self.script, self.gate = script, gate
         self.calls: list[int] = []
 
-    def transcribe(self, samples: np.ndarray) -> Transcript:
+    def describe(self) -> str:
+        return "a scripted transcriber"
+
+    def transcribe(self, samples: np.ndarray, word_timestamps: bool = False) -> Transcript:
         self.calls.append(len(samples))
         if self.gate is not None:
             self.gate.wait(10)
         return Transcript(self.script.get(len(samples), ""), "en", len(samples) / SAMPLE_RATE)
+
+    def transcribe_partial(self, samples: np.ndarray) -> Transcript:
+        return self.transcribe(samples)
 
     def warm(self) -> None:
         pass

@@ -39,7 +39,7 @@ async def _say_cut_by(pipeline, samples: np.ndarray) -> tuple[dict, Assistant]:
 
 
 def test_a_say_reply_cut_by_an_utterance_without_words_is_answered_after_all(pipeline, transcriber, caplog):
-    assert transcriber.transcribe(_hiss()).text.strip() == ""  # Whisper hears no words in it
+    assert transcriber.transcribe(_hiss()).text.strip() == ""  # the ASR hears no words in it
 
     async def main():
         result, assistant = await _say_cut_by(pipeline, _hiss())

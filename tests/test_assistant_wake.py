@@ -14,7 +14,7 @@ from voiceos.config import WakeOptions
 from voiceos.daemon.assistant import ACKNOWLEDGE, Assistant
 from voiceos.daemon.bus import EventBus
 from voiceos.pipeline import Pipeline
-from voiceos.vad import SpeechEnded, SpeechStarted, Utterance
+from voiceos.vad import SpeechEnded, SpeechGrowing, SpeechStarted, Utterance
 
 LINES = {
     16_000: "so we went to the market",  # 1.0 s: talk in the room
@@ -100,3 +100,81 @@ def test_the_name_alone_is_answered_with_a_question(room):
 
     result = asyncio.run(main())
     assert result["reply"] == ACKNOWLEDGE and lm.asked == [] and pipeline.history == []
+
+
+def _published(events) -> list:
+    found = []
+    while (event := events.get_nowait()) is not None:
+        found.append(event)
+    return found
+
+
+async def _grow(assistant: Assistant, seconds: float, at: float) -> None:
+    """The user is still talking: ``seconds`` of an utterance begun at ``at`` so far (asr.partial_ms), its partial
+    transcript finished on the model thread and its news on the loop."""
+    so_far = Utterance(at, at + seconds, speech(seconds), voiced_s=seconds)
+    assistant.on_speech([SpeechStarted(at), SpeechGrowing(so_far)], seconds)
+    await asyncio.get_running_loop().run_in_executor(assistant._models, lambda: None)  # (one model thread, in order)
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
+def test_words_so_far_of_an_utterance_that_may_not_be_for_it_are_never_published(room):
+    """With the name rule the name may come last ("What's the time, Milo?"): until the utterance ends it may turn out
+    not to be for the assistant, so its partial transcripts stay in memory, unpublished."""
+    pipeline, lm = room
+
+    async def main():
+        bus = EventBus()
+        events = bus.subscribe()
+        assistant = Assistant(pipeline, bus)
+        await _grow(assistant, 1.0, 1.0)  # "so we went to the market", so far
+        growing = _published(events)
+        utterance = Utterance(1.0, 2.0, speech(1.0), voiced_s=1.0)
+        assistant.on_speech([SpeechEnded(utterance)], 1.0)
+        await asyncio.sleep(0)
+        if assistant.controller.turn is not None and assistant.controller.turn.task is not None:
+            await asyncio.wait_for(assistant.controller.turn.task, 10)
+        ended = _published(events)
+        await assistant.close()
+        return growing, ended
+
+    growing, ended = asyncio.run(main())
+    assert pipeline.transcriber.calls[0] == 16_000  # it was transcribed as it grew, in memory
+    assert not [e for e in growing + ended if e.name == "partial_transcript"]
+    assert "market" not in repr(growing + ended) and [e.name for e in ended if e.name == "ignored"] == ["ignored"]
+    assert lm.asked == [] and pipeline.history == []
+
+
+def test_words_so_far_are_published_in_a_follow_up_and_when_it_answers_everything(room, test_config, device_plan):
+    pipeline, _ = room
+    clock = Clock()
+
+    async def follow_up():
+        bus = EventBus()
+        events = bus.subscribe()
+        assistant = Assistant(pipeline, bus, clock=clock)
+        await _hear(assistant, 1.5, 1.0)  # "Milo, what time is it in Lisbon?": answered, a follow-up may come
+        _published(events)
+        clock.now += 5.0
+        await _grow(assistant, 1.0, 10.0)
+        partials = [e for e in _published(events) if e.name == "partial_transcript"]
+        await assistant.close()
+        return partials
+
+    partials = asyncio.run(follow_up())
+    assert [(p.text, p.stream_s) for p in partials] == [("so we went to the market", 11.0)]
+
+    config = dataclasses.replace(test_config, wake=WakeOptions(mode="always"))
+    always = Pipeline(config, device_plan, transcriber=FakeTranscriber(LINES), lm=FakeLM(), tts=FakeTts())  # type: ignore[arg-type]
+
+    async def answering_everything():
+        bus = EventBus()
+        events = bus.subscribe()
+        assistant = Assistant(always, bus)
+        await _grow(assistant, 1.0, 1.0)
+        partials = [e for e in _published(events) if e.name == "partial_transcript"]
+        await assistant.close()
+        return partials
+
+    assert [p.text for p in asyncio.run(answering_everything())] == ["so we went to the market"]

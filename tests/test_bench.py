@@ -26,9 +26,10 @@ def test_sound_edges_are_found_to_the_20_ms_window():
 def test_the_summary_shows_end_to_end_figures_the_ratio_and_decoding_speeds():
     run = {"end_to_first_audio_ms_p50": 1500.4, "end_to_first_audio_ms_p90": 2100.0}
     run |= {f"{stage}_ms_p50": 10.0 for stage in STAGES}
-    result = {"utterances": 3, **run, "sequential": dict(run), "sequential_over_streaming_p50": 2.5}
+    result = {"utterances": 3, **run, "sequential": dict(run), "sequential_over_configured_p50": 2.5}
     result |= {"skill_turns": dict(run), "lm_over_skill_p50": 1.4, "lm_over_skill_p90": 1.6}
-    result["sequential_over_streaming_p90"] = 3.1
+    result["sequential_over_configured_p90"] = 3.1
+    result["asr_engine"], result["end_of_turn_strategy"] = "moonshine", "smart_turn"
     lm = {"model": "embedded:x", "device": "cpu", "dtype": "float32", "tokens_per_s": 15.2, "decoder": "llama_cpp"}
     result["lm"] = lm | {"adapter": True, "llama_cpp_tokens_per_s": 16.0, "configured_over_llama_cpp_plain": 0.95}
     result["lm"]["torch"] = {"tokens_per_s": 4.1, "first_token_ms": 80.0, "same_greedy_replies": "4/6"}
@@ -49,7 +50,8 @@ def test_the_summary_shows_end_to_end_figures_the_ratio_and_decoding_speeds():
     assert "audio faults: {'output_underruns': 2}" in text and "audio faults: none" in text  # (sequential: none)
     assert "120 ms from the last reply's cache vs 480 ms prefilling the history (3.99x), same replies 5/5" in text
     assert "(reply head start" not in text  # none measured in this result
-    assert "p50 1500 ms, p90 2100 ms" in text and "2.5x at p50, 3.1x at p90" in text
+    assert "p50 1500 ms, p90 2100 ms" in text and "sequential / configured: 2.5x at p50, 3.1x at p90" in text
+    assert "configured (moonshine, end of turn smart_turn)" in text
     assert "skill requests: end of speech" in text and "LM turns / skill turns: 1.4x at p50, 1.6x at p90" in text
     assert "decoded by llama_cpp with its adapter: 15.2 tok/s (0.95x llama.cpp's plain 16.0)" in text
     assert "torch 4.1 tok/s (first token 80.0 ms), same greedy replies 4/6" in text and "2/6" in text
@@ -65,7 +67,7 @@ def test_bench_measures_end_of_speech_to_first_reply_sound(xdg_cache_home, short
         [sys.executable, "-m", "voiceos", "bench", "--utterances", "2", "--json"],
         capture_output=True,
         text=True,
-        timeout=1500,  # five daemon runs and the decoders side by side, on 2 cores
+        timeout=2400,  # six daemon runs and the decoders side by side, on 2 cores
         env={**os.environ, **env},
         check=False,
     )
@@ -81,11 +83,20 @@ def test_bench_measures_end_of_speech_to_first_reply_sound(xdg_cache_home, short
         stages = turn["endpointing"] + turn["asr"] + turn["tts_first_audio"] + turn["output_buffering"]
         assert abs(stages - turn["end_to_first_audio_ms"]) < 1.0  # the breakdown adds up to what was measured
         assert turn["endpointing"] > 0 and turn["output_buffering"] > 0
-    sequential = result["sequential"]
-    assert sequential["utterances"] == 2 and sequential["end_to_first_audio_ms_p50"] > 0
-    assert result["sequential_over_streaming_p50"] == round(
-        sequential["end_to_first_audio_ms_p50"] / result["end_to_first_audio_ms_p50"], 2
-    )
+        assert isinstance(turn["asr_wait"], float)  # end of speech -> the transcript (before the end of the turn)
+    # beside the configured run: the other engine, the other end-of-turn strategies, the sequential pipeline
+    others = {"asr_whisper", "asr_moonshine", "end_of_turn_silence", "end_of_turn_smart_turn", "end_of_turn_words"}
+    assert len(others & set(result)) == 3 and result["asr_engine"] in ("whisper", "moonshine")
+    for name in [*(others & set(result)), "torch_decoder", "sequential"]:
+        run = result[name]
+        assert run["utterances"] == 2 and run["end_to_first_audio_ms_p50"] > 0, name
+        ratio = round(run["end_to_first_audio_ms_p50"] / result["end_to_first_audio_ms_p50"], 2)
+        assert result[f"{name}_over_configured_p50"] == ratio
+    decided = result["end_of_turn"]  # each strategy on the mid-sentence pauses, with the configured engine's words
+    assert set(decided) == {"silence", "smart_turn", "words"}
+    for scored in decided.values():
+        assert 0 <= scored["false_cut_in_rate"] <= 1 and scored["mid_sentence_pauses"] == 120
+        assert "delay_at_5pct_false_cut_ins_ms" in scored
     skills = result["skill_turns"]  # spoken requests a skill answers, measured the same way
     assert skills["utterances"] == 2 and skills["end_to_first_audio_ms_p50"] > 0
     assert all(turn["lm_first_token"] == 0 for turn in skills["turns"])  # no LM call

@@ -159,7 +159,7 @@ def test_doctor_passes_with_embedded_models_and_fails_on_a_missing_model(tmp_pat
     proc = run_voiceos("doctor", "--json", env=no_sound_env, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     checks = {c["name"]: c for c in json.loads(proc.stdout)["checks"]}
-    for name in ("packages", "whisper model", "dialogue model", "voice", "device plan"):
+    for name in ("packages", "asr model", "dialogue model", "voice", "device plan"):
         assert checks[name]["ok"], checks[name]
     assert not checks["audio devices"]["ok"] and not checks["audio devices"]["required"]
     kernel = checks["LM block kernel"]  # make installs gcc
@@ -167,10 +167,14 @@ def test_doctor_passes_with_embedded_models_and_fails_on_a_missing_model(tmp_pat
     assert "threads)" in kernel["detail"], kernel  # `voiceos` set OpenMP's wait policy before torch loaded
 
     config = tmp_path / "missing.yaml"
-    config.write_text(f"asr:\n  model: {tmp_path}/no-whisper-here\n")
+    config.write_text(f"asr:\n  engine: whisper\n  model: {tmp_path}/no-whisper-here\n")
     proc = run_voiceos("--config", str(config), "doctor", env=no_sound_env, timeout=120)
     assert proc.returncode == 1
-    assert "[FAIL] whisper model" in proc.stdout and "no model.bin" in proc.stdout
+    assert "[FAIL] asr model" in proc.stdout and "no model.bin" in proc.stdout
+    config.write_text(f"asr:\n  engine: moonshine\n  model: {tmp_path}\n")
+    proc = run_voiceos("--config", str(config), "doctor", env=no_sound_env, timeout=120)
+    assert proc.returncode == 1
+    assert "[FAIL] asr model" in proc.stdout and "lacks encoder_model, decoder_model_merged" in proc.stdout
 
 
 def test_devices_without_a_sound_server_says_so(no_sound_env):

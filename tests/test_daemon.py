@@ -57,11 +57,17 @@ def loud_fraction(recording: np.ndarray, start_s: float, end_s: float, threshold
     return float(np.mean(np.sqrt(np.mean(windows**2, axis=1)) > threshold))
 
 
-def test_daemon_reports_its_devices_models_and_state(daemon):
+def test_daemon_reports_its_devices_models_and_state(daemon, transcriber):
     status = daemon.client.request("status")
     assert status["state"] == "listening"
     assert status["devices"]["input"] and status["devices"]["output"]
-    assert status["models"] == {"asr": "tiny.en", "lm": status["models"]["lm"], "voice": "joe", "device": "cpu"}
+    assert status["models"] == {
+        "asr": status["models"]["asr"],
+        "lm": status["models"]["lm"],
+        "voice": "joe",
+        "device": "cpu",
+    }
+    assert status["models"]["asr"] == transcriber.describe()  # the engine in use, its model and where it runs
     assert "SmolLM2" in status["models"]["lm"]
     assert status["uptime_s"] > 0
 
@@ -166,7 +172,7 @@ def test_silence_and_noise_alone_start_no_turn(daemon, pulse_server):
     hum = (0.05 * np.sin(2 * np.pi * 50 * np.arange(2 * SAMPLE_RATE) / SAMPLE_RATE)).astype(np.float32)
     pulse_server.speak_into_mic(np.concatenate([quiet, hiss, hum, quiet]))
     time.sleep(1.0)
-    daemon.wait_until("listening", timeout=30)  # a noise onset may open an utterance; Whisper hears nothing in it
+    daemon.wait_until("listening", timeout=30)  # a noise onset may open an utterance; the ASR hears nothing in it
     assert daemon.events.since(mark, "transcript") == []
     assert daemon.events.since(mark, "speaking_started") == []
 

@@ -69,3 +69,25 @@ def test_a_pause_in_the_middle_of_a_sentence_does_not_end_the_turn(daemon, pulse
     assert names.count("speaking_started") == 1 and not ended["interrupted"], names
     assert word_error_rate(SENTENCE, daemon.events.since(mark, "transcript")[0]["text"]) <= 0.3
     assert daemon.client.request("status")["history_messages"] == 2
+
+
+def test_the_words_come_while_the_user_speaks_and_the_turn_is_answered_from_the_final_ones(daemon, pulse_server):
+    """asr.partial_ms: the utterance so far is transcribed as it grows (the shipped engine's cost grows with the
+    audio): partial_transcript events before the end of the speech, the last of them the words said so far."""
+    if daemon.client.request("status")["models"]["asr"].split()[0] != "Moonshine":
+        pytest.skip("partial transcripts come from engines whose cost grows with the audio (Moonshine)")
+    daemon.client.request("reset")
+    mark = daemon.events.mark()
+    pulse_server.speak_into_mic(np.concatenate([sentence(), silence(1.5)]))
+    daemon.events.wait_for("speaking_ended", mark)
+    daemon.wait_until("listening", timeout=30)
+
+    events = daemon.events.since(mark)
+    names = [e["event"] for e in events]
+    partials = [e for e in events if e["event"] == "partial_transcript"]
+    assert len(partials) >= 2, names  # a 6 s sentence, every 400 ms of talking while the models were free
+    assert names.index("partial_transcript") < names.index("speech_ended")
+    said, last = SENTENCE.split(), partials[-1]["text"]  # (the first ones may end inside a word)
+    assert word_error_rate(" ".join(said[: len(last.split())]), last) <= 0.5, [p["text"] for p in partials]
+    assert [p["stream_s"] for p in partials] == sorted(p["stream_s"] for p in partials)
+    assert word_error_rate(SENTENCE, daemon.events.since(mark, "transcript")[0]["text"]) <= 0.3

@@ -36,9 +36,9 @@ def daemon(pulse_server, xdg_cache_home, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def name_clip(transcriber) -> np.ndarray:
-    samples = read_audio(NAME_RECORDING, SAMPLE_RATE)
-    [first, *_] = transcriber.transcribe(samples, word_timestamps=True).words
+def name_clip(whisper_transcriber) -> np.ndarray:
+    samples = read_audio(NAME_RECORDING, SAMPLE_RATE)  # (Moonshine, the default engine, gives no word timestamps)
+    [first, *_] = whisper_transcriber.transcribe(samples, word_timestamps=True).words
     assert first.word.strip(" ,.").lower() == "mary", first
     return samples[: int((first.end_s + 0.05) * SAMPLE_RATE)]
 
@@ -73,6 +73,7 @@ def test_talk_without_the_name_gets_no_reply_and_leaves_no_words(daemon, pulse_s
     names = [e["event"] for e in daemon.events.since(mark)]
     assert ignored["seconds"] > 1.0 and set(ignored) == {"event", "t", "seconds", "arrived"}
     assert "transcript" not in names and "speaking_started" not in names, names
+    assert "partial_transcript" not in names, names  # (its words while it was said neither)
     assert daemon.client.request("status")["history_messages"] == 0
     assert "disposed" not in daemon.log_tail(100_000).lower()  # what the room said is never logged
 
@@ -82,6 +83,8 @@ def test_the_same_words_after_the_name_are_answered_and_a_follow_up_needs_no_nam
     mark = speak(daemon, pulse_server, addressed(name_clip, sentence("sense_and_sensibility_01_austen_64kb-0880.wav")))
     transcript = daemon.events.wait_for("transcript", mark, timeout=60)
     daemon.events.wait_for("speaking_ended", mark, timeout=120)
+    # the name came first, but whether an utterance is for it is only known at its end: no words before then
+    assert daemon.events.since(mark, "partial_transcript") == []
     said = "he was not an ill disposed young man"  # (the name is not part of what the LM is asked)
     assert "mary" not in transcript["text"].lower() and word_error_rate(said, transcript["text"]) <= 0.4, transcript
     daemon.wait_until("listening", timeout=30)

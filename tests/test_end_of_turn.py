@@ -128,7 +128,8 @@ def test_the_silence_strategy_keeps_the_endpointer_as_configured():
         ("for Queen of", True),
         ("then leisure to consider how much there might be", True),
         ("And Mr.", True),
-        ("I was going to say,", True),
+        ("I was going to say...", True),
+        ("Ten of clubs,", False),  # Moonshine's way of ending a line
         ("He was not an ill-disposed young man.", False),
         ("Ten of clubs.", False),
         ("What is my name?", False),
@@ -158,3 +159,39 @@ def test_words_that_stop_mid_phrase_overrule_a_confident_complete(smart_turn, tr
     assert by_words.overruled == 1 and len(by_words.ends) == 1  # one turn: the whole sentence
     unchecked = TurnModel(smart_turn, TurnOptions(text_check=False))
     assert len(replay(audio, unchecked, VadOptions(), transcribe=words_of(transcriber)).ends) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "ends"),
+    [
+        ("Go forward ten meters.", True),
+        ("What is my name?", True),
+        ('He said "stop!"', True),
+        ("Eight of spades,", False),
+        ("He might even have been.", False),  # a period after a dangling word: the tiny models close every prefix
+        ("Unless to be...", False),
+        ("and so my fellow Americans", False),
+        ("", False),
+    ],
+)
+def test_a_transcript_ends_a_sentence_only_with_its_punctuation_and_no_dangling_word(text, ends):
+    from voiceos.turn.text import ends_sentence
+
+    assert ends_sentence(text) is ends
+
+
+def test_the_words_strategy_ends_a_turn_at_the_check_only_when_its_words_end_a_sentence(transcriber):
+    """The pause's transcript decides, with no model of its own: the whole LibriVox sentence ends at the check, and
+    the sentence cut after "be" (600 ms put in) goes on."""
+    from voiceos.turn import WordsEndOfTurn
+    from voiceos.turn.evaluate import words_of
+
+    strategy = WordsEndOfTurn(TurnOptions(end_of_turn="words"))
+    assert load_end_of_turn(TurnOptions(end_of_turn="words")).name == "words" and strategy.uses_words
+    assert strategy.vad_options(VadOptions()).hangover_ms == TurnOptions().max_silence_ms
+    words = words_of(transcriber)
+    whole = replay(with_pause(recording(AMIABLE), AFTER_WOMAN, 0), strategy, VadOptions(), transcribe=words)
+    assert [end.by for end in whole.ends] == ["model"]
+    cut = with_pause(recording("sense_and_sensibility_01_austen_64kb-0890.wav"), 0.84, 600)
+    assert len(replay(cut, strategy, VadOptions(), transcribe=words).ends) == 1  # one turn, not cut after "be"
+    assert strategy.unfinished("")  # no transcript (none was started for the pause): the timer decides

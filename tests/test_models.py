@@ -11,14 +11,21 @@ def test_without_a_gpu_everything_runs_on_the_cpu():
     if models.cuda_available():
         pytest.skip("this machine has a GPU")
     plan = models.plan_devices("auto")
-    assert (plan.torch_device, plan.whisper_device, plan.whisper_compute_type, plan.lm_dtype) == (
+    assert (plan.torch_device, plan.asr.device, plan.asr.compute_type, plan.lm_dtype) == (
         "cpu",
         "cpu",
         "int8",
         "float32",
     )
-    assert plan.whisper_note == ""
+    assert plan.asr.note == ""
     assert models.whisper_cuda_problem() == "CTranslate2 sees no CUDA device"  # the real probe, no GPU here
+    moonshine = models.plan_devices("auto", asr_engine="moonshine", asr_threads=2).asr
+    assert (moonshine.engine, moonshine.device, moonshine.compute_type, moonshine.threads) == (
+        "moonshine",
+        "cpu",
+        "float32",
+        2,
+    )
 
 
 def test_whisper_stays_on_the_cpu_when_ctranslate2_cannot_use_the_gpu(monkeypatch):
@@ -28,12 +35,20 @@ def test_whisper_stays_on_the_cpu_when_ctranslate2_cannot_use_the_gpu(monkeypatc
     monkeypatch.setattr(models, "cuda_available", lambda: True)
     monkeypatch.setattr(models, "whisper_cuda_problem", lambda: problem)
     plan = models.plan_devices("cuda", lm_dtype="bfloat16")
-    assert (plan.torch_device, plan.whisper_device, plan.whisper_compute_type) == ("cuda", "cpu", "int8")
-    assert plan.whisper_note == problem and plan.onnx_providers[0] == "CUDAExecutionProvider"
+    assert (plan.torch_device, plan.asr.device, plan.asr.compute_type) == ("cuda", "cpu", "int8")
+    assert plan.asr.note == problem and plan.onnx_providers[0] == "CUDAExecutionProvider"
 
     monkeypatch.setattr(models, "whisper_cuda_problem", lambda: None)
     plan = models.plan_devices("auto", lm_dtype="bfloat16")
-    assert (plan.whisper_device, plan.whisper_compute_type, plan.whisper_note) == ("cuda", "float16", "")
+    assert (plan.asr.device, plan.asr.compute_type, plan.asr.note) == ("cuda", "float16", "")
+
+
+def test_moonshine_stays_on_the_cpu_when_onnxruntime_has_no_cuda_provider(monkeypatch):
+    """The lock installs onnxruntime's CPU build: with a GPU, the LM goes there and Moonshine says why it does not."""
+    monkeypatch.setattr(models, "cuda_available", lambda: True)
+    plan = models.plan_devices("cuda", lm_dtype="bfloat16", asr_engine="moonshine")
+    assert (plan.torch_device, plan.asr.device) == ("cuda", "cpu")
+    assert "no CUDA provider" in plan.asr.note and "moonshine on cpu" in plan.asr.describe()
 
 
 def test_a_missing_library_is_reported_not_raised():

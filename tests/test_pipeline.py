@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import re
 import threading
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from voiceos.pipeline import Pipeline, SentenceSpan, TurnResult, clean_text
 from voiceos.textnorm import word_error_rate
 
 LIBRIVOX = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech" / "librivox_cmusphinx"
+JFK_LINE = "and so my fellow americans ask not what your country can do for you ask what you can do for your country"
 
 
 def _manifest() -> list[dict[str, str]]:
@@ -107,8 +107,7 @@ def test_listen_reads_any_rate_and_channel_count(pipeline):
     assert pipeline.transcriber.transcribe(samples).text
     result = pipeline.listen(jfk)
     # his pauses (0.6 s and more) end utterances, each transcribed alone: "Ask not! What your country ..."
-    words = re.sub(r"[^a-z ]", " ", result.transcript.lower()).split()
-    assert "ask not what your country can do for you" in " ".join(words)
+    assert word_error_rate(JFK_LINE, result.transcript) <= 0.2, result.transcript
 
 
 def test_cancelling_mid_reply_stops_synthesis_and_remembers_nothing(pipeline):

@@ -17,11 +17,20 @@ from voiceos.daemon.turn_controller import (
     Publish,
     Speculate,
     StartReply,
+    TranscribePartial,
     TurnController,
     TurnPolicy,
 )
 from voiceos.events import SpeechEndedEvent, SpeechStartedEvent
-from voiceos.vad import SpeechDiscarded, SpeechEnded, SpeechPaused, SpeechStarted, TurnCheck, Utterance
+from voiceos.vad import (
+    SpeechDiscarded,
+    SpeechEnded,
+    SpeechGrowing,
+    SpeechPaused,
+    SpeechStarted,
+    TurnCheck,
+    Utterance,
+)
 
 
 def utterance(start_s: float, end_s: float, voiced_s: float | None = None) -> Utterance:
@@ -231,3 +240,21 @@ def test_hold_reply_actions_carry_the_paused_utterance(controller):
     paused = utterance(1.0, 2.0)
     hold = controller.on_vad_event(SpeechPaused(paused))[1]
     assert isinstance(hold, HoldReply) and hold.utterance is paused
+
+
+def test_words_while_the_user_speaks_are_transcribed_only_when_nothing_else_runs(controller):
+    controller.on_vad_event(SpeechStarted(1.0))
+    so_far = utterance(1.0, 1.4)
+    assert controller.on_vad_event(SpeechGrowing(so_far)) == [TranscribePartial(so_far)]
+    controller.on_vad_event(SpeechEnded(utterance(1.0, 2.0)))  # a turn thinks now: the models are busy
+    controller.on_vad_event(SpeechStarted(3.0))
+    assert controller.on_vad_event(SpeechGrowing(utterance(3.0, 3.4))) == []
+
+
+def test_talking_on_after_a_pause_drops_the_reply_held_there_at_once(controller):
+    controller.on_vad_event(SpeechStarted(1.0))
+    actions = controller.on_vad_event(SpeechPaused(utterance(1.0, 2.0)))
+    held = actions[1].turn
+    more = utterance(1.0, 2.5)
+    assert controller.on_vad_event(SpeechGrowing(more)) == [TranscribePartial(more)]
+    assert held.cancel.is_set() and controller.held is None and controller.phase is Phase.LISTENING

@@ -28,6 +28,7 @@ from voiceos.config import VadOptions
 from voiceos.vad import (
     SpeechDiscarded,
     SpeechEnded,
+    SpeechGrowing,
     SpeechPaused,
     SpeechStarted,
     TurnCheck,
@@ -405,3 +406,21 @@ def test_a_late_verdict_ends_nothing_once_the_user_went_on_or_the_turn_ended() -
 def test_no_checks_without_a_strategy() -> None:
     events = run(load(TRACK), VadOptions())
     assert not any(isinstance(e, TurnCheck) for e in events)
+
+
+# -- words while the user speaks (asr.partial_ms) ----------------------------------------------------------------
+
+
+def test_a_growing_utterance_is_announced_while_the_user_talks_and_each_announcement_is_its_prefix() -> None:
+    samples, _, _ = _first_librivox()
+    seg = VadSegmenter(VadOptions(), grow_ms=300)
+    events = [e for pos in range(0, len(samples), 480) for e in seg.feed(samples[pos : pos + 480])] + seg.flush()
+    growing = [e.utterance for e in events if isinstance(e, SpeechGrowing)]
+    (end,) = ended(events)
+    assert len(growing) >= (end.end_s - end.start_s) / 0.3 - 4  # every 300 ms of talking (pauses skipped)
+    ends = [u.end_s for u in growing]
+    assert ends == sorted(ends) and ends[-1] < end.end_s
+    for utterance in growing:
+        assert utterance.start_s == end.start_s
+        assert np.array_equal(utterance.samples, end.samples[: len(utterance.samples)])
+    assert not any(isinstance(e, SpeechGrowing) for e in run(samples, VadOptions()))  # off by default

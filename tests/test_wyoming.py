@@ -137,11 +137,14 @@ def error_text(events: list[Event]) -> str:
 
 
 # -- what it offers -------------------------------------------------------------------------------------------------
-def test_describe_lists_whisper_each_voice_with_its_emotions_and_the_persona(server, pipeline):
+def test_describe_lists_the_asr_engine_each_voice_with_its_emotions_and_the_persona(server, pipeline):
     events = run(ask(server.port, Describe()))
     info = Info.from_event(events[-1])
     (asr,) = info.asr
-    assert [(m.name, m.languages) for m in asr.models] == [("tiny.en", ["en"])]
+    engine = pipeline.transcriber
+    assert asr.name == f"voiceos-{engine.engine}" and engine.engine.capitalize() in asr.description
+    assert [(m.name, m.languages) for m in asr.models] == [(engine.model_name, ["en"])]
+    assert asr.models[0].description == engine.describe()
     (tts,) = info.tts
     joe = next(v for v in tts.voices if v.name == "joe")
     assert [s.name for s in joe.speakers] == pipeline.voice.emotion_names
@@ -405,7 +408,7 @@ def test_a_non_loopback_address_warns_that_wyoming_has_no_authentication(uri, wa
         assert "no authentication" in warning
 
 
-def test_the_wyoming_command_serves_until_sigterm(no_sound_env):
+def test_the_wyoming_command_serves_until_sigterm(no_sound_env, transcriber):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -433,7 +436,8 @@ def test_the_wyoming_command_serves_until_sigterm(no_sound_env):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, stderr
-    assert f"serving asr (whisper tiny.en), tts (joe), conversation (Milo) on tcp://127.0.0.1:{port}" in stderr
+    serving = f"tts (joe), conversation (Milo) on tcp://127.0.0.1:{port}"
+    assert f"serving asr ({transcriber.describe()}), {serving}" in stderr
     assert "no authentication" not in stderr
 
 

@@ -91,10 +91,29 @@ SEQUENTIAL = {
     "vad": {"speculate_ms": 0},
     "turn": {"end_of_turn": "silence"},
 }
-# the same streaming pipeline with the silence timer alone ending turns, beside the turn model
-SILENCE_ONLY = {"turn": {"end_of_turn": "silence"}}
 # the same pipeline with torch decoding the embedded LM (the decoder before llama.cpp), beside llama.cpp
 TORCH_DECODER = {"dialogue": {"decoder": "torch"}}
+END_OF_TURN = ("silence", "smart_turn", "words")  # voiceos.turn's strategies
+ENGINES = ("whisper", "moonshine")
+RUN_NAMES = {"skill_turns": "skill requests"}  # the summary's name of a run, where not its key's words
+RATIO_NOTES = {"torch_decoder": " (llama.cpp)"}  # what "configured" is, where a run differs in that only
+
+
+def variants(config: Any, decoder: str = "torch") -> dict[str, dict[str, dict[str, Any]]]:
+    """The runs beside the configured one, each as config overrides: the other ASR engine, each other end-of-turn
+    strategy, torch decoding the LM where ``decoder`` (the configured one, see :func:`_decoder`) is llama.cpp, and
+    the plain sequential pipeline."""
+    from voiceos.turn import strategy_name
+
+    runs = {f"asr_{engine}": {"asr": {"engine": engine}} for engine in ENGINES if engine != config.asr.engine}
+    configured = strategy_name(config.turn)
+    for strategy in END_OF_TURN:
+        if strategy != configured:
+            runs[f"end_of_turn_{strategy}"] = {"turn": {"end_of_turn": strategy}}
+    if decoder == "llama_cpp":
+        runs["torch_decoder"] = TORCH_DECODER
+    runs["sequential"] = SEQUENTIAL
+    return runs
 
 
 def run_bench(
@@ -186,6 +205,8 @@ def _analyse(marks, mic, mic_audio, speaker, speaker_audio, clock_offset: float)
                 "first_sentence": round(t.get("first_sentence", 0.0), 1),
                 "tts_first_audio": round(t.get("tts_first_audio", 0.0), 1),
                 "output_buffering": round(e2e - endpointing - model_ms, 1),
+                # end of speech -> the transcript (negative asr_ready: before the end of the turn)
+                "asr_wait": round(endpointing + t.get("asr_ready", t.get("asr", 0.0)), 1),
                 "asr_speculative": bool(t.get("asr_speculative", 0.0)),  # transcribed during the end-of-turn silence
                 "head_start": round(t.get("head_start", 0.0), 1),  # how far the reply had got by the end of the turn
             }
@@ -198,6 +219,8 @@ def _analyse(marks, mic, mic_audio, speaker, speaker_audio, clock_offset: float)
         values = [turn[stage] for turn in per_turn]
         result[f"{stage}_ms_p50"] = _percentile(values, 50)
         result[f"{stage}_ms_p90"] = _percentile(values, 90)
+    for q in (50, 90):
+        result[f"asr_wait_ms_p{q}"] = _percentile([turn["asr_wait"] for turn in per_turn], q)
     ends = result["endpointing_ms_p50"] / result["end_to_first_audio_ms_p50"] if per_turn else float("nan")
     result["endpointing_share_p50"] = round(ends, 2)  # of the wait, how much is deciding that the turn is over
     result["turns_ended_by_model"] = sum(turn["turn_ended_by"] == "model" for turn in per_turn)
@@ -211,9 +234,9 @@ def _analyse(marks, mic, mic_audio, speaker, speaker_audio, clock_offset: float)
 def main(
     config_path: str | None, utterances: int, speech_dir: str | None, baseline: bool = True, *, as_json: bool = False
 ) -> int:
-    """The streaming pipeline; then (``baseline``) the same with the silence timer alone ending turns (when the
-    config uses the turn model), the plain sequential pipeline, what each end-of-turn strategy decides at
-    mid-sentence pauses, and the LM's decoding speed."""
+    """The streaming pipeline as configured, with requests a skill answers measured apart; then (``baseline``) the
+    same with the other ASR engine, each other end-of-turn strategy and (llama.cpp configured) the torch decoder, the
+    plain sequential pipeline, what each strategy decides at mid-sentence pauses, and the LM's decoding speed."""
     from voiceos.bench_lm import lm_throughput
     from voiceos.bench_skills import skill_requests
     from voiceos.config import load_config
@@ -224,25 +247,15 @@ def main(
     config = load_config(config_path)
     # requests a skill answers ("what time is it") on the same daemon: no LM call, so sooner
     result = run_bench(config_path, utterances, speech, skill_requests(config, utterances))
+    result["asr_engine"], result["end_of_turn_strategy"] = config.asr.engine, config.turn.end_of_turn
     if baseline:
         with tempfile.TemporaryDirectory(prefix="voiceos-bench-config-") as tmp:
-            if config.turn.end_of_turn != "silence":
-                silence = run_bench(config_with(config_path, SILENCE_ONLY, Path(tmp)), utterances, speech)
-                result["silence_only"] = {k: v for k, v in silence.items() if k != "machine"}
+            for name, overrides in variants(config, _decoder(config)).items():
+                other = run_bench(config_with(config_path, overrides, Path(tmp)), utterances, speech)
+                result[name] = {k: v for k, v in other.items() if k != "machine"}
                 for q in ("p50", "p90"):
-                    ours, plain = result[f"end_to_first_audio_ms_{q}"], silence[f"end_to_first_audio_ms_{q}"]
-                    result[f"silence_only_over_configured_{q}"] = round(plain / ours, 2) if ours else None
-            if _decoder(config) == "llama_cpp":
-                other = run_bench(config_with(config_path, TORCH_DECODER, Path(tmp)), utterances, speech)
-                result["torch_decoder"] = {k: v for k, v in other.items() if k != "machine"}
-                for q in ("p50", "p90"):
-                    ours, plain = result[f"end_to_first_audio_ms_{q}"], other[f"end_to_first_audio_ms_{q}"]
-                    result[f"torch_decoder_over_configured_{q}"] = round(plain / ours, 2) if ours else None
-            sequential = run_bench(config_with(config_path, SEQUENTIAL, Path(tmp)), utterances, speech)
-        result["sequential"] = {k: v for k, v in sequential.items() if k != "machine"}
-        for q in ("p50", "p90"):
-            ours, plain = result[f"end_to_first_audio_ms_{q}"], sequential[f"end_to_first_audio_ms_{q}"]
-            result[f"sequential_over_streaming_{q}"] = round(plain / ours, 2) if ours else None
+                    ours, theirs = result[f"end_to_first_audio_ms_{q}"], other[f"end_to_first_audio_ms_{q}"]
+                    result[f"{name}_over_configured_{q}"] = round(theirs / ours, 2) if ours else None
         result["end_of_turn"] = compare_strategies(config, speech or DEFAULT_SPEECH)
         result["lm"] = lm_throughput(config, config_path=config_path)
         result["lm"]["through_server"] = first_token_through_server(config)  # dialogue.backend: openai
@@ -263,51 +276,41 @@ def _decoder(config: Any) -> str:
 def summary(result: dict[str, Any]) -> str:
     """The figures a person reads first, one per line (``--json`` has everything, per turn included)."""
     lines = [f"utterances: {result['utterances']}"]
-    runs = (
-        ("streaming", result),
-        ("silence only", result.get("silence_only")),
-        ("torch decoder", result.get("torch_decoder")),
-        ("sequential", result.get("sequential")),
-        ("skill requests", result.get("skill_turns")),
-    )
-    for name, run in runs:
-        if run:
-            p50, p90 = run["end_to_first_audio_ms_p50"], run["end_to_first_audio_ms_p90"]
-            stages = "  ".join(f"{stage} {run[f'{stage}_ms_p50']:.0f}" for stage in STAGES)
-            lines.append(f"{name}: end of speech -> first reply audio p50 {p50:.0f} ms, p90 {p90:.0f} ms")
-            if run.get("head_start_ms_p50"):
-                stages += f"  (reply head start {run['head_start_ms_p50']:.0f})"
-            lines.append(f"  stage p50 (ms): {stages}")
-            faults = {key: count for key, count in run.get("audio_faults", {}).items() if count}
-            lines.append(f"  audio faults: {faults or 'none'}")
-    if "turns_ended_by_model" in result:
-        lines.append(
-            f"turns ended by the turn model: {result['turns_ended_by_model']} of {result['utterances']}; "
-            f"endpointing is {result['endpointing_share_p50']:.0%} of the wait (p50)"
-        )
-    if "silence_only_over_configured_p50" in result:
-        lines.append(
-            f"silence only / configured: {result['silence_only_over_configured_p50']}x at p50, "
-            f"{result['silence_only_over_configured_p90']}x at p90"
-        )
+    configured = f"configured ({result.get('asr_engine', '?')}, end of turn {result.get('end_of_turn_strategy', '?')})"
+    runs = [("", configured, result)] + [
+        (key, RUN_NAMES.get(key, key.replace("_", " ")), run) for key, run in result.items() if _is_run(run)
+    ]
+    for key, name, run in runs:
+        p50, p90 = run["end_to_first_audio_ms_p50"], run["end_to_first_audio_ms_p90"]
+        stages = "  ".join(f"{stage} {run[f'{stage}_ms_p50']:.0f}" for stage in STAGES)
+        lines.append(f"{name}: end of speech -> first reply audio p50 {p50:.0f} ms, p90 {p90:.0f} ms")
+        if run.get("head_start_ms_p50"):
+            stages += f"  (reply head start {run['head_start_ms_p50']:.0f})"
+        if "asr_wait_ms_p50" in run:
+            stages += f"  (transcript {run['asr_wait_ms_p50']:.0f} after the end of speech)"
+        lines.append(f"  stage p50 (ms): {stages}")
+        if "endpointing_share_p50" in run:
+            lines.append(
+                f"  turns ended by the turn model: {run.get('turns_ended_by_model', 0)} of {run['utterances']}; "
+                f"endpointing is {run['endpointing_share_p50']:.0%} of the wait (p50)"
+            )
+        faults = {fault: count for fault, count in run.get("audio_faults", {}).items() if count}
+        lines.append(f"  audio faults: {faults or 'none'}")
+        if f"{key}_over_configured_p50" in result:
+            lines.append(
+                f"  {name} / configured{RATIO_NOTES.get(key, '')}: {result[f'{key}_over_configured_p50']}x at p50, "
+                f"{result[f'{key}_over_configured_p90']}x at p90"
+            )
     for decided in result.get("end_of_turn", {}).values():
+        at_five = decided.get("delay_at_5pct_false_cut_ins_ms")
         lines.append(
             f"end of turn on {decided['mid_sentence_pauses']} mid-sentence pauses: {decided['strategy']}: false "
             f"cut-ins {decided['false_cut_in_rate']:.1%}, finished turns over after {decided['end_delay_ms_p50']} ms"
+            + (f"; at 5% false cut-ins: {at_five} ms" if at_five is not None else "")
         )
     if "lm_over_skill_p50" in result:
         lines.append(
             f"LM turns / skill turns: {result['lm_over_skill_p50']}x at p50, {result['lm_over_skill_p90']}x at p90"
-        )
-    if "torch_decoder_over_configured_p50" in result:
-        lines.append(
-            f"torch decoder / configured (llama.cpp): {result['torch_decoder_over_configured_p50']}x at p50, "
-            f"{result['torch_decoder_over_configured_p90']}x at p90"
-        )
-    if "sequential_over_streaming_p50" in result:
-        lines.append(
-            f"sequential / streaming: {result['sequential_over_streaming_p50']}x at p50, "
-            f"{result['sequential_over_streaming_p90']}x at p90"
         )
     lm = result.get("lm")
     if lm:
@@ -351,3 +354,7 @@ def summary(result: dict[str, Any]) -> str:
                 f"{served['tokens_per_s']} tok/s (in process: {lm['first_token_ms']} ms, {lm['tokens_per_s']} tok/s)"
             )
     return "\n".join(lines)
+
+
+def _is_run(value: Any) -> bool:
+    return isinstance(value, dict) and "end_to_first_audio_ms_p50" in value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -12,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from voiceos import __version__
+from voiceos.asr import ENGINES
 from voiceos.config import Config, load_config
 from voiceos.errors import ConfigError, VoiceosError
 
@@ -52,8 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument("--out", metavar="FILE.wav", help="also write the spoken reply to this WAV file")
     listen.add_argument("--no-play", action="store_true", help="do not play the reply")
 
-    transcribe = sub.add_parser("transcribe", help="transcribe audio files with Whisper")
+    transcribe = sub.add_parser("transcribe", help="transcribe audio files (asr.engine: Whisper or Moonshine)")
     transcribe.add_argument("files", nargs="+", metavar="FILE")
+    transcribe.add_argument("--engine", choices=ENGINES, help="the ASR engine (default: asr.engine)")
     transcribe.add_argument("--jsonl", action="store_true", help="one JSON object per line")
 
     devices = sub.add_parser("devices", help="list audio devices as sounddevice sees them")
@@ -208,12 +211,17 @@ def cmd_listen(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_transcribe(args: argparse.Namespace, config: Config) -> int:
-    from voiceos.asr import Transcriber
+    from voiceos.asr import load_transcriber
     from voiceos.audio.files import read_audio
     from voiceos.models import plan_for
 
-    plan = plan_for(config)
-    transcriber = Transcriber.load(config.asr, plan, cpu_threads=config.runtime.threads)
+    if args.engine:
+        try:
+            config = dataclasses.replace(config, asr=dataclasses.replace(config.asr, engine=args.engine))
+        except ValueError as err:  # the options refuse the pair (moonshine and another language than English)
+            raise ConfigError(f"--engine {args.engine}: {err}") from None
+    transcriber = load_transcriber(config.asr, plan_for(config))
+    log.info("transcribing with %s", transcriber.describe())
     failures = 0
     for path in args.files:
         try:
@@ -226,7 +234,12 @@ def cmd_transcribe(args: argparse.Namespace, config: Config) -> int:
             continue
         transcript = transcriber.transcribe(samples)
         if args.jsonl:
-            record = {"path": path, "text": transcript.text, "seconds": round(transcript.duration_s, 3)}
+            record = {
+                "path": path,
+                "text": transcript.text,
+                "seconds": round(transcript.duration_s, 3),
+                "engine": transcriber.engine,
+            }
             print(json.dumps(record, ensure_ascii=False), flush=True)
         else:
             print(f"{path}: {transcript.text}", flush=True)

@@ -83,7 +83,9 @@ class VadOptions:
 class TurnOptions:
     """When a pause ends the user's turn (voiceos.turn): the silence timer alone, or a turn-completion model."""
 
-    end_of_turn: str = _choice("auto", "smart_turn", "silence", default="auto")  # auto: smart_turn where it loads
+    # silence: vad.hangover_ms alone; smart_turn: the turn-completion model (auto: smart_turn where it loads, else
+    # silence); words: the pause's transcript ends the turn when it ends a sentence (voiceos.turn.words)
+    end_of_turn: str = _choice("auto", "smart_turn", "silence", "words", default="auto")
     check_ms: int = _range(200, 30, 5000)  # silence after which the turn model is asked whether the turn is complete
     threshold: float = _range(0.9, 0.0, 1.0)  # its probability of "complete" that ends the turn there
     max_silence_ms: int = _range(800, 0, 10000)  # with the model: silence that ends a turn it called incomplete
@@ -116,14 +118,36 @@ class WakeOptions:
 
 @dataclass(frozen=True)
 class AsrOptions:
-    model: str = "tiny.en"  # embedded when it is tiny.en; else any faster-whisper size name, hub id or local dir
+    """Speech recognition (voiceos.asr): the engine, its model, and the settings each engine reads."""
+
+    engine: str = _choice("whisper", "moonshine", default="moonshine")
+    # auto: the engine's embedded model (Whisper tiny.en, Moonshine tiny-en); whisper: any faster-whisper size name,
+    # hub id or local CTranslate2 dir; moonshine: a local dir with its ONNX files and tokenizer.bin
+    model: str = "auto"
     language: str | None = "en"
+    threads: int = _range(0, 0, 256)  # CPU threads for the engine; 0: runtime.threads (or the library's choice)
+    # the daemon transcribes the utterance so far every this much talking (0: only at pauses); engines whose cost
+    # grows with the audio only (moonshine): Whisper's 30 s window would cost ~300 ms a time
+    partial_ms: int = _range(400, 0, 10000)
+    # whisper only:
     compute_type: str = "auto"  # auto: int8 on CPU, float16 on CUDA
     beam_size: int = _range(1, 1, 16)
-    # Re-decode a clip that looks bad at temperatures 0.2 ... 1.0 (faster-whisper's default): on hard speech that
-    # tripled the slowest transcriptions (p90 445 -> 1046 ms at 0 dB SNR) for one word in 240 (benchmarks/asr_tail.py)
+    # Re-decode every clip that looks bad (low log-probability too) at temperatures 0.2 ... 1.0 (faster-whisper's
+    # default): on noisy speech that tripled the slowest transcriptions (benchmarks/asr_tail.py)
     temperature_fallback: bool = False
+    # Re-decode (at those temperatures) only a decode that loops: repeated words or a compressible text
+    loop_guard: bool = True
     download_root: str | None = None
+    # moonshine only: at most this many tokens per second of audio (and a few more), so a decode cannot run on
+    max_tokens_per_s: float = _range(6.5, 1.0, 50.0)
+    min_audio_s: float = _range(1.0, 0.0, 10.0)  # shorter clips are padded with silence to this length
+    # a transcript whose mean token log-probability is below this is transcribed again by Whisper tiny.en (loaded
+    # beside it, with the whisper keys above); null: never. Moonshine is unsure of half the non-native recordings.
+    fallback_below: float | None = _range(-0.2, -10.0, 0.0)
+
+    def __post_init__(self) -> None:
+        if self.engine == "moonshine" and self.language not in (None, "en"):
+            raise ValueError(f"engine moonshine (tiny-en) transcribes English only, not language {self.language!r}")
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ def _versions() -> str:
         "transformers",
         "faster-whisper",
         "ctranslate2",
+        "moonshine-voice",
         "piper-tts",
         "onnxruntime",
         "sounddevice",
@@ -90,16 +91,20 @@ def _device_plan(config: Config) -> str:
     from voiceos.models import plan_for
 
     plan = plan_for(config)
-    note = f" ({plan.whisper_note})" if plan.whisper_note else ""
-    return (
-        f"whisper on {plan.whisper_device}/{plan.whisper_compute_type}{note}, LM on {plan.torch_device}/{plan.lm_dtype}"
-    )
+    return f"ASR {plan.asr.describe()}, LM on {plan.torch_device}/{plan.lm_dtype}"
 
 
-def _whisper(config: Config) -> str:
-    from voiceos.models import resolve_whisper_model
+def _asr_model(config: Config) -> str:
+    """The engine in use and where its model is (found, not loaded)."""
+    from voiceos.models import resolve_moonshine_model, resolve_whisper_model
 
-    return f"{config.asr.model} -> {resolve_whisper_model(config.asr.model)}"
+    asr = config.asr
+    if asr.engine == "whisper":
+        return f"whisper {asr.model} -> {resolve_whisper_model(asr.model)}"
+    found = f"moonshine {asr.model} -> {resolve_moonshine_model(asr.model)}"
+    if asr.fallback_below is not None:
+        found += f"; unsure transcripts (< {asr.fallback_below:g}): whisper tiny.en -> {resolve_whisper_model('auto')}"
+    return found
 
 
 def _lm(config: Config) -> str:
@@ -203,7 +208,7 @@ def run_checks(config: Config) -> list[Check]:
         _check("lock", _lock, required=False),
         _check("cuda", _cuda, required=False),
         _check("device plan", lambda: _device_plan(config)),
-        _check("whisper model", lambda: _whisper(config)),
+        _check("asr model", lambda: _asr_model(config)),
         _check("dialogue model", lambda: _lm(config)),
         *([_check("dialogue server", lambda: _dialogue_server(config))] if config.dialogue.backend == "openai" else []),
         *([_check("dialogue decoder", lambda: _decoder(config))] if config.dialogue.backend == "embedded" else []),

@@ -62,6 +62,16 @@ class TranscriptEvent(Event):
 
 
 @dataclass(frozen=True)
+class PartialTranscriptEvent(Event):
+    """The words so far of an utterance the user is still speaking (asr.partial_ms; engines whose cost grows with
+    the audio only): interim, the ``transcript`` event has the turn's words."""
+
+    name: ClassVar[str] = "partial_transcript"
+    text: str
+    stream_s: float = 0.0  # where the words so far end in the microphone stream
+
+
+@dataclass(frozen=True)
 class UtteranceIgnored(Event):
     """An utterance not addressed to the assistant (wake.mode: name): dropped unanswered. Only its length is told:
     what it said is never logged, kept or published."""

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from voiceos.alarms.chime import chime as alarm_chime
-from voiceos.asr import SAMPLE_RATE, Transcriber, Transcript
+from voiceos.asr import SAMPLE_RATE, Transcriber, Transcript, load_transcriber
 from voiceos.audio.files import read_audio
 from voiceos.clock import Clock, SystemClock
 from voiceos.config import Config
@@ -180,8 +180,8 @@ class Pipeline:
 
         with tqdm(total=len(stages), desc="loading models", unit="model", leave=False, disable=None) as bar:
             if "asr" in stages:
-                bar.set_postfix_str(f"whisper {config.asr.model}")
-                pipeline.transcriber = Transcriber.load(config.asr, plan, cpu_threads=config.runtime.threads)
+                bar.set_postfix_str(f"{config.asr.engine} {config.asr.model}")
+                pipeline.transcriber = load_transcriber(config.asr, plan)
                 bar.update()
             if "lm" in stages:
                 bar.set_postfix_str(f"dialogue LM {config.dialogue.model}")
@@ -395,7 +395,7 @@ class Pipeline:
         return self.transcriber.transcribe(self.read_speech(path))
 
     def listen(self, path: str | Path, on_audio: AudioSink | None = None) -> ListenResult:
-        """Treat a file as microphone input: VAD finds the speech, Whisper transcribes it, the assistant answers."""
+        """Treat a file as microphone input: VAD finds the speech, ASR transcribes it, the assistant answers."""
         return self.listen_samples(self.read_speech(path), str(path), on_audio)
 
     def listen_samples(self, samples: np.ndarray, name: str, on_audio: AudioSink | None = None) -> ListenResult:
@@ -408,7 +408,7 @@ class Pipeline:
         return ListenResult(transcript, utterances, turn)
 
     def find_speech(self, samples: np.ndarray, name: str) -> tuple[str, list[Utterance], dict[str, float]]:
-        """VAD then Whisper over 16 kHz samples: the transcript, the utterances and the vad/asr timings (ms).
+        """VAD then ASR over 16 kHz samples: the transcript, the utterances and the vad/asr timings (ms).
 
         No speech, or nothing intelligible in it, is an :class:`AudioInputError` naming ``name``.
         """

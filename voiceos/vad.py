@@ -20,6 +20,8 @@ Conventions (all times in seconds from the first sample fed since construction, 
 - An utterance ends at the end of its last voiced frame no more than ``TAIL_MS`` after its last loud one, so a soft
   word ending stays in; the hangover audio is *not* included. Those frames are all heard by the time of the pause
   (``SpeechPaused`` waits at least ``TAIL_MS``), so the pause's samples are the end's.
+- With ``grow_ms`` (words while the user speaks, ``asr.partial_ms``), :class:`SpeechGrowing` comes every that much
+  utterance time while the user is talking, with the utterance so far, for a partial transcript.
 - With ``check_ms`` (an end-of-turn strategy, voiceos.turn), :class:`TurnCheck` comes after that much silence:
   the strategy's verdict may end the turn there (:meth:`VadSegmenter.end_turn`) before the hangover does.
 - An utterance with less than ``min_speech_ms`` of voiced frames is dropped: :class:`SpeechDiscarded` replaces
@@ -51,6 +53,7 @@ LEVEL_PERCENTILE = 0.9  # the utterance's speech level: this percentile of its v
 __all__ = [
     "SpeechDiscarded",
     "SpeechEnded",
+    "SpeechGrowing",
     "SpeechStarted",
     "TurnCheck",
     "Utterance",
@@ -97,6 +100,14 @@ class SpeechPaused:
 
 
 @dataclass(frozen=True)
+class SpeechGrowing:
+    """The user is still talking: ``utterance`` is what they said so far (to the last voiced frame), for a partial
+    transcript. Its samples are not those of the end (more will come)."""
+
+    utterance: Utterance
+
+
+@dataclass(frozen=True)
 class TurnCheck:
     """Silence has lasted ``check_ms``: is the turn complete? ``audio`` is all of the open utterance heard so far,
     the pause included (what a turn-completion model hears); ``utterance`` is what :class:`SpeechEnded` carries if
@@ -118,7 +129,7 @@ class SpeechDiscarded:
     end_s: float
 
 
-VadEvent = SpeechStarted | SpeechPaused | TurnCheck | SpeechEnded | SpeechDiscarded
+VadEvent = SpeechStarted | SpeechGrowing | SpeechPaused | TurnCheck | SpeechEnded | SpeechDiscarded
 
 
 def _as_float_and_pcm(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -140,9 +151,10 @@ def _as_float_and_pcm(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class VadSegmenter:
     """Incremental endpointer; feed any chunk sizes, get the same events as feeding everything at once."""
 
-    def __init__(self, options: VadOptions | None = None, *, check_ms: int = 0) -> None:
+    def __init__(self, options: VadOptions | None = None, *, check_ms: int = 0, grow_ms: int = 0) -> None:
         self.options = options or VadOptions()
         self.check_ms = check_ms
+        self.grow_ms = grow_ms
         o = self.options
         self._frame_len = o.sample_rate * o.frame_ms // 1000
         # Trigger: `need` voiced frames (covering start_ms, at least one) within a window twice that long.
@@ -157,6 +169,7 @@ class VadSegmenter:
         # 0: never; else not before the tail is complete, and before the hangover ends the turn anyway
         self._check = max(math.ceil(check_ms / o.frame_ms), self._tail) if check_ms else 0
         self._max_frames = max(self._window + 1, int(o.max_utterance_s * 1000 // o.frame_ms))
+        self._grow = math.ceil(grow_ms / o.frame_ms) if grow_ms else 0  # 0: never
         self._warmup = math.ceil(WARMUP_MS / o.frame_ms)
         self.reset()
 
@@ -177,6 +190,7 @@ class VadSegmenter:
         self._levels: list[float] = []  # the open utterance's voiced frames' energy (dB), sorted
         self._voiced = 0
         self._silence_run = 0  # frames since the last loud voiced frame
+        self._grown_at = 0  # the frame index of the last SpeechGrowing (or of the start)
 
     def feed(self, samples: np.ndarray, heard: np.ndarray | None = None) -> list[VadEvent]:
         """Add audio (float32 in [-1, 1] or int16, mono, any length); returns the events it completed.
@@ -236,6 +250,10 @@ class VadSegmenter:
                 self._silence_run += 1
         else:
             self._silence_run += 1
+        growing = not self._silence_run and self._grow and i - self._grown_at >= self._grow
+        if growing and self._voiced >= self._min_voiced:  # (not for what may still be a click)
+            self._grown_at = i
+            events.append(SpeechGrowing(self._pause_utterance()))
         if self._silence_run:
             if self._silence_run >= self._hangover:
                 self._close(events, forced=False)
@@ -251,6 +269,7 @@ class VadSegmenter:
             if not pausing:  # still talking: the next utterance starts with the next frame
                 self._triggered = True
                 self._utt_start = i + 1
+                self._grown_at = i + 1
                 self._last_voiced = self._last_loud = i
                 events.append(SpeechStarted(self._time(i + 1)))
 
@@ -294,6 +313,7 @@ class VadSegmenter:
         self._voiced = sum(ring[onset - (i - len(ring) + 1) :])
         self._last_voiced = self._last_loud = i
         self._silence_run = 0
+        self._grown_at = i
         self._triggered = True
         self._ring.clear()
         self._history.clear()

@@ -48,12 +48,14 @@ from voiceos.daemon.turn_controller import (
     Publish,
     Speculate,
     StartReply,
+    TranscribePartial,
     TurnController,
     TurnPolicy,
 )
 from voiceos.errors import AudioInputError, VoiceosError
 from voiceos.events import (
     ErrorEvent,
+    PartialTranscriptEvent,
     SpeakingEnded,
     SpeakingStarted,
     StateChanged,
@@ -65,7 +67,7 @@ from voiceos.pipeline import Pipeline, TurnResult
 from voiceos.privacy import TranscriptLog
 from voiceos.skills import AlarmControl
 from voiceos.turn import EndOfTurn
-from voiceos.vad import SpeechStarted, VadEvent
+from voiceos.vad import SpeechStarted, Utterance, VadEvent
 from voiceos.wake import load_turn_start
 
 log = logging.getLogger(__name__)
@@ -103,10 +105,16 @@ class Assistant:
         self._unaddressed: tuple[str, float] | None = None  # the last utterance not for it, and where it ended
         self._speech_started_at = 0.0  # self.clock() at the latest start of speech
         self._turn_task: asyncio.Task | None = None  # the task of the last turn started
-        self._speculation = SpeculativeTranscription(self._models, lambda x: self.pipeline.transcriber.transcribe(x))
+        self._speculation = SpeculativeTranscription(
+            self._models,
+            lambda x: self.pipeline.transcriber.transcribe(x),
+            self._heard_so_far,
+            lambda x: self.pipeline.transcriber.transcribe_partial(x),
+        )
         self._audio_lost_because = ""  # the audio loop's error when the devices were last lost
         output_rate = self.config.audio.output_sample_rate or pipeline.tts.sample_rate
-        self.audio = AudioLoop(self.config, output_rate, self, end_of_turn)
+        partials = getattr(pipeline.transcriber, "incremental", False)  # (only where a call costs what audio does)
+        self.audio = AudioLoop(self.config, output_rate, self, end_of_turn, partials=partials)
         self._turn_completion = TurnCompletion(self.audio.end_of_turn, bus.publish)
         self.transcripts = TranscriptLog() if self.config.privacy.save_transcripts else None
         self.alarms: AlarmRinger | None = None
@@ -185,6 +193,13 @@ class Assistant:
             self._carry_out(self.controller.on_vad_event(event))
         self._carry_out(self.controller.on_voiced(voiced_s))
 
+    def _heard_so_far(self, utterance: Utterance, transcript: Any) -> None:
+        """(model thread) A partial transcript of the utterance the user is still speaking: published only when the
+        utterance is known to be for the assistant before it ends (wake.mode always, or a follow-up); with the name
+        rule its words stay unpublished, since it may turn out not to be (the name may come last)."""
+        if transcript.text and self.turn_start.open_at(self._speech_started_at):
+            self.bus.publish_threadsafe(PartialTranscriptEvent(transcript.text, stream_s=utterance.end_s))
+
     def _end_turn_at(self, span: tuple[float, float]) -> list[VadEvent]:
         return self.audio.vad.end_turn(span)  # the endpointer in use now (a reload may have replaced it)
 
@@ -197,10 +212,13 @@ class Assistant:
             match action:
                 case Publish(event):
                     self.bus.publish(event)
+                case TranscribePartial(utterance):
+                    self._speculation.grow(utterance)
                 case Speculate(utterance):
                     self._speculation.start(utterance)
                 case DropSpeculation():
                     self._speculation.drop()
+                    self._speculation.end_utterance()
                 case CheckEndOfTurn(check):
                     words = self._speculation.peek(check.span)  # the pause's transcript, for turn.text_check
                     self._turn_completion.check(check, words, self._end_turn_at, self._on_turn_ended)
@@ -211,6 +229,7 @@ class Assistant:
                     self._start_task(turn, self._run_audio_turn(turn, utterance.samples, transcription, span=span))
                 case CommitReply(turn, utterance, current):
                     self._speculation.claim(utterance)  # (the held reply has its transcription)
+                    self._speculation.end_utterance()
                     if current:
                         self._turn_task = turn.task
                     turn.commit(self.bus.publish)
@@ -223,6 +242,7 @@ class Assistant:
                     turn.words = asyncio.get_running_loop().create_future()
                     samples = None if utterance is None else utterance.samples
                     transcription = None if utterance is None else self._speculation.claim(utterance)
+                    self._speculation.end_utterance()
                     span = None if utterance is None else (utterance.start_s, utterance.end_s)
                     self._start_task(turn, self._run_audio_turn(turn, samples, transcription, resumes, span=span))
                     self._turn_task = turn.task
@@ -318,6 +338,7 @@ class Assistant:
             timings = {
                 "endpointing": float(self.config.vad.hangover_ms),
                 "asr": asr_ms,
+                "asr_ready": asr_ms,  # after the end of the turn (a head start's may be negative: turn.py)
                 "asr_speculative": float(used_speculation),  # 1: transcribed during the end-of-turn silence
             }
             return await self.respond(text, "microphone", extra_timings=timings, turn=turn)

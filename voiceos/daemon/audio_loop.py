@@ -115,9 +115,16 @@ def close_devices(player: ChunkPlayer | None, microphone: Microphone | None, res
 
 class AudioLoop:
     def __init__(
-        self, config: Config, output_rate: int, listener: SpeechListener, end_of_turn: EndOfTurn | None = None
+        self,
+        config: Config,
+        output_rate: int,
+        listener: SpeechListener,
+        end_of_turn: EndOfTurn | None = None,
+        *,
+        partials: bool = False,
     ) -> None:
         self.config = config
+        self.partials = partials  # announce the growing utterance every asr.partial_ms (words while the user speaks)
         self.end_of_turn: EndOfTurn = end_of_turn or SilenceOnly()
         self.output_rate = output_rate
         self.listener = listener
@@ -151,7 +158,10 @@ class AudioLoop:
 
     def _segmenter(self, config: Config) -> VadSegmenter:
         """The endpointer under the end-of-turn strategy (its hangover, and when it asks about a pause)."""
-        return VadSegmenter(self.end_of_turn.vad_options(config.vad), check_ms=self.end_of_turn.check_ms)
+        grow_ms = config.asr.partial_ms if self.partials else 0
+        return VadSegmenter(
+            self.end_of_turn.vad_options(config.vad), check_ms=self.end_of_turn.check_ms, grow_ms=grow_ms
+        )
 
     # -- state ---------------------------------------------------------------------------------------------------
     def output_name(self) -> str | None:

@@ -63,7 +63,7 @@ class ControlCommands:
                 "lost": a.audio.lost,
             },
             "models": {
-                "asr": p.config.asr.model,
+                "asr": p.transcriber.describe() if p.transcriber is not None else p.config.asr.engine,
                 "lm": getattr(p.lm, "name", p.config.dialogue.model),
                 "voice": p.voice.name if p.voice else p.config.tts.voice,
                 "device": p.plan.torch_device if hasattr(p.plan, "torch_device") else str(p.plan),

@@ -101,7 +101,8 @@ class Turn:
 
     def head_start_timings(self, timings: dict[str, float]) -> dict[str, float]:
         """A committed head start's timings as if counted from the end of the turn: work done before it is 0, and
-        ``head_start`` says how much the reply had run by then (``asr``: what was left of Whisper after it)."""
+        ``head_start`` says how much the reply had run by then (``asr``: what was left of the ASR after it;
+        ``asr_ready``: when the transcript was there, negative when before the end of the turn)."""
         if not self.head_start or not self.committed_at:
             return timings
         ahead = max(0.0, (self.committed_at - self.reply_started_at) * 1000) if self.reply_started_at else 0.0
@@ -110,6 +111,7 @@ class Turn:
             if key in shifted:
                 shifted[key] = max(0.0, shifted[key] - ahead)
         if self.asr_done_at:
-            shifted["asr"] = max(0.0, (self.asr_done_at - self.committed_at) * 1000)
+            shifted["asr_ready"] = (self.asr_done_at - self.committed_at) * 1000
+            shifted["asr"] = max(0.0, shifted["asr_ready"])
         shifted["head_start"] = ahead
         return shifted

@@ -5,6 +5,8 @@ publish an event). Nothing here touches asyncio, a model or a device, so the pol
 
 The policy, in words:
 
+- While the user talks, the utterance so far is transcribed now and then, when nothing else runs (words while the
+  user speaks: :mod:`voiceos.daemon.speculation`); speech after a pause drops the reply held at that pause.
 - A pause in the user's speech starts a speculative transcription and, when nothing else runs, a *held* reply (the
   reply's head start, :mod:`voiceos.daemon.turn`). If the turn then ends with exactly those samples, the held reply
   is committed and plays; if the user goes on, it is dropped and leaves no trace.
@@ -25,7 +27,16 @@ from voiceos.config import Config
 from voiceos.daemon.interruption import MinSpeechInterruption
 from voiceos.daemon.turn import Turn
 from voiceos.events import SpeechEndedEvent, SpeechStartedEvent
-from voiceos.vad import SpeechDiscarded, SpeechEnded, SpeechPaused, SpeechStarted, TurnCheck, Utterance, VadEvent
+from voiceos.vad import (
+    SpeechDiscarded,
+    SpeechEnded,
+    SpeechGrowing,
+    SpeechPaused,
+    SpeechStarted,
+    TurnCheck,
+    Utterance,
+    VadEvent,
+)
 
 log = logging.getLogger(__name__)
 # Any voice over an alarm's notice stops it (the user heard it: "stop", "thanks"), but not a blip of the chime's own
@@ -53,6 +64,13 @@ class Publish:
 @dataclass(frozen=True)
 class Speculate:
     """Transcribe the utterance so far (the user paused): speculative ASR."""
+
+    utterance: Utterance
+
+
+@dataclass(frozen=True)
+class TranscribePartial:
+    """Transcribe the utterance so far (the user is still talking): words while the user speaks."""
 
     utterance: Utterance
 
@@ -105,7 +123,17 @@ class Interrupted:
     reason: str
 
 
-Action = Publish | Speculate | DropSpeculation | CheckEndOfTurn | HoldReply | CommitReply | StartReply | Interrupted
+Action = (
+    Publish
+    | Speculate
+    | TranscribePartial
+    | DropSpeculation
+    | CheckEndOfTurn
+    | HoldReply
+    | CommitReply
+    | StartReply
+    | Interrupted
+)
 
 
 @dataclass(frozen=True)
@@ -171,6 +199,8 @@ class TurnController:
     def on_vad_event(self, event: VadEvent) -> list[Action]:
         if isinstance(event, SpeechStarted):
             return [Publish(SpeechStartedEvent(stream_s=event.time_s)), *self._user_started_speaking()]
+        if isinstance(event, SpeechGrowing):
+            return self._growing(event.utterance)
         if isinstance(event, SpeechPaused):
             return self._paused(event.utterance)
         if isinstance(event, TurnCheck):  # is the user done? A "complete" ends the utterance in the VAD
@@ -216,6 +246,12 @@ class TurnController:
             self.cut_by_speech = turn
             return actions
         return []
+
+    def _growing(self, utterance: Utterance) -> list[Action]:
+        """The user talks on: a reply held at an earlier pause is moot (that pause did not end the turn), and the
+        words so far are transcribed if nothing else needs the models."""
+        self.drop_held()
+        return [TranscribePartial(utterance)] if self.turn is None else []
 
     def _paused(self, utterance: Utterance) -> list[Action]:
         """The user paused: transcribe what they said so far and, when nothing else runs, answer it held."""

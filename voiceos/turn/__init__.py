@@ -1,6 +1,14 @@
 """When the user's turn ends: end-of-turn strategies and the turn-completion model behind one of them."""
 
-from voiceos.turn.end_of_turn import EndOfTurn, SilenceOnly, TurnModel, TurnVerdict, load_end_of_turn
+from voiceos.turn.end_of_turn import (
+    EndOfTurn,
+    SilenceOnly,
+    TurnModel,
+    TurnVerdict,
+    WordsEndOfTurn,
+    load_end_of_turn,
+    strategy_name,
+)
 from voiceos.turn.smart_turn import SmartTurnModel, TurnModelUnavailable
 
 __all__ = [
@@ -10,5 +18,7 @@ __all__ = [
     "TurnModel",
     "TurnModelUnavailable",
     "TurnVerdict",
+    "WordsEndOfTurn",
     "load_end_of_turn",
+    "strategy_name",
 ]

@@ -5,6 +5,8 @@
   complete turn ends there (once the pause's transcript, if ``turn.text_check``, does not stop mid-phrase), and a
   reply that was prepared at the pause plays at once. An incomplete one goes on until ``turn.max_silence_ms`` of
   silence, then ends anyway.
+- :class:`WordsEndOfTurn`: after ``turn.check_ms`` of silence the pause's transcript decides alone: words that end a
+  sentence end the turn there, others wait for ``turn.max_silence_ms``.
 
 The VAD asks (:class:`voiceos.vad.TurnCheck`); the daemon runs :meth:`EndOfTurn.verdict` off the event loop and,
 on "complete", ends the utterance with :meth:`voiceos.vad.VadSegmenter.end_turn`.
@@ -20,8 +22,8 @@ from typing import Protocol
 import numpy as np
 
 from voiceos.config import TurnOptions, VadOptions
-from voiceos.turn.smart_turn import SmartTurnModel, TurnModelUnavailable
-from voiceos.turn.text import sounds_unfinished
+from voiceos.turn.smart_turn import SmartTurnModel, TurnModelUnavailable, bundled_model_path
+from voiceos.turn.text import ends_sentence, sounds_unfinished
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +104,52 @@ class TurnModel:
         )
 
 
+class WordsEndOfTurn:
+    """The pause's transcript decides: a sentence that ends (terminal punctuation, as both engines write it, and no
+    dangling last word) ends the turn after ``turn.check_ms``; otherwise ``turn.max_silence_ms`` does. No model of
+    its own: the transcript is the one the reply needs anyway (voiceos.turn.text)."""
+
+    name = "words"
+    uses_words = True
+
+    def __init__(self, options: TurnOptions) -> None:
+        self.options = options
+        self.check_ms = options.check_ms
+
+    def vad_options(self, vad: VadOptions) -> VadOptions:
+        return dataclasses.replace(vad, hangover_ms=max(self.options.max_silence_ms, self.check_ms))
+
+    def verdict(self, audio: np.ndarray) -> TurnVerdict:
+        return TurnVerdict(True, 1.0, 0.0)  # (the words decide: unfinished())
+
+    def unfinished(self, transcript: str) -> bool:
+        return not ends_sentence(transcript)
+
+    def describe(self) -> str:
+        o = self.options
+        return (
+            f"the pause's words after {o.check_ms} ms of silence (a sentence that ends ends the turn), "
+            f"else the turn ends after {o.max_silence_ms} ms"
+        )
+
+
+def strategy_name(options: TurnOptions) -> str:
+    """The strategy ``turn.end_of_turn`` names; ``auto`` is ``smart_turn`` where its model is installed."""
+    if options.end_of_turn != "auto":
+        return options.end_of_turn
+    try:
+        bundled_model_path()
+    except TurnModelUnavailable:
+        return "silence"
+    return "smart_turn"
+
+
 def load_end_of_turn(options: TurnOptions) -> EndOfTurn:
     """The configured strategy; ``auto`` is the turn model where it loads, silence only elsewhere (logged)."""
     if options.end_of_turn == "silence":
         return SilenceOnly()
+    if options.end_of_turn == "words":
+        return WordsEndOfTurn(options)
     try:
         return TurnModel(SmartTurnModel.load(options.threads), options)
     except TurnModelUnavailable as err:

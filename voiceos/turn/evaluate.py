@@ -11,6 +11,7 @@ Cases, from every recording in a speech directory (its ``manifest.csv``) plus ``
 from __future__ import annotations
 
 import csv
+import dataclasses
 import itertools
 import logging
 from collections.abc import Callable
@@ -20,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from voiceos.asr import Transcriber
+from voiceos.asr import Transcriber, Transcript, load_transcriber
 from voiceos.audio.files import read_audio
-from voiceos.config import Config, VadOptions
+from voiceos.config import AsrOptions, Config, TurnOptions, VadOptions
 from voiceos.turn.end_of_turn import EndOfTurn
 from voiceos.turn.replay import replay
 
@@ -93,7 +94,7 @@ def score(
     vad: VadOptions,
     finished: list[FinishedTurn],
     paused: list[PausedSentence],
-    transcribe: Callable[[np.ndarray], str] | None = None,
+    transcribe: Callable[[np.ndarray], Transcript] | None = None,
 ) -> dict[str, Any]:
     """What ``strategy`` decides on the cases: delays after finished turns, false cut-ins at the pauses. With
     ``transcribe``, a "complete" waits for the pause's transcript, as in the daemon (``turn.text_check``)."""
@@ -133,18 +134,99 @@ def score(
     }
 
 
-def words_of(transcriber: Transcriber) -> Callable[[np.ndarray], str]:
-    return lambda samples: transcriber.transcribe(samples).text
+def word_timer(transcriber: Transcriber) -> Transcriber:
+    """``transcriber`` if it gives word times, else Whisper (the cases cut sentences at its word boundaries)."""
+    return transcriber if transcriber.word_times else load_transcriber(AsrOptions(engine="whisper"))
+
+
+def _key(samples: np.ndarray) -> tuple[int, int]:
+    return len(samples), hash(samples.tobytes())
+
+
+def words_of(transcriber: Transcriber) -> Callable[[np.ndarray], Transcript]:
+    """The transcriber's transcript of each utterance, computed once (strategies and settings replay the same
+    utterances; each keeps the time its first transcription took)."""
+    heard: dict[tuple[int, int], Transcript] = {}
+
+    def transcribe(samples: np.ndarray) -> Transcript:
+        key = _key(samples)
+        if key not in heard:
+            heard[key] = transcriber.transcribe(samples)
+        return heard[key]
+
+    return transcribe
+
+
+class RememberedPredictions:
+    """A turn-completion model whose prediction for each audio is computed once (see :func:`words_of`)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self._seen: dict[tuple[int, int], Any] = {}
+
+    def predict(self, audio: np.ndarray) -> Any:
+        key = _key(audio)
+        if key not in self._seen:
+            self._seen[key] = self.model.predict(audio)
+        return self._seen[key]
+
+
+TIMERS_MS = (400, 500, 600, 700, 800, 900, 1000, 1200, 1500)  # the silence that ends a turn anyway, swept
+TARGET_FALSE_CUT_INS = 0.05  # LiveKit's eot-bench: the endpoint delay at 5% false cut-offs
+
+
+def _strategy(name: str, options: TurnOptions, vad: VadOptions, model: Any) -> tuple[EndOfTurn, VadOptions]:
+    from voiceos.turn.end_of_turn import SilenceOnly, TurnModel, WordsEndOfTurn
+
+    if name == "silence":
+        return SilenceOnly(), dataclasses.replace(vad, hangover_ms=options.max_silence_ms)
+    if name == "words":
+        return WordsEndOfTurn(options), vad
+    return TurnModel(model, options), vad
 
 
 def compare_strategies(config: Config, speech_dir: Path) -> dict[str, dict[str, Any]]:
-    """The configured strategy and the silence timer on the same cases (for ``voiceos bench``)."""
-    from voiceos.turn.end_of_turn import SilenceOnly, load_end_of_turn
+    """Each end-of-turn strategy on the same cases, with the configured ASR engine's words (for ``voiceos bench``):
+    as configured (the silence timer with ``vad.hangover_ms``), and the smallest timer (``turn.max_silence_ms``,
+    the hangover for the silence timer) at which false cut-ins fall to 5%, with its delay."""
+    from voiceos.turn.end_of_turn import strategy_name
+    from voiceos.turn.smart_turn import SmartTurnModel, TurnModelUnavailable
 
-    transcriber = Transcriber.load(config.asr)
-    finished, paused = build_cases(transcriber, speech_dir)
-    configured = load_end_of_turn(config.turn)
-    result = {"configured": score(configured, config.vad, finished, paused, words_of(transcriber))}
-    if configured.name != "silence":
-        result["silence_only"] = score(SilenceOnly(), config.vad, finished, paused)
+    transcriber = load_transcriber(config.asr)
+    words = words_of(transcriber)
+    finished, paused = build_cases(word_timer(transcriber), speech_dir)
+    try:
+        model = RememberedPredictions(SmartTurnModel.load(config.turn.threads))
+    except TurnModelUnavailable as err:
+        log.warning("end of turn: smart_turn left out of the comparison: %s", err)
+        model = None
+    configured = strategy_name(config.turn)
+    result: dict[str, dict[str, Any]] = {}
+    for name in ("silence", "smart_turn", "words"):
+        if name == "smart_turn" and model is None:
+            continue
+        silence = name == "silence"
+        options = dataclasses.replace(config.turn, max_silence_ms=config.vad.hangover_ms) if silence else config.turn
+        strategy, vad = _strategy(name, options, config.vad, model)
+        scored = score(strategy, vad, finished, paused, words)
+        scored["configured"] = name == configured
+        scored["asr_engine"] = transcriber.engine
+        scored.update(_at_target(name, options, config.vad, model, finished, paused, words))
+        result[name] = scored
     return result
+
+
+def _at_target(name, options, vad, model, finished, paused, words) -> dict[str, Any]:
+    """The smallest timer of :data:`TIMERS_MS` whose false cut-ins are at most 5%, and its delays."""
+    for timer in TIMERS_MS:
+        if timer <= options.check_ms and name != "silence":
+            continue
+        strategy, timed_vad = _strategy(name, dataclasses.replace(options, max_silence_ms=timer), vad, model)
+        scored = score(strategy, timed_vad, finished, paused, words)
+        if scored["false_cut_in_rate"] <= TARGET_FALSE_CUT_INS:
+            return {
+                "timer_at_5pct_false_cut_ins_ms": timer,
+                "delay_at_5pct_false_cut_ins_ms": scored["end_delay_ms_p50"],
+                "false_cut_in_rate_there": scored["false_cut_in_rate"],
+            }
+    return {"timer_at_5pct_false_cut_ins_ms": None, "delay_at_5pct_false_cut_ins_ms": None}

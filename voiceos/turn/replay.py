@@ -3,17 +3,18 @@
 Used by ``voiceos.turn.evaluate`` (``benchmarks/end_of_turn.py``, ``voiceos bench``) and the tests. The verdict is
 applied where the daemon applies it: at the check, if the user has not gone on by then; the time it took is added
 to when the turn was decided. With ``transcribe``, a "complete" waits for the transcript of the utterance as the
-daemon's speculative one (started at the pause event) and the strategy may overrule it by its words.
+daemon's speculative one (started at the pause event; its ``elapsed_ms`` is what it took) and the strategy may
+overrule it by its words.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from voiceos.asr import Transcript
 from voiceos.config import VadOptions
 from voiceos.turn.end_of_turn import EndOfTurn, TurnVerdict
 from voiceos.vad import SpeechEnded, SpeechPaused, TurnCheck, VadSegmenter
@@ -40,7 +41,7 @@ def replay(
     strategy: EndOfTurn,
     vad: VadOptions,
     rate: int = 16000,
-    transcribe: Callable[[np.ndarray], str] | None = None,
+    transcribe: Callable[[np.ndarray], Transcript] | None = None,
 ) -> Replay:
     """Every turn end in ``samples`` (16 kHz float32) under ``strategy``."""
     segmenter = VadSegmenter(strategy.vad_options(vad), check_ms=strategy.check_ms)
@@ -60,10 +61,9 @@ def replay(
                     continue
                 decided = now + verdict.ms / 1000
                 if transcribe is not None and strategy.uses_words:
-                    start = time.perf_counter()
-                    text = transcribe(event.utterance.samples)
-                    decided = max(decided, paused_at + time.perf_counter() - start)
-                    if strategy.unfinished(text):
+                    transcript = transcribe(event.utterance.samples)
+                    decided = max(decided, paused_at + transcript.elapsed_ms / 1000)
+                    if strategy.unfinished(transcript.text):
                         result.overruled += 1
                         continue
                 for ended in segmenter.end_turn(event.span):

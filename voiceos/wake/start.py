@@ -23,6 +23,11 @@ class TurnStart(Protocol):
         """The assistant is speaking, or has just spoken: what follows is a follow-up."""
         ...
 
+    def open_at(self, started_at: float | None = None) -> bool:
+        """Whether an utterance begun at ``started_at`` (None: now) is for the assistant whatever it says, so that
+        its words may be shown before it ends (``partial_transcript``)."""
+        ...
+
     def how_to_talk(self) -> str:
         """One line for the log, ``status`` and ``doctor``."""
         ...
@@ -38,6 +43,9 @@ class AlwaysStart:
 
     def conversing(self) -> None:
         pass
+
+    def open_at(self, started_at: float | None = None) -> bool:
+        return True
 
     def how_to_talk(self) -> str:
         return "Listening: just talk to me."
@@ -57,6 +65,9 @@ class NameStart:
 
     def in_follow_up(self, at: float | None = None) -> bool:
         return (self.clock() if at is None else at) <= self._open_until
+
+    def open_at(self, started_at: float | None = None) -> bool:
+        return self.in_follow_up(started_at)  # (the name may come last: only a follow-up is known to be for it)
 
     def accept(self, transcript: str, started_at: float | None = None) -> str | None:
         spotted = self.spotter.spot(transcript)

@@ -26,7 +26,7 @@ from wyoming.tts import Synthesize
 from voiceos.privacy import redact
 from voiceos.wyoming.audio import AudioFormatError, AudioInput, AudioTooLong
 from voiceos.wyoming.events import BadRequest, error_code, parse
-from voiceos.wyoming.info import asr_languages, build_info
+from voiceos.wyoming.info import asr_languages, asr_program_name, build_info
 from voiceos.wyoming.service import ModelService
 from voiceos.wyoming.stream import BoundedReader, Problem
 from voiceos.wyoming.tts import speak
@@ -135,8 +135,9 @@ class WyomingHandler(AsyncEventHandler):
         pipeline = self.service.pipeline
         if pipeline.transcriber is None:
             raise BadRequest("this server has no speech recognition loaded")
-        if request.name is not None and request.name not in (pipeline.config.asr.model, "voiceos-whisper"):
-            raise BadRequest(f"unknown ASR model {request.name!r} (this server has {pipeline.config.asr.model})")
+        asr = pipeline.transcriber
+        if request.name is not None and request.name not in (asr.model_name, asr_program_name(asr)):
+            raise BadRequest(f"unknown ASR model {request.name!r} (this server has {asr.model_name})")
         languages = asr_languages(pipeline)
         if request.language and _base_language(request.language) not in languages:
             raise BadRequest(f"language {request.language!r} is not transcribed here (languages: {languages[:8]})")

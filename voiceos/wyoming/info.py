@@ -18,12 +18,14 @@ from wyoming.info import (
 )
 
 from voiceos import __version__
-from voiceos.models import EMBEDDED_LM, EMBEDDED_WHISPER
+from voiceos.asr import Transcriber
+from voiceos.models import EMBEDDED_LM
 from voiceos.pipeline import Pipeline
 from voiceos.wyoming.voices import VoiceCatalog, voice_languages
 
 VOICEOS = Attribution(name="voiceos", url="")  # no public home page yet
 WHISPER = Attribution(name="OpenAI Whisper (faster-whisper)", url="https://github.com/SYSTRAN/faster-whisper")
+MOONSHINE = Attribution(name="Moonshine (Useful Sensors)", url="https://github.com/moonshine-ai/moonshine")
 PIPER = Attribution(name="Piper", url="https://github.com/OHF-Voice/piper1-gpl")
 COQUI = Attribution(name="Coqui TTS", url="https://github.com/idiap/coqui-ai-TTS")
 SMOLLM2 = Attribution(name="SmolLM2-135M-Instruct", url="https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct")
@@ -33,23 +35,26 @@ LM_LANGUAGES = ["en"]  # the embedded LM, its adapter and the emotion head are t
 
 
 def asr_languages(pipeline: Pipeline) -> list[str]:
-    """What Whisper transcribes here: the language it is told (asr.language), else every language its model knows."""
+    """What the ASR transcribes here: the language it is told (asr.language), else every language its model knows."""
     language = pipeline.config.asr.language
     if language:
         return [language]
     return pipeline.transcriber.languages if pipeline.transcriber is not None else []
 
 
+def asr_program_name(asr: Transcriber) -> str:
+    return f"voiceos-{asr.engine}"
+
+
 def build_info(pipeline: Pipeline, voices: VoiceCatalog) -> Info:
     """One program per loaded stage; the handle program's description says what it remembers right now."""
     config = pipeline.config
     info = Info()
-    if pipeline.transcriber is not None:
-        model = config.asr.model
-        embedded = " (embedded)" if model == EMBEDDED_WHISPER else ""
-        whisper = _artifact(AsrModel, model, f"Whisper {model}{embedded}", WHISPER, languages=asr_languages(pipeline))
-        about = "voiceos speech recognition (Whisper)"
-        info.asr.append(_program(AsrProgram, "voiceos-whisper", about, models=[whisper]))
+    if (asr := pipeline.transcriber) is not None:
+        attribution = MOONSHINE if asr.engine == "moonshine" else WHISPER
+        model = _artifact(AsrModel, asr.model_name, asr.describe(), attribution, languages=asr_languages(pipeline))
+        about = f"voiceos speech recognition ({asr.engine.capitalize()})"
+        info.asr.append(_program(AsrProgram, asr_program_name(asr), about, models=[model]))
     if voices.default is not None:
         offered = [
             _artifact(

@@ -74,7 +74,7 @@ class WyomingServer:
             log.warning("wyoming: %s", warning)
         pipeline = self.service.pipeline
         served = [
-            f"asr (whisper {pipeline.config.asr.model})" if pipeline.transcriber is not None else "",
+            f"asr ({pipeline.transcriber.describe()})" if pipeline.transcriber is not None else "",
             f"tts ({', '.join(sorted(self.service.voices.profiles))})" if self.service.voices.default else "",
             f"conversation ({pipeline.config.persona.name})" if pipeline.lm is not None else "",
         ]
