@@ -9,6 +9,7 @@ import os
 import random
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -125,8 +126,11 @@ def test_an_unsure_moonshine_transcript_gets_whispers_second_opinion(moonshine_t
 
     pair = FallbackTranscriber(moonshine_transcriber, whisper_transcriber, -0.2)
     assert pair.engine == "moonshine" and "Whisper" in pair.describe() and pair.incremental
-    unsure = pair.transcribe(read_audio(SPEECHOCEAN / LOOPING, SAMPLE_RATE))
-    assert unsure.second_opinion and normalize_words(unsure.text)[:2] == ["five", "five"], unsure.text
+    child = read_audio(SPEECHOCEAN / LOOPING, SAMPLE_RATE)
+    unsure = pair.transcribe(child)
+    # Whisper's words, whatever they are on this CPU (int8 kernels differ: "five five ..." on a Xeon, "Final first
+    # ever, where?" on an EPYC)
+    assert unsure.second_opinion and unsure.text == whisper_transcriber.transcribe(child).text, unsure.text
     sure = pair.transcribe(read_audio(LIBRIVOX / "audio" / "goforward.wav", SAMPLE_RATE))
     assert not sure.second_opinion and sure.confidence is not None and sure.confidence >= -0.2
     assert not pair.transcribe_partial(read_audio(SPEECHOCEAN / LOOPING, SAMPLE_RATE)).second_opinion
@@ -210,7 +214,8 @@ def test_a_looping_decode_is_decoded_again_and_only_then(whisper_transcriber):
     once."""
     looping = read_audio(SPEECHOCEAN / LOOPING, SAMPLE_RATE)
     asr, model = _recording(whisper_transcriber, loop_guard=False)
-    assert loop_reason(asr.transcribe(looping).text, len(looping) / SAMPLE_RATE)
+    if not loop_reason(asr.transcribe(looping).text, len(looping) / SAMPLE_RATE):
+        pytest.skip("greedy Whisper does not loop on this clip on this CPU (see the test with a looping first pass)")
     asr, model = _recording(whisper_transcriber, loop_guard=True)
     transcript = asr.transcribe(looping)
     assert transcript.looped and model.temperatures == [0.0, REDECODE_TEMPERATURES]
@@ -218,6 +223,31 @@ def test_a_looping_decode_is_decoded_again_and_only_then(whisper_transcriber):
     clean = read_audio(LIBRIVOX / "audio" / "goforward.wav", SAMPLE_RATE)
     asr, model = _recording(whisper_transcriber, loop_guard=True)
     assert not asr.transcribe(clean).looped and model.temperatures == [0.0]
+
+
+class _LoopingFirstPass(_RecordingModel):
+    """The real Whisper model, except that its greedy pass (temperature 0) comes back looping, as it does for some
+    clips on some CPUs: the loop guard's logic, whatever this CPU's int8 kernels make of a clip."""
+
+    def transcribe(self, audio, **options):
+        if options["temperature"] == 0.0:
+            self.temperatures.append(0.0)
+            segment = types.SimpleNamespace(text=" 5." * 80, avg_logprob=-0.3, words=None)
+            return iter([segment]), types.SimpleNamespace(language="en")
+        return super().transcribe(audio, **options)
+
+
+def test_a_looping_greedy_pass_is_decoded_again_at_higher_temperatures(whisper_transcriber):
+    clean = read_audio(LIBRIVOX / "audio" / "goforward.wav", SAMPLE_RATE)
+    model = _LoopingFirstPass(whisper_transcriber.model)
+    options = dataclasses.replace(whisper_transcriber.options, loop_guard=True)
+    transcript = WhisperTranscriber(model, options, whisper_transcriber.model_name).transcribe(clean)
+    assert transcript.looped and model.temperatures == [0.0, REDECODE_TEMPERATURES]
+    assert loop_reason(transcript.text, transcript.duration_s) is None and "forward" in transcript.text.lower()
+    unguarded = dataclasses.replace(options, loop_guard=False)
+    model = _LoopingFirstPass(whisper_transcriber.model)
+    kept = WhisperTranscriber(model, unguarded, whisper_transcriber.model_name).transcribe(clean)
+    assert not kept.looped and model.temperatures == [0.0] and loop_reason(kept.text, kept.duration_s)
 
 
 LOOPING = "audio/014390045.wav"  # "five five seven one": greedy "5.5.5.5.5.5..." to its length limit
