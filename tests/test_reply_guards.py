@@ -1,9 +1,11 @@
-"""What is said of the LM's reply: the name guard says the user's name back to them when they asked for it, a reply
-is never empty, and `voiceos chat` shows exactly what is said. The LM is a fake that answers with a fixed text (what
+"""What is said of the LM's reply: the name guard says the user's name back to them when they asked for it, the
+condolence guard drops condolences for a calm or happy turn, a reply is never empty, and `voiceos chat` shows exactly
+what is said. The LM is a fake that answers with a fixed text (what
 is said of a given reply is pure logic); the real model's replies are tested in test_chat.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
@@ -12,6 +14,7 @@ from fakes import FakeLM, said_of
 from voiceos.chat import _converse
 from voiceos.config import Config
 from voiceos.dialogue.persona import asks_own_name, told_back
+from voiceos.emotion.labels import LABELS, EmotionResult
 from voiceos.pipeline import Pipeline
 from voiceos.reply.dialogue import NOTHING_LEFT
 
@@ -63,3 +66,36 @@ def test_interactive_chat_shows_what_is_said_not_what_the_lm_wrote(device_plan, 
     said = [m["content"] for m in pipeline.history if m["role"] == "assistant"]
     assert said == ["What can I do for you?", "You're Sam. What can I do for you?"]
     assert shown == [f"milo> {said[0]}", f"milo> {said[1]}"]
+
+
+def reading(label: str, p: float) -> EmotionResult:
+    rest = (1 - p) / (len(LABELS) - 1)
+    return EmotionResult(label, {name: p if name == label else rest for name in LABELS})
+
+
+GUARDED = dataclasses.replace(Config(), emotion=dataclasses.replace(Config().emotion, condolence_guard=0.85))
+
+
+@pytest.mark.parametrize("label", ["neutral", "joy"])
+def test_a_condolence_is_not_said_when_the_head_is_sure_the_user_is_calm_or_happy(label):
+    said, dropped = said_of(
+        "Oh no! I'm sorry to hear that. Is the kettle new?",
+        "The kettle is on.",
+        None,
+        emotion=reading(label, 0.9),
+        config=GUARDED,
+    )
+    assert said == ["Is the kettle new?"] and dropped == {"condolence": 2}
+
+
+@pytest.mark.parametrize(("label", "p"), [("neutral", 0.7), ("sadness", 0.9)])
+def test_a_condolence_stays_when_the_head_hears_sorrow_or_is_unsure(label, p):
+    said, dropped = said_of(
+        "I'm so sorry for your loss.", "My aunt died.", None, emotion=reading(label, p), config=GUARDED
+    )
+    assert said == ["I'm so sorry for your loss."] and dropped == {}
+
+
+def test_the_condolence_guard_is_off_by_default():
+    said, _ = said_of("Oh no!", "The kettle is on.", None, emotion=reading("neutral", 0.99))
+    assert said == ["Oh no!"]

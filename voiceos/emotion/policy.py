@@ -55,6 +55,8 @@ class EmotionOptions:
     note_for: str = "anger disgust fear sadness"
     # Added instead when the voice stays neutral (neutral, surprise, or an unsure reading); "" adds nothing there.
     neutral_note: str = ""
+    # A condolence in the reply is not said when the head reads the turn as neutral or joy at least this sure (0: off).
+    condolence_guard: float = field(default=0.0, metadata={"range": (0.0, 1.0)})
     policy: EmotionPolicy = field(default_factory=EmotionPolicy)
 
     def __post_init__(self) -> None:

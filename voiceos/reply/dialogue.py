@@ -1,12 +1,13 @@
 """The dialogue LM as the last responder: it answers whatever no skill took, streaming its words into the speaker.
 
 What is said of the LM's words is decided here: sentences stop at ``dialogue.max_sentences`` unless the user asked
-for detail (voiceos.dialogue.length), a sentence in which the assistant takes the user's name as its own is dropped
-(voiceos.dialogue.persona; asked "What's my name?", it is said to the user instead: "I'm Sam." -> "You're Sam."), so
-is one that states the time, the date, the weather or the news when the user asked
-about them (voiceos.reply.honesty), a sentence cut off by ``max_new_tokens`` is not said, and a dialogue server that
-fails (``dialogue.backend: openai``) is answered with a short apology. A reply is never empty: when nothing is left
-to say, a short stand-in sentence is.
+for detail (voiceos.dialogue.length). Guards keep a sentence from being said: one in which the assistant takes the
+user's name as its own (voiceos.dialogue.persona; asked "What's my name?", it is said to the user instead: "I'm
+Sam." -> "You're Sam."), one that states the time, the date, the weather or the news when the user asked about them
+(voiceos.reply.honesty), a condolence when the emotion head is sure the user is calm or happy
+(voiceos.reply.condolence, ``emotion.condolence_guard``). A sentence cut off by ``max_new_tokens`` is not said, and
+a dialogue server that fails (``dialogue.backend: openai``) is answered with a short apology. A reply is never
+empty: when nothing is left to say, a short stand-in sentence is.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from voiceos.dialogue.persona import asks_own_name, claims_name, told_back
 from voiceos.emotion.labels import EmotionResult
 from voiceos.emotion.policy import reply_style
 from voiceos.errors import DialogueServerError
+from voiceos.reply.condolence import misplaced_condolence
 from voiceos.reply.honesty import CANNOT_CHECK, asks_about_now, states_now
 from voiceos.reply.speaker import ReplySpeaker, ms_since
 
@@ -58,7 +60,10 @@ def speak_dialogue_reply(
     timings, start = speaker.timings, speaker.start
     outcome = DialogueOutcome({"label": "neutral", "scores": {}})
 
+    reading: list[EmotionResult] = []  # the head's reading of the user's turn, once the LM has it
+
     def on_emotion(result: EmotionResult) -> str | None:
+        reading.append(result)
         style = reply_style(result, config.emotion)
         outcome.user_emotion, speaker.emotion = result.as_json(), style.voice_emotion
         timings["emotion"] = ms_since(start)
@@ -75,6 +80,8 @@ def speak_dialogue_reply(
             return "name"
         if about_now and states_now(sentence):  # asked the time or the weather: it cannot know (honesty.py)
             return "invented_now"
+        if reading and misplaced_condolence(sentence, reading[-1], config.emotion.condolence_guard):
+            return "condolence"  # "I'm sorry to hear that." to a calm remark (condolence.py)
         return None
 
     asked_name = name_of_user is not None and asks_own_name(user_text)
