@@ -10,6 +10,7 @@ import pytest
 
 from voiceos.chat import answer_line
 from voiceos.dialogue.length import ends_sentence
+from voiceos.dialogue.persona import claims_name
 from voiceos.pipeline import Pipeline
 
 
@@ -54,6 +55,20 @@ def test_what_the_user_says_about_themselves_reaches_the_next_prompts_until_a_ne
     answer_line(text_pipeline, json.dumps({"text": "What is my dog called?"}))
     assert answer_line(text_pipeline, '{"reset": true}') == {"reset": True, "forgotten_facts": 2}
     assert text_pipeline.history == [] and "Mia" not in text_pipeline.system_prompt()
+
+
+@pytest.mark.parametrize(
+    ("told", "asked", "name"),
+    [
+        ("Call me Tom.", "Do you know my name?", "Tom"),
+        ("Hi, I'm Sam. I just got back from a long walk.", "What's my name?", "Sam"),
+    ],
+)
+def test_asked_their_name_a_turn_later_the_user_hears_it_back(text_pipeline, told, asked, name):
+    first = text_pipeline.reply(told)
+    assert first.reply.strip() and not claims_name(first.reply, name), first.reply
+    turn = text_pipeline.reply(asked)
+    assert name in turn.reply and not claims_name(turn.reply, name), (turn.reply, turn.dropped)
 
 
 def test_a_passing_remark_gets_at_most_two_sentences_a_story_more(text_pipeline):
