@@ -279,35 +279,34 @@ def main() -> int:
     for number, text in enumerate(ABOUT_NOW if args.held_out else ()):
         lines += [{"reset": True}, {"text": text, "id": f"t{number}"}]
     start = time.perf_counter()
-    answers = {out["id"]: out for out in run_chat(lines, args.config) if "id" in out}
+    outputs = run_chat(lines, args.config)
     seconds = time.perf_counter() - start
+    if args.json:  # what chat answered, line by line, to read (or score again) later
+        Path(args.json).with_suffix(".chat.jsonl").write_text("".join(json.dumps(o) + "\n" for o in outputs))
+    answers = {out["id"]: out for out in outputs if "id" in out}
 
     scored = []
-    for number, request in enumerate(REQUESTS):
+    for number, request in enumerate(requests_set):
         out = answers[f"r{number}:{len(request.turns) - 1}"]
-        reply = out.get("reply", "")
-        right = out.get("skill") == request.intent and all(e.lower() in reply.lower() for e in request.expect)
+        reply, skill = out.get("reply", ""), out.get("skill")
+        content = all(e.lower() in reply.lower() for e in request.expect)
         scored.append(
-            {
-                "kind": "request",
-                "said": request.turns[-1],
-                "reply": reply,
-                "skill": out.get("skill"),
-                "want": request.intent,
-                "ok": right,
-            }
-        )
-    for number, text in enumerate(NON_REQUESTS):
+            {"kind": "request", "said": request.turns[-1], "reply": reply, "skill": skill, "want": request.intent,
+             "ok": skill == request.intent and content, "content_ok": content}
+        )  # fmt: skip
+    for number, text in enumerate(ABOUT_NOW if args.held_out else ()):
+        out = answers[f"t{number}"]
+        guarded = out.get("dropped", {}).get("invented_now", 0)
+        scored.append(
+            {"kind": "about_now", "said": text, "reply": out.get("reply", ""), "skill": out.get("skill"), "ok": True,
+             "guarded": guarded}
+        )  # fmt: skip
+    for number, text in enumerate(others_set):
         out = answers[f"n{number}"]
+        skill = out.get("skill")
         scored.append(
-            {
-                "kind": "non_request",
-                "said": text,
-                "reply": out.get("reply", ""),
-                "skill": out.get("skill"),
-                "ok": out.get("skill") is None,
-            }
-        )
+            {"kind": "non_request", "said": text, "reply": out.get("reply", ""), "skill": skill, "ok": skill is None}
+        )  # fmt: skip
     requests = [s for s in scored if s["kind"] == "request"]
     others = [s for s in scored if s["kind"] == "non_request"]
     now = [s for s in scored if s["kind"] == "about_now"]

@@ -54,6 +54,10 @@ class FakeHandler:
         self.calls.append("memory")
         return {"facts": []}
 
+    async def mute(self, muted: bool) -> dict:
+        self.calls.append("mute" if muted else "unmute")
+        return {"muted": muted, "changed": True}
+
     async def reminders(self, cancel: object = None) -> dict:
         self.calls.append("reminders")
         return {"reminders": [], "cancelled": None}

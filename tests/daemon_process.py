@@ -45,12 +45,25 @@ class DaemonProcess(_Daemon):
         return time.monotonic() - start
 
 
+# The recordings the tests speak never say the assistant's name: unless a test is about the name (wake.mode: name,
+# the default), the daemon answers everything it hears.
+ANSWER_EVERYTHING = "wake:\n  mode: always\n"
+
+
 @contextlib.contextmanager
-def running_daemon(pulse_server, xdg_cache_home: Path, log_dir: Path, config: Path | None = None):
+def running_daemon(
+    pulse_server, xdg_cache_home: Path, log_dir: Path, config: Path | None = None, *, answer_everything: bool = True
+):
     """The daemon on the test sound server (with ``config``, else the defaults), listening, with its events
-    followed; stopped on exit."""
+    followed; stopped on exit. ``answer_everything`` adds ``wake.mode: always`` to a config without a wake section."""
     env = dict(pulse_server.env, XDG_CACHE_HOME=str(xdg_cache_home))
     env.pop("VOICEOS_CONFIG", None)
+    if answer_everything:
+        if config is None:
+            config = log_dir / "config.yaml"
+            config.write_text(ANSWER_EVERYTHING)
+        elif "wake:" not in config.read_text():
+            config.write_text(config.read_text() + ANSWER_EVERYTHING)
     proc = DaemonProcess(env, log_dir, config)
     try:
         proc.wait_until("listening")

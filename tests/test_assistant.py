@@ -5,11 +5,13 @@ test; test_assistant_turns.py and test_daemon*.py run the same paths with the re
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 
 import pytest
 from fakes import FakeLM, FakeTranscriber, FakeTts, speech
 
+from voiceos.config import WakeOptions
 from voiceos.daemon.assistant import Assistant
 from voiceos.daemon.bus import EventBus
 from voiceos.pipeline import Pipeline
@@ -25,7 +27,8 @@ def _utterance(start_s: float, seconds: float) -> Utterance:
 def stages(test_config, device_plan):
     transcriber = FakeTranscriber({16_000: "so I was thinking", 24_000: "about a trip to Lisbon"})
     lm, tts = FakeLM(), FakeTts()
-    pipeline = Pipeline(test_config, device_plan, transcriber=transcriber, lm=lm, tts=tts)  # type: ignore[arg-type]
+    config = dataclasses.replace(test_config, wake=WakeOptions(mode="always"))  # the fakes' words never say its name
+    pipeline = Pipeline(config, device_plan, transcriber=transcriber, lm=lm, tts=tts)  # type: ignore[arg-type]
     return pipeline, transcriber, lm
 
 

@@ -5,12 +5,14 @@ answered after all. The utterance is handed to the assistant as the VAD would (a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
 from voiceos.asr import SAMPLE_RATE
 from voiceos.audio.files import read_audio
+from voiceos.config import WakeOptions
 from voiceos.daemon.assistant import Assistant
 from voiceos.daemon.bus import EventBus
 from voiceos.vad import SpeechEnded, SpeechStarted, Utterance
@@ -25,6 +27,7 @@ def _hiss() -> np.ndarray:
 
 async def _say_cut_by(pipeline, samples: np.ndarray) -> tuple[dict, Assistant]:
     """`say` QUESTION; while its reply is being written (nothing played), an utterance of ``samples`` ends."""
+    pipeline.config = dataclasses.replace(pipeline.config, wake=WakeOptions(mode="always"))  # (it never says the name)
     assistant = Assistant(pipeline, EventBus())
     say = asyncio.ensure_future(assistant.say(QUESTION))
     while assistant.state != "thinking":

@@ -22,7 +22,7 @@ class RecordingListener:
         self.voiced: list[float] = []
         self.states: list[tuple[str, str]] = []
 
-    def on_speech(self, events: list[VadEvent], voiced_s: float) -> None:
+    def on_speech(self, events: list[VadEvent], voiced_s: float, users_voice_s: float = 0.0) -> None:
         self.events.extend(events)
         self.voiced.append(voiced_s)
 

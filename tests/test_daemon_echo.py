@@ -51,12 +51,6 @@ def loudest(samples: np.ndarray, seconds: float) -> np.ndarray:
     return samples[start : start + n]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known defect, open: under the whole suite's load a 0.2 s sound over the loopback's loud echo is sometimes "
-    "counted as >= 0.5 s of voice (the canceller's residual after it reads as voice) and cuts the reply; alone it "
-    "passes (6 of 6 here at barge_in_min_ms 500). Failed once in each of the last two clean-clone runs.",
-)
 def test_short_sounds_over_the_reply_do_not_interrupt_it(echoing_daemon, pulse_server):
     """0.2 s of voice over the reply (a cough, an "mm-hm"), three times 1.3 s apart: no interruption, no turn.
 

@@ -22,7 +22,7 @@ class StateListener:
     def __init__(self) -> None:
         self.states: list[tuple[str, str]] = []
 
-    def on_speech(self, events, voiced_s) -> None:
+    def on_speech(self, events, voiced_s, users_voice_s=0.0) -> None:
         pass
 
     def on_audio_state(self, state: str, detail: str = "") -> None:

@@ -27,7 +27,7 @@ from voiceos.tts.voices import default_voices_dir
 LIBRIVOX = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech" / "librivox_cmusphinx" / "audio"
 # The silence timer: with the turn model (the default) turn.max_silence_ms replaces vad.hangover_ms in the endpointer
 # these tests reload.
-SILENCE_TIMER = {"turn": {"end_of_turn": "silence"}}
+SILENCE_TIMER = {"turn": {"end_of_turn": "silence"}, "wake": {"mode": "always"}}  # (and every utterance answered)
 BASE = {"vad": {"hangover_ms": 500}, "dialogue": {"temperature": 0.0}, **SILENCE_TIMER}
 
 

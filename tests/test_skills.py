@@ -264,7 +264,7 @@ def test_your_own_sentences_add_to_the_built_in_ones(tmp_path, context):
 def test_a_broken_sentences_file_is_a_one_line_config_error(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("intents: [oops")
-    with pytest.raises(ConfigError, match="skills.sentences"):
+    with pytest.raises(ConfigError, match=r"skills\.sentences"):
         SkillResponder(SkillOptions(sentences=str(bad)))
-    with pytest.raises(ConfigError, match="skills.sentences"):
+    with pytest.raises(ConfigError, match=r"skills\.sentences"):
         SkillResponder(SkillOptions(sentences=str(tmp_path / "missing.yaml")))

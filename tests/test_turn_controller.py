@@ -158,6 +158,28 @@ def test_voice_over_a_reply_too_short_to_interrupt_is_dropped_whole(controller):
     assert controller.turn is turn and not turn.cancel.is_set()  # the reply goes on
 
 
+def test_a_reply_counts_only_the_voice_the_echo_stage_judged_the_users_own(controller):
+    """A cough over a loud echo: webrtcvad hears 0.5 s of voice (the canceller's residual after it), the echo stage
+    0.2 s of the user's own. The reply goes on, and the sound is dropped whole."""
+    turn = started_reply(controller.on_vad_event(SpeechEnded(utterance(0.0, 1.0))))
+    turn.speaking = True
+    controller.on_vad_event(SpeechStarted(2.0))
+    controller.users_voice_s = 0.2
+    assert controller.on_voiced(0.5) == []
+    assert controller.on_vad_event(SpeechEnded(utterance(2.0, 2.6, voiced_s=0.5))) == [DropSpeculation()]
+    assert not turn.cancel.is_set()
+
+
+def test_an_alarm_notice_is_stopped_by_any_short_voice():
+    controller = TurnController(TurnPolicy(barge_in_min_ms=500))
+    alarm = Turn("Your five minute timer is done.", "alarm")
+    controller.start(alarm)
+    alarm.speaking = True
+    controller.on_vad_event(SpeechStarted(2.0))
+    controller.users_voice_s = 0.0  # (a notice's own minimum, and any voice: the user heard it and answers)
+    assert controller.on_voiced(0.3) == [Interrupted(alarm, "barge-in")]
+
+
 def test_without_barge_in_speech_over_a_reply_does_not_stop_it():
     controller = TurnController(TurnPolicy(barge_in=False))
     turn = started_reply(controller.on_vad_event(SpeechEnded(utterance(0.0, 1.0))))

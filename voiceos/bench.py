@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from voiceos.audio.files import read_audio
+from voiceos.daemon.harness import config_with
 from voiceos.errors import VoiceosError
 
 log = logging.getLogger(__name__)
@@ -94,22 +95,6 @@ SEQUENTIAL = {
 SILENCE_ONLY = {"turn": {"end_of_turn": "silence"}}
 # the same pipeline with torch decoding the embedded LM (the decoder before llama.cpp), beside llama.cpp
 TORCH_DECODER = {"dialogue": {"decoder": "torch"}}
-
-
-def variant_config(config_path: str | None, overrides: dict[str, dict[str, Any]], directory: Path) -> str:
-    """A copy of the config (the default file when None) with ``overrides`` merged in, written under ``directory``."""
-    import yaml
-
-    from voiceos.config import config_from_dict, default_config_path
-
-    source = Path(config_path) if config_path else default_config_path()
-    data = (yaml.safe_load(source.read_text(encoding="utf-8")) or {}) if source else {}
-    for section, values in overrides.items():
-        data.setdefault(section, {}).update(values)
-    config_from_dict(data, source=str(source))  # refuse a broken variant here, not in the daemon
-    path = directory / "variant.yaml"
-    path.write_text(yaml.safe_dump(data), encoding="utf-8")
-    return str(path)
 
 
 def run_bench(
@@ -238,22 +223,22 @@ def main(
     speech = Path(speech_dir) if speech_dir else None
     config = load_config(config_path)
     # requests a skill answers ("what time is it") on the same daemon: no LM call, so sooner
-    result = run_bench(config_path, utterances, speech, skill_requests(config, utterances) if baseline else None)
+    result = run_bench(config_path, utterances, speech, skill_requests(config, utterances))
     if baseline:
         with tempfile.TemporaryDirectory(prefix="voiceos-bench-config-") as tmp:
             if config.turn.end_of_turn != "silence":
-                silence = run_bench(variant_config(config_path, SILENCE_ONLY, Path(tmp)), utterances, speech)
+                silence = run_bench(config_with(config_path, SILENCE_ONLY, Path(tmp)), utterances, speech)
                 result["silence_only"] = {k: v for k, v in silence.items() if k != "machine"}
                 for q in ("p50", "p90"):
                     ours, plain = result[f"end_to_first_audio_ms_{q}"], silence[f"end_to_first_audio_ms_{q}"]
                     result[f"silence_only_over_configured_{q}"] = round(plain / ours, 2) if ours else None
             if _decoder(config) == "llama_cpp":
-                other = run_bench(variant_config(config_path, TORCH_DECODER, Path(tmp)), utterances, speech)
+                other = run_bench(config_with(config_path, TORCH_DECODER, Path(tmp)), utterances, speech)
                 result["torch_decoder"] = {k: v for k, v in other.items() if k != "machine"}
                 for q in ("p50", "p90"):
                     ours, plain = result[f"end_to_first_audio_ms_{q}"], other[f"end_to_first_audio_ms_{q}"]
                     result[f"torch_decoder_over_configured_{q}"] = round(plain / ours, 2) if ours else None
-            sequential = run_bench(variant_config(config_path, SEQUENTIAL, Path(tmp)), utterances, speech)
+            sequential = run_bench(config_with(config_path, SEQUENTIAL, Path(tmp)), utterances, speech)
         result["sequential"] = {k: v for k, v in sequential.items() if k != "machine"}
         for q in ("p50", "p90"):
             ours, plain = result[f"end_to_first_audio_ms_{q}"], sequential[f"end_to_first_audio_ms_{q}"]

@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("events", "follow the running daemon's events, one JSON object per line"),
         ("interrupt", "stop what the running daemon is saying"),
         ("reset", "clear the running daemon's conversation memory"),
+        ("mute", "close the running daemon's microphone: it hears nothing, its name neither"),
+        ("unmute", "open the running daemon's microphone again"),
     ):
         client_cmd = sub.add_parser(name, help=text)
         client_cmd.add_argument("--socket", metavar="PATH", help="control socket of the daemon")
@@ -468,6 +470,8 @@ COMMANDS = {
     "events": cmd_client,
     "interrupt": cmd_client,
     "reset": cmd_client,
+    "mute": cmd_client,
+    "unmute": cmd_client,
     "forget": cmd_forget,
     "chat": cmd_chat,
     "wyoming": cmd_wyoming,

@@ -101,6 +101,20 @@ class TurnOptions:
 
 
 @dataclass(frozen=True)
+class WakeOptions:
+    """When the daemon answers what it hears (voiceos.wake): everything, or what is addressed to it by name."""
+
+    mode: str = _choice("name", "always", default="name")  # always: a headset, a kiosk
+    names: str | None = None  # comma-separated ("Milo, Milo the robot"); null: persona.name
+    placement: str = _choice("start", "start_or_end", "anywhere", default="start_or_end")  # where the name may stand
+    follow_up_s: float = _range(8.0, 0.0, 600.0)  # after it spoke, this long without the name
+
+    def __post_init__(self) -> None:
+        if self.names is not None and not any(part.strip() for part in self.names.split(",")):
+            raise ValueError("names must name at least one name (or be null: the persona's name)")
+
+
+@dataclass(frozen=True)
 class AsrOptions:
     model: str = "tiny.en"  # embedded when it is tiny.en; else any faster-whisper size name, hub id or local dir
     language: str | None = "en"
@@ -220,6 +234,7 @@ class Config:
     echo: EchoOptions = field(default_factory=EchoOptions)
     vad: VadOptions = field(default_factory=VadOptions)
     turn: TurnOptions = field(default_factory=TurnOptions)
+    wake: WakeOptions = field(default_factory=WakeOptions)
     asr: AsrOptions = field(default_factory=AsrOptions)
     dialogue: DialogueOptions = field(default_factory=DialogueOptions)
     persona: PersonaOptions = field(default_factory=PersonaOptions)

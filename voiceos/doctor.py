@@ -188,6 +188,13 @@ def _end_of_turn(config: Config) -> str:
     return load_end_of_turn(config.turn).describe()
 
 
+def _wake(config: Config) -> str:
+    from voiceos.wake import load_turn_start
+
+    start = load_turn_start(config.wake, config.persona.name)
+    return f"{start.name}: {start.how_to_talk()}"
+
+
 def run_checks(config: Config) -> list[Check]:
     return [
         Check("config", True, config.source),
@@ -203,5 +210,6 @@ def run_checks(config: Config) -> list[Check]:
         _check("LM block kernel", lambda: _block_kernel(config), required=False),
         _check("voice", lambda: _voice(config)),
         _check("end of turn", lambda: _end_of_turn(config), required=config.turn.end_of_turn == "smart_turn"),
+        _check("wake", lambda: _wake(config)),
         _check("audio devices", lambda: _audio_output(config), required=False),
     ]

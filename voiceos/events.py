@@ -62,6 +62,15 @@ class TranscriptEvent(Event):
 
 
 @dataclass(frozen=True)
+class UtteranceIgnored(Event):
+    """An utterance not addressed to the assistant (wake.mode: name): dropped unanswered. Only its length is told:
+    what it said is never logged, kept or published."""
+
+    name: ClassVar[str] = "ignored"
+    seconds: float
+
+
+@dataclass(frozen=True)
 class UserEmotionEvent(Event):
     name: ClassVar[str] = "user_emotion"
     label: str

@@ -163,6 +163,10 @@ def _energies(x: np.ndarray) -> np.ndarray:
 class GateResult(NamedTuple):
     audio: np.ndarray  # what to feed the VAD: the (echo-cancelled) microphone, or room noise when ``echo``
     echo: bool  # the assistant is (or just was) speaking and nothing in the frame is louder than its echo
+    # Seconds of the block that are surely the user's own sound: judged louder than the echo could be, or nothing
+    # played could be in them. Frames let through by ``hold_ms`` or left over by the canceller are not: webrtcvad
+    # calls a canceller's residual voice, and a 0.2 s cough over a loud echo counted as 0.5 s of it cut a reply.
+    user_s: float = 0.0
 
 
 class _Envelope:
@@ -262,8 +266,9 @@ class EchoGate:
             raise ValueError(f"EchoGate takes mono frames of a multiple of {FRAME} samples, got shape {mic.shape}")
         time_s = self._capture_time(time_s)
         self._next_time = time_s + len(mic) / RATE
+        whole = len(mic) / RATE
         if self.mode == "off" or self.reference is None or not len(mic):
-            return GateResult(mic, False)
+            return GateResult(mic, False, whole)
         mic_e = _energies(mic)
         n_sub = len(mic) // FRAME
         d, lead = self._delay_frames, self._lead_frames
@@ -274,16 +279,17 @@ class EchoGate:
         if self.canceller is not None:  # always: skipping the quiet stretches made AEC3 leak when the voice resumed
             out = self.canceller.process(mic, span[(d + lead) * FRAME :][: len(mic)])
         if ref_e.max() < self._floor:
-            return GateResult(mic, False)  # nothing we played can be in this frame: pass it unchanged
+            return GateResult(mic, False, whole)  # nothing we played can be in this frame: pass it unchanged
         unsettled = time_s - self._mic_break < self._SETTLE_S or self.reference.broken(
             time_s - self._SETTLE_S, self._next_time + self.options.lead_ms / 1000 + 0.2
         )
-        user = self._judge(mic_e, _energies(out), ref_e, unsettled)
-        if user:
+        user, silent = self._judge(mic_e, _energies(out), ref_e, unsettled)  # 10 ms frames heard as the user, and
+        if user:  # frames where nothing played can be heard
             self._hold_until = self._next_time + self.options.hold_ms / 1000
+        user_s = (user + silent) * FRAME / RATE
         if user or time_s < self._hold_until:
-            return GateResult(out, False)
-        return GateResult(self._comfort_noise(len(mic)), True)
+            return GateResult(out, False, user_s)
+        return GateResult(self._comfort_noise(len(mic)), True, user_s)
 
     def _capture_time(self, time_s: float | None) -> float:
         expected = self._next_time
@@ -296,13 +302,15 @@ class EchoGate:
         self._mic_break = time_s  # frames were lost, or the clock jumped
         return time_s
 
-    def _judge(self, mic_e: np.ndarray, out_e: np.ndarray, ref_e: np.ndarray, unsettled: bool) -> bool:
-        """Decide the sub-frames and learn the couplings from those that are surely echo; True if any is the user."""
-        user = False
+    def _judge(self, mic_e: np.ndarray, out_e: np.ndarray, ref_e: np.ndarray, unsettled: bool) -> tuple[int, int]:
+        """Decide the sub-frames and learn the couplings from those that are surely echo; how many are heard as the
+        user, and how many had a silent reference (nothing played can be in them)."""
+        user = silent = 0
         speech_floor = max(_SPEECH_FLOOR, self.noise * 10 ** (self._NOISE_MARGIN / 10))
         aec = self.canceller is not None
         for m, x, r in zip(mic_e.tolist(), out_e.tolist(), ref_e.tolist(), strict=True):
             if r < self._floor:
+                silent += 1
                 continue
             self._sounding_s += FRAME / RATE
             heard = (
@@ -320,7 +328,7 @@ class EchoGate:
                 # had fallen to where that onset passed it, and the echo started a turn).
                 heard = m > self.raw_coupling.gain * r * self._margin and m <= x * self._guard
             if heard:
-                user = True
+                user += 1
                 self.user_frames += 1
                 self._last_user = (m, x, r)
                 continue
@@ -332,7 +340,7 @@ class EchoGate:
             if surely_echo:
                 self.coupling.update(x / r)
                 self.raw_coupling.update(m / r)
-        return user
+        return user, silent
 
     def _track_noise(self, mic: np.ndarray, mic_e: np.ndarray, quiet: np.ndarray) -> None:
         """Noise floor by minimum statistics; the spectrum of frames near it, averaged, for comfort noise.

@@ -58,22 +58,32 @@ from voiceos.events import (
     StateChanged,
     TimingsEvent,
     TranscriptEvent,
+    UtteranceIgnored,
 )
 from voiceos.pipeline import Pipeline, TurnResult
 from voiceos.privacy import TranscriptLog
 from voiceos.skills import AlarmControl
 from voiceos.turn import EndOfTurn
 from voiceos.vad import SpeechStarted, VadEvent
+from voiceos.wake import load_turn_start
 
 log = logging.getLogger(__name__)
 AUDIO_LOST = "audio lost"  # why a turn is interrupted when the devices go away
+ACKNOWLEDGE = "Yes?"  # said to its name alone
+JOIN_UNADDRESSED_S = 1.5  # an unaddressed utterance is read again in front of the next within this gap
 
 
 class Assistant:
     """Owns the pipeline, the audio devices and the conversation state; the control socket drives it too."""
 
     def __init__(
-        self, pipeline: Pipeline, bus: EventBus, *, notifier: Any = None, end_of_turn: EndOfTurn | None = None
+        self,
+        pipeline: Pipeline,
+        bus: EventBus,
+        *,
+        notifier: Any = None,
+        end_of_turn: EndOfTurn | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.pipeline = pipeline
         self.config = pipeline.config
@@ -87,6 +97,10 @@ class Assistant:
         self.extra_status: dict[str, Callable[[], Any]] = {}  # more status() sections (the config reloader's)
         self._models = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="voiceos-models")
         self.controller = TurnController(TurnPolicy.from_config(self.config))
+        self.clock = clock  # when speech starts, for the follow-up window (injected by tests)
+        self.turn_start = load_turn_start(self.config.wake, self.config.persona.name, clock)
+        self._unaddressed: tuple[str, float] | None = None  # the last utterance not for it, and where it ended
+        self._speech_started_at = 0.0  # self.clock() at the latest start of speech
         self._turn_task: asyncio.Task | None = None  # the task of the last turn started
         self._speculation = SpeculativeTranscription(self._models, lambda x: self.pipeline.transcriber.transcribe(x))
         self._audio_lost_because = ""  # the audio loop's error when the devices were last lost
@@ -107,7 +121,12 @@ class Assistant:
                 publish=bus.publish,
                 publish_threadsafe=bus.publish_threadsafe,
             )
-            pipeline.alarm_control = AlarmControl(ringing=lambda: self.alarms.ringing, silence=self.alarms.silence)
+            loop = asyncio.get_running_loop()
+            pipeline.alarm_control = AlarmControl(
+                ringing=lambda: self.alarms.ringing,
+                silence=self.alarms.silence,
+                mute=lambda: loop.call_soon_threadsafe(self.mute, True),  # "stop listening" (on the model thread)
+            )
 
     # -- state ---------------------------------------------------------------------------------------------------
     def set_state(self, state: str, detail: str = "") -> None:
@@ -134,9 +153,16 @@ class Assistant:
         self.config = self.pipeline.config = config
         self.audio.use_config(config, new_vad=new_vad, new_echo=new_echo)
         self.controller.use_policy(TurnPolicy.from_config(config), new_vad=new_vad)
+        self.turn_start = load_turn_start(config.wake, config.persona.name, self.clock)
+        if self.alarms is not None:
+            self.alarms.options = config.skills
 
     # -- what the audio loop hears -------------------------------------------------------------------------------
     def on_audio_state(self, state: str, detail: str = "") -> None:
+        if state == "muted":
+            self.controller.drop_held()  # the utterance it was on is cut off
+            self.set_state("muted", "the microphone is closed: voiceos unmute opens it")
+            return
         if state == "open":
             self.set_state("speaking" if self.controller.phase is Phase.SPEAKING else "listening")
             return
@@ -146,11 +172,15 @@ class Assistant:
             self.interrupt_turn(AUDIO_LOST)
         self.set_state("no_audio", detail)
 
-    def on_speech(self, events: list[VadEvent], voiced_s: float) -> None:
-        """The VAD's events go to the turn controller; what it decides is carried out here, event by event."""
+    def on_speech(self, events: list[VadEvent], voiced_s: float, users_voice_s: float | None = None) -> None:
+        """The VAD's events go to the turn controller; what it decides is carried out here, event by event.
+        ``users_voice_s``: of ``voiced_s``, what the echo stage judged the user's own (None: all of it)."""
+        self.controller.users_voice_s = users_voice_s
         for event in events:
-            if isinstance(event, SpeechStarted) and self.alarms is not None:
-                self.alarms.user_spoke()  # a ringing alarm was heard
+            if isinstance(event, SpeechStarted):
+                self._speech_started_at = self.clock()  # (a follow-up counts from when the user began)
+                if self.alarms is not None:
+                    self.alarms.user_spoke()  # a ringing alarm was heard
             self._carry_out(self.controller.on_vad_event(event))
         self._carry_out(self.controller.on_voiced(voiced_s))
 
@@ -158,7 +188,7 @@ class Assistant:
         return self.audio.vad.end_turn(span)  # the endpointer in use now (a reload may have replaced it)
 
     def _on_turn_ended(self, events: list[VadEvent]) -> None:
-        self.on_speech(events, self.audio.vad.voiced_s)
+        self.on_speech(events, self.audio.vad.voiced_s, self.controller.users_voice_s)  # (as the last block had it)
 
     def _carry_out(self, actions: list[Action]) -> None:
         """Do what the controller decided (voiceos.daemon.turn_controller), in order."""
@@ -174,8 +204,10 @@ class Assistant:
                     words = self._speculation.peek(check.span)  # the pause's transcript, for turn.text_check
                     self._turn_completion.check(check, words, self._end_turn_at, self._on_turn_ended)
                 case HoldReply(turn, utterance):
+                    turn.speech_started_at = self._speech_started_at
                     transcription = self._speculation.peek((utterance.start_s, utterance.end_s))
-                    self._start_task(turn, self._run_audio_turn(turn, utterance.samples, transcription))
+                    span = (utterance.start_s, utterance.end_s)
+                    self._start_task(turn, self._run_audio_turn(turn, utterance.samples, transcription, span=span))
                 case CommitReply(turn, utterance, current):
                     self._speculation.claim(utterance)  # (the held reply has its transcription)
                     if current:
@@ -186,10 +218,12 @@ class Assistant:
                             self.set_state("thinking")
                         log.info("the turn ended at the pause: its reply had a head start")
                 case StartReply(turn, utterance, resumes):
+                    turn.speech_started_at = self._speech_started_at
                     turn.words = asyncio.get_running_loop().create_future()
                     samples = None if utterance is None else utterance.samples
                     transcription = None if utterance is None else self._speculation.claim(utterance)
-                    self._start_task(turn, self._run_audio_turn(turn, samples, transcription, resumes))
+                    span = None if utterance is None else (utterance.start_s, utterance.end_s)
+                    self._start_task(turn, self._run_audio_turn(turn, samples, transcription, resumes, span=span))
                     self._turn_task = turn.task
                 case Interrupted(turn, reason):
                     if reason == "barge-in":
@@ -212,7 +246,16 @@ class Assistant:
         if turn.done is not None and not turn.done.done():
             turn.done.set_result(None)
         if self.controller.ended(turn) and self.state in idle_states:
-            self.set_state("listening" if self.audio.microphone else "no_audio")
+            self.set_state(self._idle_state())
+
+    def _idle_state(self) -> str:
+        if self.audio.muted:
+            return "muted"
+        return "listening" if self.audio.microphone else "no_audio"
+
+    def mute(self, muted: bool = True) -> None:
+        """Close (or open again) the microphone stream (on the event loop)."""
+        self.audio.set_muted(muted)
 
     # -- turns ---------------------------------------------------------------------------------------------------
     def interrupt_turn(self, reason: str) -> bool:
@@ -227,6 +270,8 @@ class Assistant:
         samples: np.ndarray | None,
         speculative: concurrent.futures.Future | None = None,
         resumes: Turn | None = None,
+        *,
+        span: tuple[float, float] | None = None,
     ) -> dict | None:
         """Transcribe an utterance and answer it. The turn exists from the end of speech on, so that the user
         speaking again during ASR or thinking cancels it and their words carry over to the next utterance.
@@ -254,13 +299,21 @@ class Assistant:
             text = self.controller.transcribed(turn, heard)  # with words carried over; None: nothing to answer now
             if text is None:
                 return None
+            seconds = 0.0 if samples is None else len(samples) / SAMPLE_RATE
+            request = self._addressed(text, heard, span, turn.speech_started_at)
             if turn.words is not None:
-                turn.words.set_result(text)
+                turn.words.set_result(request or "")  # not for us: as good as no words (a cut say turn goes on)
             if not text:
-                log.info(
-                    "nothing intelligible in %.2f s of speech", 0 if samples is None else len(samples) / SAMPLE_RATE
-                )
+                log.info("nothing intelligible in %.2f s of speech", seconds)
                 return None
+            if request is None:  # not for the assistant: no text is kept, logged or published, only that it was
+                log.info("ignored %.1f s of speech: not addressed to the assistant", seconds)
+                turn.publish(UtteranceIgnored(round(seconds, 2)), self.bus.publish)
+                return None
+            if not request:  # the name alone ("Milo?"): the user waits to be listened to
+                self.turn_start.conversing()
+                return await self._reply(turn, ACKNOWLEDGE, "microphone", None, notice=True)
+            text = request
             timings = {
                 "endpointing": float(self.config.vad.hangover_ms),
                 "asr": asr_ms,
@@ -292,14 +345,44 @@ class Assistant:
                 return data
             turn = None  # cut before it spoke by an utterance without words: answered after all, afresh
 
-    async def _reply(self, turn: Turn, text: str, source: str, extra_timings: dict[str, float] | None) -> dict | None:
-        """``turn``'s reply, written, spoken and heard; None when it is to be answered again (a false interruption)."""
+    def _addressed(self, text: str, heard: str, span: tuple[float, float] | None, started_at: float) -> str | None:
+        """What of ``text`` (``heard`` with any carried-over words before it) is for the assistant: the request
+        without its name, or None. Carried-over words not addressed to it do not hide a request that is. An
+        utterance just before, ended less than ``JOIN_UNADDRESSED_S`` earlier and not for the assistant on its own,
+        is tried in front ("Milo ..." a pause "... what time is it?"); then forgotten either way."""
+        before, self._unaddressed = self._unaddressed, None
+        request = self.turn_start.accept(text, started_at)
+        if request is None and heard != text:
+            request = self.turn_start.accept(heard, started_at)
+        if (
+            request is None
+            and before is not None
+            and span is not None
+            and 0 <= span[0] - before[1] < JOIN_UNADDRESSED_S
+        ):
+            request = self.turn_start.accept(f"{before[0]} {text}", started_at)
+        if request is None and span is not None:
+            self._unaddressed = (text, span[1])  # kept in memory for one more utterance, never logged
+        return request
+
+    async def _reply(
+        self,
+        turn: Turn,
+        text: str,
+        source: str,
+        extra_timings: dict[str, float] | None,
+        *,
+        notice: bool = False,
+    ) -> dict | None:
+        """``turn``'s reply, written, spoken and heard; None when it is to be answered again (a false interruption).
+        ``notice``: ``text`` is said as it is (an alarm, "Yes?"), not answered."""
         loop = asyncio.get_running_loop()
+        turn.notice = notice
         turn.user_text = text
         turn.timings_ms.update(extra_timings or {})
         if not turn.is_held:
             self.set_state("thinking")
-        if source != ALARM:  # (an alarm's notice is no transcript of the user's)
+        if not notice:  # (a notice is no transcript of the user's)
             turn.publish(TranscriptEvent(text, source=source), self.bus.publish)
         again = False
         try:
@@ -339,6 +422,7 @@ class Assistant:
 
     def _speaking_started(self) -> None:
         turn = self.controller.turn
+        self.turn_start.conversing()  # the user may answer, or talk over it, without the name
         if turn is not None and not turn.cancel.is_set():
             self.set_state("speaking")
             self.bus.publish(SpeakingStarted())
@@ -346,12 +430,13 @@ class Assistant:
     def _finish_turn(self, turn: Turn, result: TurnResult) -> dict:
         heard = heard_text(self.audio, turn, result)
         # Nothing heard: the user's words come back with the next utterance (carry-over). A notice is no exchange.
-        if heard and not result.error and turn.source != ALARM:
+        if heard and not result.error and not turn.notice:
             self.pipeline.remember(turn.user_text, heard)
             if self.transcripts is not None:  # privacy.save_transcripts: exactly what the memory keeps
                 label = (result.user_emotion or {}).get("label")
                 self.transcripts.append(turn.source, turn.user_text, heard, label, turn.interrupted)
         self.turns += 1
+        self.turn_start.conversing()  # what the user says next is a follow-up
         timings = turn.head_start_timings({**turn.timings_ms, **result.timings_ms})
         if turn.speaking:
             played = round(heard_seconds(self.audio, turn, result), 3)
@@ -378,7 +463,7 @@ class Assistant:
         await self._wait_for_idle()
         turn = Turn(notice, ALARM, done=asyncio.get_running_loop().create_future())
         self.controller.start(turn)
-        return await self._reply(turn, notice, ALARM, None)
+        return await self._reply(turn, notice, ALARM, None, notice=True)
 
     def _room_for_alarm(self) -> bool:
         """No turn runs and the user is not speaking: a notice may be said now."""

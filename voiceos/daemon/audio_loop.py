@@ -39,11 +39,14 @@ T = TypeVar("T")
 class SpeechListener(Protocol):
     """What the audio loop tells the assistant."""
 
-    def on_speech(self, events: list[VadEvent], voiced_s: float) -> None:
-        """The VAD's events for one block of microphone audio (often none), and its count of voice so far."""
+    def on_speech(self, events: list[VadEvent], voiced_s: float, users_voice_s: float) -> None:
+        """The VAD's events for one block of microphone audio (often none); the open utterance's voice so far as
+        webrtcvad counts it, and as the echo stage does (only what it judged the user's own while something
+        played: see GateResult.user_s)."""
 
     def on_audio_state(self, state: str, detail: str = "") -> None:
-        """``open`` (both devices in use), ``no_audio`` (a device cannot be opened; retrying) or ``lost``."""
+        """``open`` (both devices in use), ``no_audio`` (a device cannot be opened; retrying), ``lost``, or
+        ``muted`` (the microphone closed on purpose)."""
 
 
 def device_counters(mic: Microphone | None, player: ChunkPlayer | None) -> dict[str, int]:
@@ -62,6 +65,10 @@ SLOW_DEVICE_CALL_S = 3.0  # a device call this slow: the sound system does not a
 
 class _Stopped(Exception):
     """The daemon stops while a device call still runs: nobody waits for it any more."""
+
+
+class _Muted(Exception):
+    """The microphone is to be closed until unmuted (``voiceos mute``, "stop listening")."""
 
 
 def open_devices(
@@ -88,6 +95,11 @@ def open_devices(
             player.close()
         raise
     return player, microphone, device_name(player.device, "output")
+
+
+def open_microphone(audio: AudioOptions, loop: asyncio.AbstractEventLoop) -> Microphone:
+    """The microphone stream alone (device thread): after a mute, beside the speaker still open."""
+    return Microphone(resolve_device(audio.input_device, "input"), sample_rate=audio.input_sample_rate, loop=loop)
 
 
 def close_devices(player: ChunkPlayer | None, microphone: Microphone | None, rescan: bool) -> None:
@@ -118,10 +130,14 @@ class AudioLoop:
         self.reference = PlaybackReference(output_rate)
         self.echo = EchoGate(self.reference, config.echo)
         self.last_adc = 0.0  # capture time of the end of the last microphone audio processed
+        self._users_voice_s = 0.0  # of the open utterance, the voice the echo stage judged the user's own
         self._pending = np.zeros(0, dtype=np.float32)  # microphone samples short of a 10 ms echo frame
         self._totals = device_counters(None, None)  # of streams closed so far (reopened after a loss)
         self._output_name = ""
         self.devices = DeviceThread()  # every PortAudio call that may block (open, close, rescan)
+        self.muted = False  # the microphone is closed on purpose: nothing is heard, the name neither
+        self._mute_asked = asyncio.Event()
+        self._unmute_asked = asyncio.Event()
 
     # -- configuration -------------------------------------------------------------------------------------------
     def use_config(self, config: Config, *, new_vad: bool = False, new_echo: bool = False) -> None:
@@ -152,6 +168,11 @@ class AudioLoop:
             self.player.stop()
             self.reference.cut(self.last_adc)
 
+    def set_muted(self, muted: bool) -> None:
+        """Close the microphone stream (``muted``) until this is called with False; the speaker stays open."""
+        self.muted = muted
+        (self._mute_asked if muted else self._unmute_asked).set()
+
     # -- the loop ------------------------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Open the devices and listen until ``stop``; a lost device or sound server is reopened with backoff.
@@ -181,12 +202,20 @@ class AudioLoop:
                 self.ready.set()
                 log.info("listening on %s, speaking on %s", self.microphone.name, self._output_name)
                 self.listener.on_audio_state("open")
-                try:
-                    lost = await self._listen(stop)
-                except Exception:  # a bug must not leave the daemon deaf while it still answers on the socket
-                    log.exception("the audio loop failed; reopening the devices")
-                    lost = True
-                    await asyncio.sleep(0.5)  # no busy loop if it fails again at once
+                lost = False
+                while not stop.is_set():
+                    try:
+                        lost = await self._listen(stop)
+                        break
+                    except _Muted:
+                        lost = not await self._stay_muted(stop, loop)
+                        if lost:
+                            break
+                    except Exception:  # a bug must not leave the daemon deaf while it still answers on the socket
+                        log.exception("the audio loop failed; reopening the devices")
+                        lost = True
+                        await asyncio.sleep(0.5)  # no busy loop if it fails again at once
+                        break
                 microphone = self.microphone.name if self.microphone is not None else "?"
                 self.ready.clear()
                 devices = self._detach()
@@ -199,6 +228,29 @@ class AudioLoop:
                 await self._on_device_thread(stop, close_devices, *devices, lost)
         except _Stopped:
             pass
+
+    async def _stay_muted(self, stop: asyncio.Event, loop: asyncio.AbstractEventLoop) -> bool:
+        """Close the microphone until unmuted, then open it again; False when it cannot be (the devices are then
+        reopened as after a loss)."""
+        microphone, self.microphone = self.microphone, None
+        if microphone is not None:
+            await self._on_device_thread(stop, microphone.close)
+        log.info("muted: the microphone is closed")
+        self.listener.on_audio_state("muted")
+        while self.muted and not stop.is_set():
+            self._unmute_asked.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._unmute_asked.wait(), 0.5)
+        if stop.is_set():
+            return True
+        try:
+            self.microphone = await self._on_device_thread(stop, open_microphone, self.config.audio, loop)
+        except AudioDeviceError as err:
+            self.error = str(err)
+            return False
+        log.info("unmuted: listening on %s", self.microphone.name)
+        self.listener.on_audio_state("open")
+        return True
 
     async def _probe(self) -> None:
         """AudioDeviceError unless a child process could open the configured devices (see voiceos.audio.probe)."""
@@ -252,11 +304,21 @@ class AudioLoop:
         # The next frame is a task that a timeout leaves running: cancelling it (as wait_for does) raises inside
         # the generator and ends it, and a pause in the audio shorter than a stall would leave the daemon deaf.
         pending: asyncio.Future | None = None
+        self._mute_asked.clear()
+        mute = asyncio.ensure_future(self._mute_asked.wait())
         try:
             while not stop.is_set():
+                if self.muted:
+                    raise _Muted
                 if pending is None:
                     pending = asyncio.ensure_future(anext(frames))
-                done, _ = await asyncio.wait({pending}, timeout=0.5)
+                done, _ = await asyncio.wait({pending, mute}, timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
+                if self.muted:
+                    raise _Muted
+                if mute in done:  # muted and unmuted again meanwhile: watch for the next one
+                    done.discard(mute)
+                    self._mute_asked.clear()
+                    mute = asyncio.ensure_future(self._mute_asked.wait())
                 if not done:
                     if mic.stalled():
                         return True
@@ -270,6 +332,7 @@ class AudioLoop:
                 if mic.stalled():
                     return True
         finally:
+            mute.cancel()
             if pending is not None:
                 pending.cancel()
                 with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
@@ -288,5 +351,8 @@ class AudioLoop:
             return
         self.last_adc = start_time + usable / SAMPLE_RATE
         gated = self.echo.process(pending[:usable], start_time)
+        if not self.vad.in_speech:  # an utterance that starts in this block counts the user's voice from here
+            self._users_voice_s = 0.0
+        self._users_voice_s += gated.user_s
         events = self.vad.feed(gated.audio)
-        self.listener.on_speech(events, self.vad.voiced_s)
+        self.listener.on_speech(events, self.vad.voiced_s, self._users_voice_s)

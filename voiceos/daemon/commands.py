@@ -39,6 +39,12 @@ class ControlCommands:
         """The reminders, after cancelling number ``cancel`` (as listed) if given."""
         return reminders_command(self.assistant.pipeline.reminders, cancel)
 
+    async def mute(self, muted: bool) -> dict[str, Any]:
+        """Close the microphone stream (nothing is heard, its name neither) or open it again."""
+        was = self.assistant.audio.muted
+        self.assistant.mute(muted)
+        return {"muted": muted, "changed": was != muted}
+
     def subscribe(self) -> Subscription:
         return self.assistant.bus.subscribe()
 
@@ -67,6 +73,9 @@ class ControlCommands:
             "history_messages": len(p.history),
             "barge_in": a.config.audio.barge_in,
             "end_of_turn": a.audio.end_of_turn.name,
+            "muted": a.audio.muted,
+            "wake": a.turn_start.name,  # name or always
+            "how_to_talk": a.turn_start.how_to_talk(),
             "echo": a.audio.echo.mode,  # aec, gate (livekit missing) or off
             **self._alarms(),
             **{name: section() for name, section in a.extra_status.items()},

@@ -60,6 +60,7 @@ class ControlHandler(Protocol):
     async def reset(self) -> dict[str, Any]: ...
     async def memory(self, remove: object = None) -> dict[str, Any]: ...  # the facts (after removing one)
     async def reminders(self, cancel: object = None) -> dict[str, Any]: ...  # the reminders (after cancelling one)
+    async def mute(self, muted: bool) -> dict[str, Any]: ...  # close (True) or reopen the microphone
     def subscribe(self) -> Subscription: ...
 
 
@@ -311,6 +312,8 @@ class ControlServer:
             return await handler.memory(request.body.get("remove"))
         if cmd == "reminders":
             return await handler.reminders(request.body.get("cancel"))
+        if cmd in ("mute", "unmute"):
+            return await handler.mute(cmd == "mute")
         return {"pong": True, "pid": os.getpid()}
 
     async def _stream_events(self, subscription: Subscription, lines: LineReader, writer: asyncio.StreamWriter) -> None:

@@ -19,6 +19,27 @@ from typing import Any
 from voiceos.daemon.client import ControlClient
 from voiceos.errors import VoiceosError
 
+# Recordings played into the microphone never say the assistant's name: a measuring rig answers everything it hears.
+ANSWER_EVERYTHING = {"wake": {"mode": "always"}}
+
+
+def config_with(
+    config_path: str | None, overrides: dict[str, dict[str, Any]], directory: Path, name: str = "variant.yaml"
+) -> str:
+    """A copy of the config (the default file when None) with ``overrides`` merged in, written under ``directory``."""
+    import yaml
+
+    from voiceos.config import config_from_dict, default_config_path
+
+    source = Path(config_path) if config_path else default_config_path()
+    data = (yaml.safe_load(source.read_text(encoding="utf-8")) or {}) if source else {}
+    for section, values in overrides.items():
+        data.setdefault(section, {}).update(values)
+    config_from_dict(data, source=str(source))  # refuse a broken variant here, not in the daemon
+    path = directory / name
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return str(path)
+
 
 class DaemonProcess:
     """``python -m voiceos [--config PATH] run`` with ``env``, its output appended to ``log_path``.
@@ -95,13 +116,23 @@ class DaemonProcess:
 
 
 class VirtualAudioDaemon(DaemonProcess):
-    """A private sound server in ``root`` (virtual microphone ``vmic``, speaker ``spk``) and the daemon on it.
+    """A private sound server in ``root`` (virtual microphone ``vmic``, speaker ``spk``) and the daemon on it, which
+    answers everything it hears (``wake.mode: always``: the recordings played never say its name) unless
+    ``answer_everything`` is False.
 
     ``env`` adds to the daemon's environment (e.g. ``XDG_CACHE_HOME``); the sound server's client settings win."""
 
     def __init__(
-        self, root: Path, config_path: str | None, env: dict[str, str] | None = None, *, client_timeout: float = 60.0
+        self,
+        root: Path,
+        config_path: str | None,
+        env: dict[str, str] | None = None,
+        *,
+        client_timeout: float = 60.0,
+        answer_everything: bool = True,
     ) -> None:
+        if answer_everything:
+            config_path = config_with(config_path, ANSWER_EVERYTHING, root, "answer-everything.yaml")
         from voiceos.audio.virtual import PulseServer, PulseUnavailable
 
         self.root = root

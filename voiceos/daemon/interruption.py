@@ -28,6 +28,11 @@ class MinSpeechInterruption(Generic[Turn]):
         self._fired = False
         self._min_now = self.min_s  # the minimum for the current utterance
 
+    @property
+    def over(self) -> Turn | None:
+        """The reply the current utterance began over, if any."""
+        return self._over
+
     def started_over(self, turn: Turn, min_ms: int | None = None) -> None:
         """An utterance began while ``turn`` was speaking (``min_ms``: this turn's own minimum, e.g. an alarm's)."""
         self._over, self._fired = turn, False

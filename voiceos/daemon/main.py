@@ -94,6 +94,9 @@ async def _main(config: Config, socket_path: str | None) -> int:
             watchdog_task = loop.create_task(run_watchdog(notifier, interval), name="watchdog")
         devices = commands.status()["devices"]
         print(f"voiceos: listening on {devices['input']}, speaking on {devices['output']} (Ctrl+C to stop)", flush=True)
+        how = assistant.turn_start.how_to_talk()
+        print(f"voiceos: {how}", flush=True)
+        log.info("%s", how)
         stall = os.environ.get(STALL_HOOK_ENV)
         if stall:
             loop.call_later(float(stall), _stall_forever)

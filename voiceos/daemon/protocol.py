@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 MAX_LINE_BYTES = 1 << 20  # longest accepted request line (without its newline)
-COMMANDS = ("say", "listen", "status", "interrupt", "reset", "memory", "reminders", "events", "ping")
+COMMANDS = ("say", "listen", "status", "interrupt", "reset", "memory", "reminders", "mute", "unmute", "events", "ping")
 STRING_FIELDS = {"say": "text", "listen": "path"}  # the field each command needs, a string
 
 

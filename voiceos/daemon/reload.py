@@ -2,8 +2,9 @@
 
 What changes live, keeping the conversation: the endpointer (``vad.*`` but its sample rate; a new endpointer drops
 an utterance being spoken at that moment), the echo stage (``echo.*``; it learns the echo path again), barge-in and
-the reconnect backoff, the persona and decoding options of the dialogue LM, the emotion policy, the voice (a profile
-with the same sample rate: one voice model is loaded next to the old one, then swapped in) and the input limits.
+the reconnect backoff, the persona and decoding options of the dialogue LM, the emotion policy, who is answered
+(``wake.*``), how often an alarm rings, the voice (a profile with the same sample rate: one voice model is loaded
+next to the old one, then swapped in) and the input limits.
 Everything else (models, devices, dtype, runtime...) is logged as needing a restart and keeps its running value.
 
 A config that does not load (bad YAML, unknown key, out-of-range value, a voice that cannot be loaded) is refused
@@ -57,6 +58,9 @@ LIVE_KEYS = (
     "tts.voice",
     "tts.voices_dir",
     "limits.",
+    "wake.",
+    "skills.ring_times",
+    "skills.ring_interval_s",
 )
 
 

@@ -68,8 +68,8 @@ def reply_in_model_thread(
         turn.publish(UserEmotionEvent(result.label, result.as_json()["scores"]), publish_threadsafe)
 
     try:
-        if turn.source == ALARM:  # a timer's or a reminder's notice, said as a turn of its own
-            return pipeline.announce(turn.user_text, on_audio=on_audio, cancel=turn.cancel)
+        if turn.notice:  # said as it is: a timer's or a reminder's notice (after a chime), "Yes?" to its name
+            return pipeline.announce(turn.user_text, on_audio=on_audio, cancel=turn.cancel, chime=turn.source == ALARM)
         return pipeline.reply(
             turn.user_text,
             on_audio=on_audio,

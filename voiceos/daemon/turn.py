@@ -57,6 +57,8 @@ class Turn:
     cut_by: Turn | None = None  # the microphone turn whose utterance cut this say/listen turn before it spoke
     task: asyncio.Task | None = None  # the daemon's task running the turn
     ended: bool = False  # set once the turn is over (answered, cut or failed): see TurnController.ended
+    notice: bool = False  # its text is said as it is (an alarm's notice, "Yes?"), not answered
+    speech_started_at: float | None = None  # the assistant's clock when the user began its utterance
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod

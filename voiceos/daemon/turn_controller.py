@@ -147,6 +147,9 @@ class TurnController:
         self.carry_over = ""  # user text of a turn cut before it spoke: the user was not done talking
         self.cut_by_speech: Turn | None = None  # that turn, until the speech that cut it ends or is discarded
         self.barge_in: MinSpeechInterruption[Turn] = MinSpeechInterruption(policy.barge_in_min_ms)
+        # Of the open utterance's voice, what the echo stage judged the user's own (the audio loop sets it before
+        # each batch of events): a reply is interrupted, and short sounds over it are dropped, by this measure.
+        self.users_voice_s: float | None = None  # None: all of the voice is the user's (no echo stage)
 
     @property
     def phase(self) -> Phase:
@@ -181,9 +184,18 @@ class TurnController:
             return self._resume_cut_turn()
         return []
 
+    def _voice_over(self, voiced_s: float) -> float:
+        """The voice that counts against the turn the utterance began over: over a reply, only what the echo stage
+        judged the user's own (a canceller's residual after a cough reads as voice to webrtcvad); over an alarm's
+        notice any voice, as the user heard it and answers (its own minimum is short)."""
+        over = self.barge_in.over
+        if (over is not None and over.source == "alarm") or self.users_voice_s is None:
+            return voiced_s
+        return min(voiced_s, self.users_voice_s)
+
     def on_voiced(self, voiced_s: float) -> list[Action]:
         """After each batch of frames: the open utterance has ``voiced_s`` of voice; is that a barge-in now?"""
-        over = self.barge_in.due(voiced_s)
+        over = self.barge_in.due(self._voice_over(voiced_s))
         # Only the reply still in progress: one that ended on its own meanwhile has nothing left to cut.
         if over is not None and over is self.turn and not over.cancel.is_set():
             return self.interrupt(over, "barge-in")
@@ -220,8 +232,9 @@ class TurnController:
 
     def _ended(self, event: SpeechEnded) -> list[Action]:
         utt = event.utterance
-        if self.barge_in.ended(utt.voiced_s):
-            log.info("ignored %.2f s of voice over the reply: too short to interrupt it", utt.voiced_s)
+        voiced = self._voice_over(utt.voiced_s)
+        if self.barge_in.ended(voiced):
+            log.info("ignored %.2f s of voice over the reply: too short to interrupt it", voiced)
             self.drop_held()
             return [DropSpeculation()]  # its transcription would queue behind the reply
         actions: list[Action] = [

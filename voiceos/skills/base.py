@@ -40,10 +40,12 @@ class SkillReply:
 
 @dataclass
 class AlarmControl:
-    """What the skills may ask of whatever rings alarms (the daemon): are any ringing, and silence them."""
+    """What the skills may ask of the daemon: are alarms ringing, silence them, close the microphone (None: no
+    microphone here, as in `voiceos chat`)."""
 
     ringing: Callable[[], bool] = lambda: False
     silence: Callable[[], None] = lambda: None
+    mute: Callable[[], None] | None = None
 
 
 @dataclass
