@@ -268,11 +268,15 @@ def run(config: str | None, persona_name: str, speak: bool = False) -> list[dict
 
 
 def summarize(results: list[dict]) -> dict:
+    from voiceos.dialogue.tuning_corpora import content_stems  # "about what was said", as the training mix judges it
+
     by_kind: dict[str, list[bool]] = {}
     words, seconds, long_replies, empty, openers = [], [], 0, 0, collections.Counter()
     pairs: list[tuple[str, str]] = []
     dropped: collections.Counter = collections.Counter()
     asked_what_happened, bad = 0, 0
+    neutral_condolence = neutral_celebration = neutral = 0
+    about, told = 0, 0  # replies to remarks and news that share a content word with what the user said
     neutral_read: collections.Counter = collections.Counter()  # what the emotion head read in the neutral remarks
     for result in results:
         last = result["turns"][-1]
@@ -281,6 +285,13 @@ def summarize(results: list[dict]) -> dict:
         ok = "error" not in last and score(result["probe"], last["reply"])
         result["ok"] = ok
         by_kind.setdefault(result["kind"], []).append(ok)
+        if result["kind"] == "neutral":
+            neutral += 1
+            neutral_condolence += _has(CONDOLENCE, last.get("reply", ""))
+            neutral_celebration += _has(CELEBRATION, last.get("reply", ""))
+        if result["kind"] in ("neutral", *EMPATHY_KINDS):
+            told += 1
+            about += bool(content_stems(last.get("reply", "")) & content_stems(" ".join(result["probe"].turns)))
         if result["kind"] in ("bad_news", "told_bad"):
             bad += 1
             asked_what_happened += _has(ASKS_WHAT_HAPPENED, last.get("reply", ""))
@@ -310,6 +321,10 @@ def summarize(results: list[dict]) -> dict:
         "top_opener": opener,
         "top_opener_share": round(opened / max(len(words), 1), 3),
         "distinct_2": round(len(set(pairs)) / max(len(pairs), 1), 3),
+        "oh_no_opens": round(openers["oh no"] / max(len(words), 1), 3),
+        "neutral_condolence": round(neutral_condolence / max(neutral, 1), 3),
+        "neutral_celebration": round(neutral_celebration / max(neutral, 1), 3),
+        "about_what_was_said": round(about / max(told, 1), 3),
         "bad_news_asks_what_happened": round(asked_what_happened / max(bad, 1), 3),
         "dropped": dict(dropped),
         "head_on_neutral": dict(neutral_read),
@@ -325,13 +340,19 @@ def main() -> int:
     parser.add_argument("--examples", type=int, default=20, help="random exchanges to print (seeded)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--speak", action="store_true", help="synthesize the replies too: median seconds of audio")
+    parser.add_argument("--rescore", metavar="FILE", help="score the exchanges a --json FILE holds again, run nothing")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from voiceos.config import load_config
 
     name = args.persona_name or load_config(args.config).persona.name
     start = time.monotonic()
-    results = run(args.config, name, args.speak)
+    if args.rescore:
+        results = json.loads(Path(args.rescore).read_text(encoding="utf-8"))["results"]
+        for result, probe in zip(results, probes(name), strict=True):
+            result["probe"] = probe
+    else:
+        results = run(args.config, name, args.speak)
     summary = summarize(results)
     summary["wall_s"] = round(time.monotonic() - start, 1)
     exchanges = [
@@ -342,7 +363,7 @@ def main() -> int:
     for kind, said, reply, ok in random.Random(args.seed).sample(exchanges, min(args.examples, len(exchanges))):
         print(f"[{kind}{'' if ok else ', MISSED'}] {said!r} -> {reply!r}")
     print(json.dumps(summary, indent=1))
-    if args.json:
+    if args.json and not args.rescore:
         for result in results:
             result.pop("probe")
         Path(args.json).write_text(json.dumps({"summary": summary, "results": results}, indent=1, ensure_ascii=False))
