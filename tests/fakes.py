@@ -51,16 +51,21 @@ class FakeTranscriber:
 
 
 class FakeLM:
-    """Answers every turn with ``reply``, a few characters per delta, and records what it was asked."""
+    """Answers every turn with ``reply``, a few characters per delta, and records what it was asked. With
+    ``emotion`` (an EmotionResult) it hands that to ``on_emotion`` first, as a real LM does with its head's reading,
+    and records the note it got back."""
 
-    def __init__(self, reply: str = "I hear you. Tell me more.") -> None:
-        self.reply = reply
+    def __init__(self, reply: str = "I hear you. Tell me more.", emotion=None) -> None:
+        self.reply, self.emotion = reply, emotion
         self.last_stats = GenerationStats()
         self.prompt_cache: dict = {}
         self.asked: list[str] = []
+        self.notes: list[str | None] = []
 
-    def stream_reply(self, history, user_text, **_options) -> Iterator[str]:
+    def stream_reply(self, history, user_text, *, on_emotion=None, **_options) -> Iterator[str]:
         self.asked.append(user_text)
+        if self.emotion is not None and on_emotion is not None:
+            self.notes.append(on_emotion(self.emotion))
         yield from (self.reply[i : i + 5] for i in range(0, len(self.reply), 5))
         self.last_stats = GenerationStats(stop_reason="eos")
 
@@ -87,3 +92,24 @@ class FakeTts:
 
     def warm(self) -> None:
         pass
+
+
+def said_of(
+    reply: str, user_text: str, name_of_user: str | None = None, *, emotion=None, config=None
+) -> tuple[list[str], dict[str, int]]:
+    """What the dialogue path says of an LM reply (a FakeLM answering ``reply``; its head reading ``emotion``, if
+    given), and what the guards dropped: (sentences said, dropped by guard)."""
+    import time
+
+    from voiceos.config import Config
+    from voiceos.reply.dialogue import speak_dialogue_reply
+    from voiceos.reply.speaker import ReplySpeaker
+
+    config = config or Config()
+    speaker = ReplySpeaker(None, config, start=time.perf_counter(), timings={})
+    lm = FakeLM(reply, emotion)
+    outcome = speak_dialogue_reply(
+        lm, config, speaker, history=[], user_text=user_text, system_prompt="", name_of_user=name_of_user
+    )
+    speaker.finish()
+    return speaker.sentences, outcome.dropped

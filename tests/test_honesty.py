@@ -3,15 +3,10 @@ dialogue path with an LM that makes them up (a fake that answers with a fixed te
 
 from __future__ import annotations
 
-import time
-
 import pytest
-from fakes import FakeLM
+from fakes import said_of
 
-from voiceos.config import Config
-from voiceos.reply.dialogue import speak_dialogue_reply
 from voiceos.reply.honesty import CANNOT_CHECK, asks_about_now, states_now
-from voiceos.reply.speaker import ReplySpeaker
 
 
 @pytest.mark.parametrize(
@@ -53,18 +48,12 @@ def test_ordinary_sentences_are_not(sentence):
 
 
 def speak(reply: str, user_text: str) -> tuple[list[str], dict[str, int]]:
-    config = Config()
-    speaker = ReplySpeaker(None, config, start=time.perf_counter(), timings={})
-    outcome = speak_dialogue_reply(
-        FakeLM(reply), config, speaker, history=[], user_text=user_text, system_prompt="", name_of_user=None
-    )
-    speaker.finish()
-    return speaker.sentences, outcome.dropped
+    return said_of(reply, user_text)
 
 
 def test_a_made_up_time_is_not_said_and_the_reply_says_it_cannot_check():
     said, dropped = speak("It's 12:30am.", "How late is it now?")
-    assert said == [CANNOT_CHECK] and dropped == {"invented_now": 1}
+    assert said == [CANNOT_CHECK] and dropped == {"invented_now": 1, "nothing_left": 1}
 
 
 def test_only_the_made_up_sentence_goes():

@@ -173,6 +173,10 @@ class DialogueOptions:
     top_p: float = _range(0.9, 0.0, 1.0)
     top_k: int = _range(0, 0, 1000)
     repetition_penalty: float = _range(1.1, 1.0, 3.0)
+    # with greedy decoding, sample the reply's first opening_tokens tokens at this temperature (variety in how
+    # replies open), then go on greedily; 0 = off
+    opening_temperature: float = _range(0.0, 0.0, 5.0)
+    opening_tokens: int = _range(2, 1, 64)
     seed: int | None = None
     dtype: str = _choice("auto", "float32", "bfloat16", "float16", default="auto")
     # What decodes a GGUF model (the embedded one, or gguf_file in a local directory) on the CPU: llama_cpp

@@ -43,10 +43,32 @@ def user_name(facts: Sequence[Fact]) -> str | None:
     return None
 
 
+_CLAIMS = r"\b(my name is|my name's|i'm|i am|call me)\s+"
+_TOLD_BACK = {"my name is": "your name is", "my name's": "your name's", "i'm": "you're", "i am": "you are"}
+_ASKS_OWN_NAME = re.compile(r"\b(?:my (?:own )?name|who am i)\b", re.IGNORECASE)
+
+
 def claims_name(sentence: str, name: str | None) -> bool:
     """Whether ``sentence`` has the assistant call itself ``name`` ("I'm Maya.", "My name is Maya"): the 135M model,
     even fine-tuned, sometimes does with the user's name; such a sentence is not said."""
     if not name:
         return False
-    pattern = rf"\b(?:my name is|my name's|i'm|i am|call me)\s+{re.escape(name)}\b"
-    return re.search(pattern, sentence, flags=re.IGNORECASE) is not None
+    return re.search(_CLAIMS + re.escape(name) + r"\b", sentence, flags=re.IGNORECASE) is not None
+
+
+def asks_own_name(user_text: str) -> bool:
+    """The user asks for their own name ("What's my name?", "Do you know my name?", "Who am I?")."""
+    return "?" in user_text and _ASKS_OWN_NAME.search(user_text) is not None
+
+
+def told_back(sentence: str, name: str) -> str:
+    """``sentence`` with the claim of ``name`` turned to the user ("I'm Sam." -> "You're Sam."): asked their name,
+    the model sometimes answers in the first person, which would be the right answer said by the wrong person."""
+
+    def turn(match: re.Match[str]) -> str:
+        said = _TOLD_BACK.get(match.group(1).lower(), "you're")
+        if match.start() == 0 or sentence[: match.start()].rstrip()[-1:] in ".!?":
+            said = said[0].upper() + said[1:]
+        return f"{said} {name}"
+
+    return re.sub(_CLAIMS + re.escape(name) + r"\b", turn, sentence, flags=re.IGNORECASE)

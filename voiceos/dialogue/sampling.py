@@ -3,6 +3,7 @@ and llama.cpp's), so that a decoder changes how fast a reply comes and not how i
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Generator
 from typing import Any
@@ -25,6 +26,13 @@ def generator_for(options: DialogueOptions, device: str | torch.device = "cpu") 
     if options.temperature == 0 or options.seed is None:
         return None
     return torch.Generator(device=device).manual_seed(options.seed)
+
+
+def opening_options(options: DialogueOptions) -> DialogueOptions | None:
+    """How the first ``opening_tokens`` of a greedy reply are picked when ``opening_temperature`` samples them."""
+    if options.temperature > 0 or options.opening_temperature == 0:
+        return None
+    return dataclasses.replace(options, temperature=options.opening_temperature)
 
 
 def pick_token(
@@ -64,10 +72,11 @@ def stream_tokens(
     :class:`~voiceos.dialogue.detokenizer.IncrementalDetokenizer`), ``feed`` it to the model for the next logits,
     until a stop token or ``limit`` tokens. Counts into ``stats`` (a GenerationStats; ``started``: the reply's
     perf_counter start, for the time to first token); returns why it stopped (``eos`` or ``max_tokens``)."""
-    generator = generator_for(options, logits.device)
+    opening = opening_options(options)
+    generator = generator_for(opening or options, logits.device)
     reason = "max_tokens"
     for step in range(limit):
-        token = pick_token(logits, seen, options, generator)
+        token = pick_token(logits, seen, opening if opening and step < options.opening_tokens else options, generator)
         stats.steps += 1
         if step == 0:
             stats.ttft_s = time.perf_counter() - started

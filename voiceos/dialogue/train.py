@@ -2,19 +2,22 @@
 
     voiceos train dialogue [--out DIR] [--examples N] [--max-steps N] ...  (``--help`` lists the options)
 
-The training set (:mod:`voiceos.dialogue.tuning_data`) is built in the prompts' run-time form and seeded; the loss
-is the cross entropy of the reply's tokens only (the prompt is context). LoRA adapters go on every projection of the
-layers from the emotion head's reading point on (so the head's input stays the base model's). Every ``eval_every``
-steps, and before the first, the dev loss and perplexity of EmpatheticDialogues' gold listener replies are measured
-(the first is the base model's); training stops early when it has not improved for ``patience`` evaluations, and the
-best adapter is kept. The checkpoint directory gets peft's adapter files (float16), ``metrics.json`` and
-``MODEL_CARD.md``.
+The training set (:mod:`voiceos.dialogue.tuning_data`) is built in the prompts' run-time form and seeded, each
+example conditioned on what the emotion head reads in it (:class:`HeadReadings`); the loss is the cross entropy of
+the reply's tokens only (the prompt is context). LoRA adapters go on every projection of the layers from the emotion
+head's reading point on (so the head's input stays the base model's). Every ``eval_every`` steps, and before the
+first, the dev loss and perplexity of gold replies are measured on two dev sets, EmpatheticDialogues' first listener
+replies and DailyDialog's replies (the first evaluation is the base model's); training stops early when their mean
+loss has not improved for ``patience`` evaluations, and the best adapter is kept. The checkpoint directory gets
+peft's adapter files (float16), ``metrics.json`` and ``MODEL_CARD.md``. ``--score-adapter DIR`` scores an adapter
+(and the base model) on the same dev sets without training.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -30,7 +33,16 @@ import torch
 
 from voiceos.config import Config
 from voiceos.dialogue.adapter import EMBEDDED_ADAPTER
-from voiceos.dialogue.tuning_data import DEFAULT_DATA_DIR, TuningExample, build_dev_set, build_training_set
+from voiceos.dialogue.train_card import model_card
+from voiceos.dialogue.tuning_data import (
+    DEFAULT_DATA_DIR,
+    SHARES,
+    Messages,
+    TuningExample,
+    build_dev_sets,
+    build_training_set,
+)
+from voiceos.emotion.labels import EmotionResult
 
 log = logging.getLogger(__name__)
 PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -40,8 +52,8 @@ PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "
 class DialogueTrainOptions:
     data_dir: str = str(DEFAULT_DATA_DIR)
     out_dir: str = str(EMBEDDED_ADAPTER)
-    examples: int = 2000  # training set size (shares: tuning_data.SHARES)
-    dev_examples: int = 300  # EmpatheticDialogues dev replies scored for loss and perplexity
+    examples: int = 2400  # training set size (shares: tuning_data.SHARES)
+    dev_examples: int = 300  # dev replies of each corpus scored for loss and perplexity
     max_steps: int = 160
     batch_size: int = 8
     lr: float = 4e-4  # peak; linear warm-up over warmup_steps, then cosine decay to max_steps
@@ -56,6 +68,7 @@ class DialogueTrainOptions:
     patience: int = 2
     seed: int = 0
     threads: int = 0  # 0: torch's default
+    score_adapter: str = ""  # an adapter directory: score it and the base model on the dev sets, no training
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,6 +86,47 @@ def _head_layer(config: Config) -> int:
 
     head, _ = load_head(config.emotion.checkpoint)
     return int(head.layer)
+
+
+class HeadReadings:
+    """What the emotion head reads in a prompt's last (user) turn, by the same pass the pipeline runs
+    (``DialogueLM.emotion_of``), kept on disk by prompt (one file per head): building a set again reads nothing
+    twice."""
+
+    def __init__(self, lm: Any, path: Path) -> None:
+        self.lm, self.path = lm, path
+        self.saved: dict[str, dict[str, float]] = {}
+        if path.is_file():
+            self.saved = json.loads(path.read_text(encoding="utf-8"))
+        self.fresh = 0
+
+    @classmethod
+    def for_head(cls, lm: Any, config: Config) -> HeadReadings:
+        from voiceos import models
+        from voiceos.emotion.classifier import DEFAULT_CHECKPOINT, load_head
+
+        head, labels = load_head(config.emotion.checkpoint)
+        lm.attach_emotion_head(head, labels)
+        directory = Path(config.emotion.checkpoint or DEFAULT_CHECKPOINT).expanduser()
+        digest = hashlib.sha256(lm.name.encode())
+        for name in ("head.json", "head.safetensors", "labels.json"):
+            digest.update((directory / name).read_bytes())
+        path = models.cache_dir(config.dialogue.cache_dir) / "tuning-emotions" / f"{digest.hexdigest()[:16]}.json"
+        return cls(lm, path)
+
+    def __call__(self, messages: Messages) -> EmotionResult:
+        key = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()[:24]
+        if key not in self.saved:
+            self.saved[key] = self.lm.emotion_of(messages).scores
+            self.fresh += 1
+            if self.fresh % 250 == 0:
+                log.info("the emotion head has read %d new training prompts", self.fresh)
+        scores = self.saved[key]
+        return EmotionResult(max(scores, key=scores.__getitem__), scores)
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.saved), encoding="utf-8")
 
 
 class _Batches:
@@ -128,6 +182,17 @@ def evaluate(model: Any, rows: list[tuple[list[int], int]], batch_size: int) -> 
     return {"loss": mean, "perplexity": math.exp(mean), "tokens": count}
 
 
+def evaluate_dev(model: Any, dev: dict[str, list[tuple[list[int], int]]], batch_size: int) -> dict[str, Any]:
+    """Each dev set's loss and perplexity, and ``loss``: their mean (what picks the best adapter)."""
+    result: dict[str, Any] = {name: evaluate(model, rows, batch_size) for name, rows in dev.items()}
+    result["loss"] = sum(r["loss"] for r in result.values()) / len(dev)
+    return result
+
+
+def _dev_line(result: dict[str, Any]) -> str:
+    return ", ".join(f"{name} {r['perplexity']:.2f}" for name, r in result.items() if isinstance(r, dict))
+
+
 def train(options: DialogueTrainOptions, config: Config, command: str) -> dict[str, Any]:
     from peft import LoraConfig, get_peft_model
     from tqdm import tqdm
@@ -149,16 +214,16 @@ def train(options: DialogueTrainOptions, config: Config, command: str) -> dict[s
     if not 0 <= first < n_layers:
         raise SystemExit(f"voiceos train dialogue: --first-layer must be in [0, {n_layers - 1}], got {first}")
 
-    data_dir = Path(options.data_dir)
     encoder = _Batches(tokenizer, options.max_tokens)
-    train_set = build_training_set(config, data_dir, options.examples, options.seed)
-    dev_set = build_dev_set(config, data_dir, options.dev_examples, options.seed)
+    readings = HeadReadings.for_head(lm, config)
+    train_set = build_training_set(config, Path(options.data_dir), options.examples, options.seed, readings)
+    dev_rows = _dev_rows(options, config, encoder, readings)
     train_rows = [(row, ex.kind) for ex in train_set if (row := encoder.encode(ex)) is not None]
-    dev_rows = [row for ex in dev_set if (row := encoder.encode(ex)) is not None]
     kinds: dict[str, int] = {}
     for _, kind in train_rows:
         kinds[kind] = kinds.get(kind, 0) + 1
-    log.info("training on %d examples %s, scoring %d dev replies", len(train_rows), kinds, len(dev_rows))
+    noted = _notes(train_set)
+    log.info("training on %d examples %s (notes %s), dev %s", len(train_rows), kinds, noted, _sizes(dev_rows))
 
     lora = LoraConfig(
         r=options.rank,
@@ -182,12 +247,8 @@ def train(options: DialogueTrainOptions, config: Config, command: str) -> dict[s
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
     order = random.Random(options.seed)
-    evaluations = [{"step": 0, **evaluate(model, dev_rows, options.batch_size)}]
-    log.info(
-        "dev before training (the base model): loss %.3f, perplexity %.2f",
-        evaluations[0]["loss"],
-        evaluations[0]["perplexity"],
-    )
+    evaluations = [{"step": 0, **evaluate_dev(model, dev_rows, options.batch_size)}]
+    log.info("dev perplexity before training (the base model): %s", _dev_line(evaluations[0]))
     best = dict(evaluations[0], state=_adapter_state(model))  # at step 0 (B = 0): the base model itself
     history, queue, since_best, step = [], [], 0, 0
     bar = tqdm(total=options.max_steps, desc="fine-tuning the dialogue LM", unit="step")
@@ -207,9 +268,9 @@ def train(options: DialogueTrainOptions, config: Config, command: str) -> dict[s
         bar.update()
         bar.set_postfix(loss=f"{history[-1]:.3f}", dev=f"{best['loss']:.3f}")
         if step % options.eval_every == 0 or step == options.max_steps:
-            result = {"step": step, **evaluate(model, dev_rows, options.batch_size)}
+            result = {"step": step, **evaluate_dev(model, dev_rows, options.batch_size)}
             evaluations.append(result)
-            log.info("step %d: dev loss %.3f, perplexity %.2f", step, result["loss"], result["perplexity"])
+            log.info("step %d: dev perplexity %s", step, _dev_line(result))
             if result["loss"] < best["loss"]:
                 best, since_best = dict(result, state=_adapter_state(model)), 0
             else:
@@ -227,10 +288,12 @@ def train(options: DialogueTrainOptions, config: Config, command: str) -> dict[s
         "options": dataclasses.asdict(options),
         "adapted_layers": [first, n_layers - 1],
         "trainable_parameters": sum(p.numel() for p in trainable),
-        "sizes": {"train": len(train_rows), "train_by_kind": kinds, "dev": len(dev_rows)},
-        "dev_base": {k: base[k] for k in ("loss", "perplexity", "tokens")},
-        "dev_best": {k: best[k] for k in ("step", "loss", "perplexity", "tokens")},
-        "perplexity_change": best["perplexity"] / base["perplexity"] - 1,
+        "sizes": {"train": len(train_rows), "train_by_kind": kinds, "dev": _sizes(dev_rows)},
+        "shares": SHARES,
+        "notes": noted,
+        "dev_base": {k: v for k, v in base.items() if k != "step"},
+        "dev_best": {k: v for k, v in best.items() if k != "state"},
+        "perplexity_change": {name: best[name]["perplexity"] / base[name]["perplexity"] - 1 for name in dev_rows},
         "evaluations": evaluations,
         "train_loss": history,
         "steps_run": step,
@@ -241,6 +304,50 @@ def train(options: DialogueTrainOptions, config: Config, command: str) -> dict[s
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     (out / "MODEL_CARD.md").write_text(model_card(metrics), encoding="utf-8")
     return metrics
+
+
+def _dev_rows(
+    options: DialogueTrainOptions, config: Config, encoder: _Batches, readings: HeadReadings
+) -> dict[str, list[tuple[list[int], int]]]:
+    dev_sets = build_dev_sets(config, Path(options.data_dir), options.dev_examples, options.seed, readings)
+    readings.save()
+    return {name: [row for ex in dev if (row := encoder.encode(ex)) is not None] for name, dev in dev_sets.items()}
+
+
+def _notes(examples: list[TuningExample]) -> dict[str, int]:
+    """How many examples carry each emotion note (by the feeling it names), and how many none."""
+    counts: dict[str, int] = {}
+    for example in examples:
+        last = example.messages[-1]
+        key = last["content"] if last["role"] == "system" else "(none)"
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def _sizes(dev_rows: dict[str, list[Any]]) -> dict[str, int]:
+    return {name: len(rows) for name, rows in dev_rows.items()}
+
+
+def score_adapter(options: DialogueTrainOptions, config: Config) -> dict[str, Any]:
+    """The dev sets' loss and perplexity with the adapter in ``options.score_adapter`` and without it (the base
+    model), built as :func:`train` builds them."""
+    from voiceos import models
+    from voiceos.dialogue.adapter import set_adapter_enabled
+    from voiceos.dialogue.lm import DialogueLM
+
+    plan = models.plan_devices(config.runtime.device, config.asr.compute_type, "float32")
+    adapter = str(Path(options.score_adapter).expanduser())
+    lm = DialogueLM.load(
+        dataclasses.replace(config.dialogue, adapter=adapter, block_kernel=False, lean_decode=False), plan
+    )
+    if lm.adapter is None:
+        raise SystemExit(f"voiceos train dialogue: {adapter} is not an adapter of {lm.name}")
+    readings = HeadReadings.for_head(lm, config)
+    dev_rows = _dev_rows(options, config, _Batches(lm.tokenizer, options.max_tokens), readings)
+    scores = {"adapter": evaluate_dev(lm.model, dev_rows, options.batch_size)}
+    set_adapter_enabled(lm.model, False)
+    scores["base"] = evaluate_dev(lm.model, dev_rows, options.batch_size)
+    return {"adapter_dir": adapter, "dev": _sizes(dev_rows), **scores}
 
 
 def _adapter_state(model: Any) -> dict[str, torch.Tensor]:
@@ -266,43 +373,6 @@ def _versions() -> dict[str, str]:
     return {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__}
 
 
-def model_card(m: dict[str, Any]) -> str:
-    o = m["options"]
-    kinds = ", ".join(f"{k} {v}" for k, v in m["sizes"]["train_by_kind"].items())
-    return f"""# voiceos dialogue adapter (LoRA) for {m["model"]}
-
-What it is: LoRA adapters (rank {o["rank"]}, alpha {o["alpha"]}, {m["trainable_parameters"]:,} parameters) on every
-projection of decoder layers {m["adapted_layers"][0]}-{m["adapted_layers"][1]} of the embedded SmolLM2-135M-Instruct,
-so that replies meet the user's feeling, stay short and spoken, keep the persona and answer from the facts in the
-system prompt. Layers before {m["adapted_layers"][0]} are untouched: the emotion head reads the base model's states.
-
-## Data
-- EmpatheticDialogues (Rashkin et al., 2019), train split: a speaker's opening and the listener's first reply,
-  kept where the reply meets the feeling. **Licence: CC BY-NC 4.0 (non-commercial).**
-- DailyDialog (Li et al., 2017), train split: an utterance and its reply. **Licence: CC BY-NC-SA 4.0
-  (non-commercial, share-alike).**
-- Built by voiceos (`voiceos/dialogue/tuning_data.py`): persona, memory-recall and short factual examples.
-
-Because of the two corpora, this adapter is for non-commercial use only.
-Training examples: {m["sizes"]["train"]} ({kinds}); seed {o["seed"]}.
-
-## Results (EmpatheticDialogues dev, {m["sizes"]["dev"]} gold listener replies, {m["dev_best"]["tokens"]} tokens)
-| | loss | perplexity |
-|---|---|---|
-| base model | {m["dev_base"]["loss"]:.3f} | {m["dev_base"]["perplexity"]:.2f} |
-| with this adapter (step {m["dev_best"]["step"]}) | {m["dev_best"]["loss"]:.3f} | {m["dev_best"]["perplexity"]:.2f} |
-
-Perplexity change: {100 * m["perplexity_change"]:+.1f}%. {m["steps_run"]} steps of {o["batch_size"]} examples,
-{m["seconds"] / 60:.0f} min{" (stopped early)" if m["stopped_early"] else ""}. Probe scores: benchmarks/README.md.
-
-## Reproduce
-```
-{m["command"]}
-```
-Versions: {", ".join(f"{k} {v}" for k, v in m["versions"].items())}.
-"""
-
-
 def main(argv: list[str] | None = None, config: Config | None = None) -> int:
     args = _parser().parse_args(argv)
     options = DialogueTrainOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DialogueTrainOptions)})
@@ -310,6 +380,9 @@ def main(argv: list[str] | None = None, config: Config | None = None) -> int:
         print(f"voiceos train dialogue: no EmpatheticDialogues under {options.data_dir}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if options.score_adapter:
+        print(json.dumps(score_adapter(options, config or Config()), indent=2))
+        return 0
     command = "voiceos train dialogue " + shlex.join(argv if argv is not None else sys.argv[1:])
     metrics = train(options, config or Config(), command.strip())
     print(json.dumps({k: metrics[k] for k in ("dev_base", "dev_best", "perplexity_change", "steps_run")}, indent=2))

@@ -5,7 +5,7 @@ voice profile (sadness -> gentle, anger -> calm, joy -> joyful, fear -> reassuri
 ``min_confidence`` counts as neutral, so an unsure head does not colour the voice. For a confident detection of an
 emotion in ``note_for`` that the policy answers with a non-neutral voice, ``context_note`` (with ``{feeling}`` filled
 in) is added to the LM's context after the user's turn, so the words fit the voice; mapping an emotion to
-``neutral`` means "do not react".
+``neutral`` means "do not react" (with ``neutral_note``, that note is added instead).
 
 ``surprise`` is neutral by default: GoEmotions-Ekman files curiosity and confusion under surprise, so nearly every
 question a user asks reads as surprise, and a voice assistant should not sound excited about each one.
@@ -53,6 +53,10 @@ class EmotionOptions:
     # The emotions the note is added for (space-separated labels). Not joy by default: the embedded 135M model
     # answers "happy" notes with odd replies (emoji, role play), and answers good news well without one.
     note_for: str = "anger disgust fear sadness"
+    # Added instead when the voice stays neutral (neutral, surprise, or an unsure reading); "" adds nothing there.
+    neutral_note: str = ""
+    # A condolence in the reply is not said when the head reads the turn as neutral or joy at least this sure (0: off).
+    condolence_guard: float = field(default=0.0, metadata={"range": (0.0, 1.0)})
     policy: EmotionPolicy = field(default_factory=EmotionPolicy)
 
     def __post_init__(self) -> None:
@@ -76,6 +80,8 @@ class ReplyStyle:
 def reply_style(result: EmotionResult, options: EmotionOptions) -> ReplyStyle:
     label = result.label if result.confidence >= options.min_confidence else "neutral"
     voice = options.policy.voice_for(label)
-    if voice == "neutral" or label not in options.note_for.split() or not options.context_note.strip():
+    if voice == "neutral":
+        return ReplyStyle(voice, options.neutral_note.strip() or None)
+    if label not in options.note_for.split() or not options.context_note.strip():
         return ReplyStyle(voice, None)
     return ReplyStyle(voice, options.context_note.format(feeling=FEELINGS[label]))

@@ -1,10 +1,13 @@
 """The dialogue LM as the last responder: it answers whatever no skill took, streaming its words into the speaker.
 
 What is said of the LM's words is decided here: sentences stop at ``dialogue.max_sentences`` unless the user asked
-for detail (voiceos.dialogue.length), a sentence in which the assistant takes the user's name as its own is dropped
-(voiceos.dialogue.persona), so is one that states the time, the date, the weather or the news when the user asked
-about them (voiceos.reply.honesty), a sentence cut off by ``max_new_tokens`` is not said, and a dialogue server that
-fails (``dialogue.backend: openai``) is answered with a short apology.
+for detail (voiceos.dialogue.length). Guards keep a sentence from being said: one in which the assistant takes the
+user's name as its own (voiceos.dialogue.persona; asked "What's my name?", it is said to the user instead: "I'm
+Sam." -> "You're Sam."), one that states the time, the date, the weather or the news when the user asked about them
+(voiceos.reply.honesty), a condolence when the emotion head is sure the user is calm or happy
+(voiceos.reply.condolence, ``emotion.condolence_guard``). A sentence cut off by ``max_new_tokens`` is not said, and
+a dialogue server that fails (``dialogue.backend: openai``) is answered with a short apology. A reply is never
+empty: when nothing is left to say, a short stand-in sentence is.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ from dataclasses import dataclass, field
 from voiceos.config import Config
 from voiceos.dialogue.backend import DialogueBackend
 from voiceos.dialogue.length import ends_sentence, wants_detail
-from voiceos.dialogue.persona import claims_name
+from voiceos.dialogue.persona import asks_own_name, claims_name, told_back
 from voiceos.emotion.labels import EmotionResult
 from voiceos.emotion.policy import reply_style
 from voiceos.errors import DialogueServerError
+from voiceos.reply.condolence import misplaced_condolence
 from voiceos.reply.honesty import CANNOT_CHECK, asks_about_now, states_now
 from voiceos.reply.speaker import ReplySpeaker, ms_since
 
@@ -27,13 +31,17 @@ log = logging.getLogger(__name__)
 
 # said when the dialogue server (dialogue.backend: openai) is down, too slow or answers garbage; the log says which
 SERVER_APOLOGY = "Sorry, I can't reach my language model right now."
+# said when nothing of the LM's reply is left to say (the guards dropped every sentence): never silence
+NOTHING_LEFT = "Sorry, I'm not sure what to say to that."
 
 
 @dataclass
 class DialogueOutcome:
     user_emotion: dict
     error: str | None = None  # the dialogue server's failure, when the reply is the apology
-    dropped: dict[str, int] = field(default_factory=dict)  # sentences a guard kept from being said, by guard
+    # sentences a guard kept from being said as written, by guard; "nothing_left": 1 when a stand-in sentence was
+    # said because nothing else was left
+    dropped: dict[str, int] = field(default_factory=dict)
 
 
 def speak_dialogue_reply(
@@ -52,7 +60,10 @@ def speak_dialogue_reply(
     timings, start = speaker.timings, speaker.start
     outcome = DialogueOutcome({"label": "neutral", "scores": {}})
 
+    reading: list[EmotionResult] = []  # the head's reading of the user's turn, once the LM has it
+
     def on_emotion(result: EmotionResult) -> str | None:
+        reading.append(result)
         style = reply_style(result, config.emotion)
         outcome.user_emotion, speaker.emotion = result.as_json(), style.voice_emotion
         timings["emotion"] = ms_since(start)
@@ -69,13 +80,21 @@ def speak_dialogue_reply(
             return "name"
         if about_now and states_now(sentence):  # asked the time or the weather: it cannot know (honesty.py)
             return "invented_now"
+        if reading and misplaced_condolence(sentence, reading[-1], config.emotion.condolence_guard):
+            return "condolence"  # "I'm sorry to hear that." to a calm remark (condolence.py)
         return None
+
+    asked_name = name_of_user is not None and asks_own_name(user_text)
 
     def said(sentence: str) -> bool:
         """Speak a whole sentence; False for one that is not said."""
         guard = guarded(sentence)
         if guard is not None:
             outcome.dropped[guard] = outcome.dropped.get(guard, 0) + 1
+            if guard == "name" and asked_name:  # "What's my name?" -> "I'm Sam.": the answer, said to the user
+                log.info("a sentence of the reply was said to the user (name guard)")
+                speaker.say(told_back(sentence, name_of_user))
+                return True
             log.info("a sentence of the reply was not said (%s guard)", guard)
             return False
         speaker.say(sentence)
@@ -123,6 +142,9 @@ def speak_dialogue_reply(
         tail = []
     for sentence in tail:
         said(sentence)
-    if outcome.dropped.get("invented_now") and not speaker.spans and not speaker.has_kept and not speaker.cancelled:
-        speaker.say(CANNOT_CHECK)  # all it had was made up: say so rather than nothing
+    if not speaker.spans and not speaker.has_kept and not speaker.cancelled:  # a reply is never empty
+        # all it had was made up: say so; else every sentence was dropped, or the LM ended at once
+        speaker.say(CANNOT_CHECK if outcome.dropped.get("invented_now") else NOTHING_LEFT)
+        outcome.dropped["nothing_left"] = 1
+        log.info("nothing of the LM's reply was left to say: a stand-in sentence was said")
     return outcome

@@ -1,0 +1,101 @@
+"""What is said of the LM's reply: the name guard says the user's name back to them when they asked for it, the
+condolence guard drops condolences for a calm or happy turn, a reply is never empty, and `voiceos chat` shows exactly
+what is said. The LM is a fake that answers with a fixed text (what
+is said of a given reply is pure logic); the real model's replies are tested in test_chat.py."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+import pytest
+from fakes import FakeLM, said_of
+
+from voiceos.chat import _converse
+from voiceos.config import Config
+from voiceos.dialogue.persona import asks_own_name, told_back
+from voiceos.emotion.labels import LABELS, EmotionResult
+from voiceos.pipeline import Pipeline
+from voiceos.reply.dialogue import NOTHING_LEFT
+
+
+def speak(reply: str, user_text: str, name: str | None) -> tuple[list[str], dict[str, int]]:
+    return said_of(reply, user_text, name)
+
+
+@pytest.mark.parametrize("asked", ["What's my name?", "Do you know my name?", "Who am I?", "Remember my name?"])
+def test_asked_their_name_the_users_name_claimed_in_the_first_person_is_said_to_them(asked):
+    assert asks_own_name(asked)
+    said, dropped = speak("I'm Sam. What can I do for you?", asked, "Sam")
+    assert said == ["You're Sam.", "What can I do for you?"] and dropped == {"name": 1}
+
+
+def test_a_claim_is_turned_to_the_user_whatever_its_form():
+    assert told_back("My name is Sam, and I love walks.", "Sam") == "Your name is Sam, and I love walks."
+    assert told_back("Yes! I am sam.", "Sam") == "Yes! You are Sam."
+    assert told_back("Of course, call me Sam.", "Sam") == "Of course, you're Sam."
+
+
+def test_not_asked_their_name_the_claim_is_not_said_and_the_rest_is():
+    said, dropped = speak("I'm Sam. What can I do for you?", "Hi, I'm Sam. I just walked the dog.", "Sam")
+    assert said == ["What can I do for you?"] and dropped == {"name": 1}
+    assert not asks_own_name("My name is Sam.")
+
+
+@pytest.mark.parametrize(
+    ("reply", "dropped"), [("I'm Tom.", {"name": 1, "nothing_left": 1}), ("", {"nothing_left": 1})]
+)
+def test_a_reply_with_nothing_left_to_say_is_never_silent(reply, dropped):
+    said, why = speak(reply, "Good to meet you.", "Tom")
+    assert said == [NOTHING_LEFT] and why == dropped
+
+
+def test_interactive_chat_shows_what_is_said_not_what_the_lm_wrote(device_plan, monkeypatch, capsys):
+    pipeline = Pipeline(Config(), device_plan, lm=FakeLM("I'm Sam. What can I do for you?"))
+    lines = iter(["Hi, I'm Sam. I just got back from a long walk.", "What's my name?"])
+
+    def typed(_prompt: str) -> str:
+        try:
+            return next(lines)
+        except StopIteration:
+            raise EOFError from None
+
+    monkeypatch.setattr("builtins.input", typed)
+    assert _converse(pipeline, None, threading.Lock()) == 0
+    shown = capsys.readouterr().out.splitlines()
+    said = [m["content"] for m in pipeline.history if m["role"] == "assistant"]
+    assert said == ["What can I do for you?", "You're Sam. What can I do for you?"]
+    assert shown == [f"milo> {said[0]}", f"milo> {said[1]}"]
+
+
+def reading(label: str, p: float) -> EmotionResult:
+    rest = (1 - p) / (len(LABELS) - 1)
+    return EmotionResult(label, {name: p if name == label else rest for name in LABELS})
+
+
+GUARDED = dataclasses.replace(Config(), emotion=dataclasses.replace(Config().emotion, condolence_guard=0.85))
+
+
+@pytest.mark.parametrize("label", ["neutral", "joy"])
+def test_a_condolence_is_not_said_when_the_head_is_sure_the_user_is_calm_or_happy(label):
+    said, dropped = said_of(
+        "Oh no! I'm sorry to hear that. Is the kettle new?",
+        "The kettle is on.",
+        None,
+        emotion=reading(label, 0.9),
+        config=GUARDED,
+    )
+    assert said == ["Is the kettle new?"] and dropped == {"condolence": 2}
+
+
+@pytest.mark.parametrize(("label", "p"), [("neutral", 0.7), ("sadness", 0.9)])
+def test_a_condolence_stays_when_the_head_hears_sorrow_or_is_unsure(label, p):
+    said, dropped = said_of(
+        "I'm so sorry for your loss.", "My aunt died.", None, emotion=reading(label, p), config=GUARDED
+    )
+    assert said == ["I'm so sorry for your loss."] and dropped == {}
+
+
+def test_the_condolence_guard_is_off_by_default():
+    said, _ = said_of("Oh no!", "The kettle is on.", None, emotion=reading("neutral", 0.99))
+    assert said == ["Oh no!"]
