@@ -15,7 +15,7 @@ from voiceos.dialogue.backend import choose_decoder
 from voiceos.dialogue.llama_cpp_lm import batch_size, gguf_path
 from voiceos.dialogue.lora_gguf import gguf_lora, rotary_permuted, write_gguf_lora
 from voiceos.errors import ModelLoadError
-from voiceos.models import DevicePlan, embedded_lm_gguf
+from voiceos.models import AsrPlan, DevicePlan, embedded_lm_gguf
 
 PERSONA = "You are Milo, a kind voice assistant. Answer in one short sentence."
 PROMPTS = (
@@ -160,7 +160,7 @@ def test_greedy_replies_of_llama_cpp_mostly_start_as_the_torch_decoders(lm, llam
 
 
 def test_the_decoder_is_llama_cpp_for_a_gguf_on_the_cpu_and_torch_otherwise(test_config):
-    cpu = DevicePlan("cpu", "cpu", "int8", "float32", ())
+    cpu = DevicePlan("cpu", "float32", (), AsrPlan("whisper", "cpu", "int8"))
     cuda = dataclasses.replace(cpu, torch_device="cuda")
     options = test_config.dialogue
     assert gguf_path(options) == embedded_lm_gguf()

@@ -88,7 +88,9 @@ def test_an_incomplete_verdict_leaves_the_turn_to_max_silence(smart_turn):
     """A pause longer than turn.max_silence_ms ends the turn even when the model says it is not complete."""
     audio = with_pause(recording(AMIABLE), AFTER_WOMAN, 1200)
     model = replay(audio, TurnModel(smart_turn, TurnOptions(max_silence_ms=800)), VadOptions())
-    assert [end.by for end in model.ends] == ["silence", "model"]
+    # The first end is the timer's although the model said incomplete. (How the rest ends is the model's call on a
+    # shorter context: complete on a Xeon, 0.35 on an EPYC, so it is not this test's.)
+    assert model.ends[0].by == "silence" and not model.verdicts[0].complete and len(model.ends) == 2
 
 
 def test_config_chooses_the_strategy_and_auto_takes_the_model_where_it_loads(smart_turn):

@@ -63,5 +63,6 @@ def test_head_start_timings_count_from_the_commit() -> None:
         "tts_first_audio": 400.0,
         "total": 1700.0,
         "head_start": 300.0,
+        "asr_ready": -400.0,  # the transcript was there 400 ms before the commit
     }
     assert Turn("hi", "say").head_start_timings(timings) == timings

@@ -58,7 +58,8 @@ def claims_name(sentence: str, name: str | None) -> bool:
 
 def asks_own_name(user_text: str) -> bool:
     """The user asks for their own name ("What's my name?", "Do you know my name?", "Who am I?")."""
-    return "?" in user_text and _ASKS_OWN_NAME.search(user_text) is not None
+    questions = re.findall(r"[^.!?]*\?", user_text)  # "Hi, my name is Maya. What's your name?" asks the other's
+    return any(_ASKS_OWN_NAME.search(question) for question in questions)
 
 
 def told_back(sentence: str, name: str) -> str:
