@@ -59,7 +59,7 @@ SETTINGS = {
         dataclasses.replace(MOONSHINE, max_tokens_per_s=6.5, min_audio_s=2.0),
     ),
     "moonshine-shipped": (
-        "Moonshine tiny-en, 6.5 tokens/s, padded to 1 s, Whisper (loop guard) when unsure (< -0.2): shipped",
+        "Moonshine tiny-en, 6.5 tokens/s, padded to 1 s, Whisper (loop guard) when unsure (< -0.25): shipped",
         AsrOptions(engine="moonshine"),
     ),
     "whisper-shipped": (

@@ -143,7 +143,7 @@ class AsrOptions:
     min_audio_s: float = _range(1.0, 0.0, 10.0)  # shorter clips are padded with silence to this length
     # a transcript whose mean token log-probability is below this is transcribed again by Whisper tiny.en (loaded
     # beside it, with the whisper keys above); null: never. Moonshine is unsure of half the non-native recordings.
-    fallback_below: float | None = _range(-0.2, -10.0, 0.0)
+    fallback_below: float | None = _range(-0.25, -10.0, 0.0)
 
     def __post_init__(self) -> None:
         if self.engine == "moonshine" and self.language not in (None, "en"):
