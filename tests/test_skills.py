@@ -55,6 +55,7 @@ def turn(responder: SkillResponder, context: SkillContext, text: str) -> SkillRe
         ("what's the time", "HassGetCurrentTime", "It's ten past two in the afternoon."),
         ("What's today's date?", "HassGetCurrentDate", "Today is Monday the seventh of December."),
         ("what day is it today", "VoiceosGetDay", "Today is Monday the seventh of December."),
+        ("which day is today", "VoiceosGetDay", "Today is Monday the seventh of December."),
         ("is it friday", "VoiceosGetDay", "No, today is Monday."),
         ("what year is it", "VoiceosGetDay", "It's twenty twenty-six."),
         ("what month is it", "VoiceosGetDay", "It's December."),

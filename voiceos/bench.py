@@ -155,8 +155,9 @@ def run_bench(
             rig.require_listening(300.0, "bench")
             by_model = any(v["ended_turn"] for v in events.since(mark, "turn_verdict"))
             ended_by = "model" if by_model else "silence"
-            marks[which].append((name, sent_at, len(samples) / MIC_RATE, ended, timings, ended_by))
-            time.sleep(0.5)
+            _settle(events)  # a clip heard as two turns is answered twice: the next clip waits for both
+            heard = " | ".join(e["text"] for e in events.since(mark, "transcript"))  # more than one: a split turn
+            marks[which].append((name, sent_at, len(samples) / MIC_RATE, ended, timings, ended_by, heard))
         mic_audio, speaker_audio = mic.stop(), speaker.stop()
         result = _analyse(marks[0], mic, mic_audio, speaker, speaker_audio, clock_offset)
         if skill_clips:
@@ -177,9 +178,27 @@ def run_bench(
             log.warning("bench: its daemon and sound server logs are kept in %s", root)
 
 
+def _settle(events, quiet_s: float = 0.8) -> None:
+    """Wait until a quiet ``quiet_s`` passes with no new utterance; an utterance heard in it is waited out (its
+    reply's timings), so its events are not taken for the next clip's."""
+    from voiceos.daemon.client import EventTimeout
+
+    deadline = time.monotonic() + BENCH_EVENT_TIMEOUT_S
+    while time.monotonic() < deadline:
+        mark = events.mark()
+        time.sleep(quiet_s)
+        if not events.since(mark, "speech_started"):
+            return
+        log.warning("bench: the daemon heard one more utterance after its reply; waiting for it")
+        try:
+            events.wait_for(("timings", "ignored"), mark, 60.0)
+        except EventTimeout:  # a sound with no words may end no turn at all
+            return
+
+
 def _analyse(marks, mic, mic_audio, speaker, speaker_audio, clock_offset: float) -> dict[str, Any]:
     per_turn: list[dict[str, Any]] = []
-    for name, sent_at, seconds, ended, timings_event, ended_by in marks:
+    for name, sent_at, seconds, ended, timings_event, ended_by, heard in marks:
         t = timings_event["timings_ms"]
         start_in_mic = sent_at - mic.started_at
         user_end = last_sound_end(mic_audio, MIC_RATE, start_in_mic, start_in_mic + seconds + 1.0)
@@ -197,6 +216,8 @@ def _analyse(marks, mic, mic_audio, speaker, speaker_audio, clock_offset: float)
         per_turn.append(
             {
                 "utterance": name,
+                "heard": heard,  # the transcript(s) of the turn
+                "skill": "skill" in t,  # a skill answered, not the LM
                 "turn_ended_by": ended_by,  # the turn model's verdict, or the silence timer
                 "end_to_first_audio_ms": round(e2e, 1),
                 "endpointing": round(endpointing, 1),
@@ -224,6 +245,7 @@ def _analyse(marks, mic, mic_audio, speaker, speaker_audio, clock_offset: float)
     ends = result["endpointing_ms_p50"] / result["end_to_first_audio_ms_p50"] if per_turn else float("nan")
     result["endpointing_share_p50"] = round(ends, 2)  # of the wait, how much is deciding that the turn is over
     result["turns_ended_by_model"] = sum(turn["turn_ended_by"] == "model" for turn in per_turn)
+    result["answered_by_skill"] = sum(turn["skill"] for turn in per_turn)
     result["asr_speculative_share"] = round(sum(t["asr_speculative"] for t in per_turn) / max(1, len(per_turn)), 2)
     result["head_start_ms_p50"] = _percentile([t["head_start"] for t in per_turn], 50)
     result["turns"] = per_turn
