@@ -185,7 +185,7 @@ def test_microphone_whose_stream_ends_is_reopened_within_5_s_of_coming_back(daem
     pulse_server.remove_microphone()
     try:
         assert pulse_server.end_recording_streams(daemon.process.pid), "the daemon had no recording stream"
-        daemon.wait_until("no_audio", timeout=10)  # the stall shows after 1.5 s without audio
+        daemon.wait_until("no_audio", timeout=10)  # the stall shows after STALL_S (3 s) without audio
         time.sleep(8.0)  # long enough for the retry backoff to reach its longest interval
         status = daemon.client.request("status")
         assert status["state"] == "no_audio" and "vmic" in status["devices"]["error"], status

@@ -10,7 +10,7 @@ import numpy as np
 
 from voiceos.asr import SAMPLE_RATE
 from voiceos.audio.files import read_audio
-from voiceos.audio.microphone import Microphone, rescan_devices
+from voiceos.audio.microphone import STALL_S, Microphone, rescan_devices
 
 JFK = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech" / "jfk.flac"
 
@@ -54,7 +54,7 @@ def test_a_dead_sound_server_shows_as_a_stalled_stream(pulse_server):
         await asyncio.sleep(0.5)
         assert not mic.stalled()
         pulse_server.kill()
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(STALL_S + 0.5)
         stalled = mic.stalled()
         mic.close()
         return stalled

@@ -52,6 +52,11 @@ def device_name(index: int | None, kind: str) -> str:
         return "default" if index is None else f"#{index}"
 
 
+# No audio for this long while the stream says it is active: the sound server hangs. 1.5 s was too short on a busy
+# 2-core machine: in a 30-minute soak beside a LoRA training, the callback went 1.5 s without a block while the
+# daemon's own LM decoded a reply, and the reopen cut that turn. A stream that ends (no longer active) is seen at once.
+STALL_S = 3.0
+
 class Microphone:
     """Captures mono audio from one input device; iterate :meth:`frames` on the event loop for 16 kHz float32."""
 
@@ -154,7 +159,7 @@ class Microphone:
                 yield np.asarray(out, dtype=np.float32), anchor + samples_out / TARGET_RATE
                 samples_out += len(out)
 
-    def stalled(self, timeout_s: float = 1.5) -> bool:
+    def stalled(self, timeout_s: float = STALL_S) -> bool:
         """True when the stream died or no audio arrived for ``timeout_s``: the device or sound server is gone."""
         if self._closed:
             return True
