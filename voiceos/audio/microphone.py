@@ -57,6 +57,7 @@ def device_name(index: int | None, kind: str) -> str:
 # daemon's own LM decoded a reply, and the reopen cut that turn. A stream that ends (no longer active) is seen at once.
 STALL_S = 3.0
 
+
 class Microphone:
     """Captures mono audio from one input device; iterate :meth:`frames` on the event loop for 16 kHz float32."""
 
