@@ -105,7 +105,9 @@ def variants(config: Any, decoder: str = "torch") -> dict[str, dict[str, dict[st
     the plain sequential pipeline."""
     from voiceos.turn import strategy_name
 
-    runs = {f"asr_{engine}": {"asr": {"engine": engine}} for engine in ENGINES if engine != config.asr.engine}
+    runs: dict[str, dict[str, Any]] = {
+        f"asr_{engine}": {"asr": {"engine": engine}} for engine in ENGINES if engine != config.asr.engine
+    }
     configured = strategy_name(config.turn)
     for strategy in END_OF_TURN:
         if strategy != configured:

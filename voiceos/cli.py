@@ -189,6 +189,7 @@ def cmd_say(args: argparse.Namespace, config: Config) -> int:
             _print_daemon_turn(data, args.json)
             return 0
     pipeline = Pipeline.load(config, stages=("lm", "tts"))
+    assert pipeline.tts is not None
     with _Speaker(config, pipeline.tts.sample_rate, play=not args.no_play) as speaker:
         turn = pipeline.reply(text, on_audio=speaker.write)
     turn.audio_path = _save_reply(turn, args.out, speaker.played)
@@ -203,6 +204,7 @@ def cmd_listen(args: argparse.Namespace, config: Config) -> int:
 
     samples = read_audio(args.file, SAMPLE_RATE, max_seconds=config.limits.max_audio_s)  # fail before loading models
     pipeline = Pipeline.load(config, stages=("asr", "lm", "tts"))
+    assert pipeline.tts is not None
     with _Speaker(config, pipeline.tts.sample_rate, play=not args.no_play) as speaker:
         result = pipeline.listen_samples(samples, args.file, on_audio=speaker.write)
     result.turn.audio_path = _save_reply(result.turn, args.out, speaker.played)

@@ -324,7 +324,7 @@ def _build(cls: type, data: dict[str, Any], source: str, prefix: str, skip: froz
         key = prefix + name
         f = fields[name]
         hint = hints[name]
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             if value is None:
                 continue
             if not isinstance(value, dict):

@@ -188,7 +188,7 @@ class Pipeline:
                 pipeline.lm = load_dialogue(config.dialogue, plan, emotion=config.emotion.enabled)
                 pipeline.attach_emotion_head()
                 bar.update()
-            if "tts" in stages:
+            if voice is not None:  # loaded with the tts stage
                 bar.set_postfix_str(f"voice {voice.name}")
                 pipeline.tts = load_engine(voice, plan)
                 bar.update()

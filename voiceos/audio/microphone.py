@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import numpy as np
@@ -130,7 +130,7 @@ class Microphone:
             self.dropped_blocks += 1
         self._queue.put_nowait((block, adc_time))
 
-    async def frames(self) -> AsyncIterator[tuple[np.ndarray, float]]:
+    async def frames(self) -> AsyncGenerator[tuple[np.ndarray, float], None]:
         """16 kHz mono float32 chunks with the stream time (ADC clock) of their first sample; ends on close.
 
         The resampler hands out audio in its own chunking (one output chunk can hold samples of several input
@@ -148,6 +148,7 @@ class Microphone:
             if expected is None or abs(adc_time - expected) > 0.015:
                 anchor = adc_time - self.samples_in / self.sample_rate
                 samples_out = round(self.samples_in * TARGET_RATE / self.sample_rate)
+            assert anchor is not None  # set by the first block
             self.samples_in += len(block)
             out = self._resampler.resample_chunk(block) if self._resampler is not None else block
             if out.size:

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
+import io
 import json
 import os
 import shutil
@@ -76,7 +78,7 @@ class Recorder:
         self._thread.start()
 
     def _pump(self) -> None:
-        assert self._proc.stdout is not None
+        assert isinstance(self._proc.stdout, io.BufferedReader)  # stdout=PIPE with the default buffering
         while chunk := self._proc.stdout.read1(65536):
             if self.started_at is None:
                 self.started_at = time.monotonic() - len(chunk) / 4 / self.rate
@@ -234,7 +236,7 @@ class PulseServer:
                 sock.connect(str(cli))
                 sock.sendall(f"kill-source-output {index}\n".encode())  # never "exit": it stops the server
                 sock.shutdown(socket.SHUT_WR)
-                reply = b"".join(iter(lambda s=sock: s.recv(4096), b"")).decode(errors="replace").strip()
+                reply = b"".join(iter(functools.partial(sock.recv, 4096), b"")).decode(errors="replace").strip()
             if reply:
                 raise RuntimeError(f"kill-source-output {index}: {reply}")
         return ours

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from voiceos.asr import Transcriber
 from voiceos.config import Config, VadOptions
 from voiceos.daemon.alarms import AlarmRinger
 from voiceos.daemon.audio_loop import SAMPLE_RATE, AudioLoop
@@ -107,11 +108,12 @@ class Assistant:
         self._turn_task: asyncio.Task | None = None  # the task of the last turn started
         self._speculation = SpeculativeTranscription(
             self._models,
-            lambda x: self.pipeline.transcriber.transcribe(x),
+            lambda x: self._transcriber().transcribe(x),
             self._heard_so_far,
-            lambda x: self.pipeline.transcriber.transcribe_partial(x),
+            lambda x: self._transcriber().transcribe_partial(x),
         )
         self._audio_lost_because = ""  # the audio loop's error when the devices were last lost
+        assert pipeline.tts is not None, "the daemon needs the tts stage"
         output_rate = self.config.audio.output_sample_rate or pipeline.tts.sample_rate
         partials = getattr(pipeline.transcriber, "incremental", False)  # (only where a call costs what audio does)
         self.audio = AudioLoop(self.config, output_rate, self, end_of_turn, partials=partials)
@@ -131,11 +133,18 @@ class Assistant:
                 publish_threadsafe=bus.publish_threadsafe,
             )
             loop = asyncio.get_running_loop()
+            alarms = self.alarms
             pipeline.alarm_control = AlarmControl(
-                ringing=lambda: self.alarms.ringing,
-                silence=self.alarms.silence,
+                ringing=lambda: alarms.ringing,
+                silence=alarms.silence,
                 mute=lambda: loop.call_soon_threadsafe(self.mute, True),  # "stop listening" (on the model thread)
             )
+
+    def _transcriber(self) -> Transcriber:
+        """The pipeline's transcriber now (a reload may replace it); the daemon loads every stage."""
+        transcriber = self.pipeline.transcriber
+        assert transcriber is not None, "the daemon needs the asr stage"
+        return transcriber
 
     # -- state ---------------------------------------------------------------------------------------------------
     def set_state(self, state: str, detail: str = "") -> None:
@@ -243,8 +252,8 @@ class Assistant:
                     samples = None if utterance is None else utterance.samples
                     transcription = None if utterance is None else self._speculation.claim(utterance)
                     self._speculation.end_utterance()
-                    span = None if utterance is None else (utterance.start_s, utterance.end_s)
-                    self._start_task(turn, self._run_audio_turn(turn, samples, transcription, resumes, span=span))
+                    heard_span = None if utterance is None else (utterance.start_s, utterance.end_s)
+                    self._start_task(turn, self._run_audio_turn(turn, samples, transcription, resumes, span=heard_span))
                     self._turn_task = turn.task
                 case Interrupted(turn, reason):
                     if reason == "barge-in":
@@ -310,10 +319,10 @@ class Assistant:
                 if resumes is not None and resumes.done is not None:
                     await asyncio.shield(resumes.done)  # its transcript lands in the carry-over, if still running
                 heard = ""
-            elif used_speculation:
+            elif used_speculation and speculative is not None:
                 heard = (await asyncio.wrap_future(speculative)).text.strip()
             else:
-                transcriber = self.pipeline.transcriber
+                transcriber = self._transcriber()
                 heard = (await loop.run_in_executor(self._models, transcriber.transcribe, samples)).text.strip()
             turn.asr_done_at = time.perf_counter()
             asr_ms = (turn.asr_done_at - start) * 1000
@@ -367,7 +376,9 @@ class Assistant:
                 return data
             turn = None  # cut before it spoke by an utterance without words: answered after all, afresh
 
-    def _addressed(self, text: str, heard: str, span: tuple[float, float] | None, started_at: float) -> str | None:
+    def _addressed(
+        self, text: str, heard: str, span: tuple[float, float] | None, started_at: float | None
+    ) -> str | None:
         """What of ``text`` (``heard`` with any carried-over words before it) is for the assistant: the request
         without its name, or None. Carried-over words not addressed to it do not hide a request that is. An
         utterance just before, ended less than ``JOIN_UNADDRESSED_S`` earlier and not for the assistant on its own,

@@ -210,6 +210,7 @@ class AudioLoop:
                 delay, retrying = 0.5, False
                 self.error = ""
                 self.ready.set()
+                assert self.microphone is not None  # just opened
                 log.info("listening on %s, speaking on %s", self.microphone.name, self._output_name)
                 self.listener.on_audio_state("open")
                 lost = False

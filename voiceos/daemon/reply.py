@@ -34,12 +34,13 @@ def reply_in_model_thread(
     audio: AudioLoop,
     turn: Turn,
     publish_threadsafe: Callable[[Any], None],
-    on_speaking: Callable[[], None],
+    on_speaking: Callable[[], object],
 ) -> TurnResult:
     """Write and speak the reply to ``turn.user_text`` (in the model thread). ``audio`` is the daemon's audio loop
     (its ``player`` may come and go with the device); ``on_speaking`` runs, from this thread, at the first chunk
     played."""
     player = audio.player
+    assert pipeline.tts is not None, "the daemon needs the tts stage"
     voice_rate = pipeline.tts.sample_rate
     out_rate = player.sample_rate if player is not None else voice_rate
     turn.reply_started_at = time.perf_counter()

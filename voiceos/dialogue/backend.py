@@ -12,7 +12,7 @@ one by ``dialogue.backend``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from typing import Protocol
 
 from voiceos.config import DialogueOptions
@@ -48,7 +48,7 @@ class DialogueBackend(Protocol):
         extra_system: str | None = None,
         on_emotion: EmotionHook | None = None,
         use_adapter: bool = True,
-    ) -> Iterator[str]:
+    ) -> Generator[str, None, None]:
         """Yield the reply's text as it comes; ``close()`` stops it at once. ``on_emotion`` gets the user's emotion
         before the first token; the note it returns joins the context after the user's turn."""
         ...

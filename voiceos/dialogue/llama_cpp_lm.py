@@ -28,7 +28,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -178,7 +178,7 @@ class LlamaCppLM:
         extra_system: str | None = None,
         on_emotion: EmotionHook | None = None,
         use_adapter: bool = True,
-    ) -> Iterator[str]:
+    ) -> Generator[str, None, None]:
         """As :meth:`DialogueLM.stream_reply <voiceos.dialogue.lm.DialogueLM.stream_reply>`."""
         self._switch_adapter(use_adapter)
         start = time.perf_counter()

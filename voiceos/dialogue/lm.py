@@ -11,7 +11,7 @@ import copy
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,7 +93,7 @@ class DialogueLM:
         self.prompt_cache = PromptCache(self.persona_prefix, self._new_cache)
         self._emotion_pass: EmotionPass | None = None  # read_emotion's, built at its first call
 
-    def attach_emotion_head(self, head: EmotionHead, labels: tuple[str, ...] | list[str]) -> None:
+    def attach_emotion_head(self, head: EmotionHead, labels: Sequence[str]) -> None:
         """Read the user's emotion off every reply's prefill from now on (see :class:`DialogueModel`)."""
         if not self.dialogue_model.fits(head, labels):
             raise ModelLoadError(
@@ -339,7 +339,7 @@ class DialogueLM:
         extra_system: str | None = None,
         on_emotion: EmotionHook | None = None,
         use_adapter: bool = True,
-    ) -> Iterator[str]:
+    ) -> Generator[str, None, None]:
         """Yield the reply's text as it is decoded; ``close()`` the generator to stop decoding at once.
 
         The deltas never split a character and add up to ``tokenizer.decode(last_stats.token_ids,

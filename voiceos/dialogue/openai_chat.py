@@ -19,7 +19,7 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -108,7 +108,7 @@ class OpenAIChat:
         extra_system: str | None = None,
         on_emotion: EmotionHook | None = None,
         use_adapter: bool = True,  # (the embedded adapter's switch: nothing to switch on a server)
-    ) -> Iterator[str]:
+    ) -> Generator[str, None, None]:
         start = time.perf_counter()
         stats = self.last_stats = GenerationStats()
         messages = self.messages_for(history, user_text, system_prompt=system_prompt, extra_system=extra_system)

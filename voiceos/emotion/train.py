@@ -84,12 +84,12 @@ class TrainOptions:
 
 def _load_sets(options: TrainOptions) -> dict[str, list[Example]]:
     data = Path(options.data_dir)
-    meld_context = {"context_turns": options.context_turns, "speaker_roles": options.meld_speaker_roles}
+    turns, roles = options.context_turns, options.meld_speaker_roles
     sets = {
         "goemotions_train": read_goemotions(data / "goemotions_ekman" / "train.tsv"),
-        "meld_train": read_meld(data / "meld" / "train_sent_emo.csv", **meld_context),
+        "meld_train": read_meld(data / "meld" / "train_sent_emo.csv", context_turns=turns, speaker_roles=roles),
         "goemotions_dev": read_goemotions(data / "goemotions_ekman" / "dev.tsv"),
-        "meld_dev": read_meld(data / "meld" / "dev_sent_emo.csv", **meld_context),
+        "meld_dev": read_meld(data / "meld" / "dev_sent_emo.csv", context_turns=turns, speaker_roles=roles),
     }
     sizes = {
         "goemotions_train": options.goemotions_train,
@@ -121,12 +121,13 @@ def train(options: TrainOptions, lm: Any | None = None, *, progress: bool = True
     states: dict[str, TokenStates] = {}
     for name, rows in sets.items():
         log.info("%s: %d examples", name, len(rows))
-        cache_args = {"tag": name, "batch_size": options.feature_batch_size, "progress": progress}
+        size = options.feature_batch_size
         if options.branch_layers:  # the pooled features (for the baseline) come from the same token states
-            states[name] = cached_token_states(extractor, rows, cache_dir, **cache_args)
+            states[name] = cached_token_states(extractor, rows, cache_dir, tag=name, batch_size=size, progress=progress)
             feats[name] = pooled_features(states[name])
         else:
-            feats[name] = torch.from_numpy(cached_features(extractor, rows, cache_dir, **cache_args))
+            found = cached_features(extractor, rows, cache_dir, tag=name, batch_size=size, progress=progress)
+            feats[name] = torch.from_numpy(found)
     if options.features_only:
         return {"sizes": {name: len(rows) for name, rows in sets.items()}, "cache_dir": str(cache_dir)}
     labels = {name: np.array([ex.label for ex in rows]) for name, rows in sets.items()}

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 
 import numpy as np
@@ -113,7 +113,7 @@ class CoquiEngine:
     def sample_rate(self) -> int:
         return int(self.synthesizer.output_sample_rate)
 
-    def synthesize(self, text: str, emotion: str | Prosody | None = None) -> Iterator[np.ndarray]:
+    def synthesize(self, text: str, emotion: str | Prosody | None = None) -> Generator[np.ndarray, None, None]:
         """Yield one float32 mono chunk per sentence; every chunk after the first starts with the pause."""
         if not text or not text.strip():
             return

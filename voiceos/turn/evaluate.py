@@ -111,13 +111,13 @@ def score(
         by_model += last.by == "model"
         early += len(real) - 1  # each recording is one turn: any other end cut it
     cut_ins = dict.fromkeys(PAUSES_MS, 0)
-    for case in paused:
-        result = replay(case.audio, strategy, vad, transcribe=transcribe)
+    for pause in paused:
+        result = replay(pause.audio, strategy, vad, transcribe=transcribe)
         overruled += result.overruled
         verdict_ms += [v.ms for v in result.verdicts]
         # the turn ended after the word before the pause began and before the words after it: a cut-in there
-        if any(case.word_start_s < e.end_s <= case.at_s + WORD_SLACK_S for e in result.ends):
-            cut_ins[case.pause_ms] += 1
+        if any(pause.word_start_s < e.end_s <= pause.at_s + WORD_SLACK_S for e in result.ends):
+            cut_ins[pause.pause_ms] += 1
     per_pause = max(1, len(paused) // len(PAUSES_MS))
     return {
         "strategy": strategy.describe(),

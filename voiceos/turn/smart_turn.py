@@ -86,7 +86,7 @@ class SmartTurnModel:
         if len(audio) < window:
             audio = np.pad(audio, (window - len(audio), 0))
         return self._features(
-            audio, sampling_rate=SAMPLE_RATE, return_tensors="np", do_normalize=True, padding=False
+            audio, sampling_rate=SAMPLE_RATE, return_tensors="np", do_normalize=True, padding="do_not_pad"
         ).input_features.astype(np.float32)
 
     def predict(self, samples: np.ndarray) -> TurnPrediction:

@@ -15,7 +15,7 @@ import copy
 import functools
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import TypeVar
 
 import numpy as np
@@ -70,7 +70,7 @@ class ModelService:
         """The engine of a voice from the catalog, loaded on first use."""
         return await self.run(self.voices.engine, voice)
 
-    async def synthesize(self, engine: TtsEngine, text: str, emotion: str | None) -> AsyncIterator[np.ndarray]:
+    async def synthesize(self, engine: TtsEngine, text: str, emotion: str | None) -> AsyncGenerator[np.ndarray, None]:
         """One float32 chunk per sentence, each sentence a separate job on the model thread."""
         sentences = engine.synthesize(text, emotion=emotion)
         try:
