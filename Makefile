@@ -101,4 +101,4 @@ format: install-test
 	$(BIN)/ruff check --fix voiceos tests benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache build dist *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache build dist *.egg-info
