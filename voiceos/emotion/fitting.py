@@ -22,7 +22,7 @@ from voiceos.emotion.head import EmotionHead
 from voiceos.emotion.labels import LABELS
 
 if TYPE_CHECKING:
-    from voiceos.emotion.train import TrainOptions
+    from voiceos.emotion.train_options import TrainOptions
 
 log = logging.getLogger(__name__)
 
