@@ -393,7 +393,7 @@ def _daemon_else_here(socket: str | None, cmd: str, fields: dict, here: Callable
 
 
 def cmd_forget(args: argparse.Namespace, config: Config) -> int:
-    from voiceos.privacy import forget_command
+    from voiceos.forget import forget_command
 
     return forget_command(args.socket)
 
@@ -409,7 +409,7 @@ def cmd_bench(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_emotion(args: argparse.Namespace, config: Config) -> int:
-    from voiceos.dialogue import DialogueLM
+    from voiceos.dialogue.lm import DialogueLM
     from voiceos.emotion.classifier import EmotionClassifier
     from voiceos.models import plan_for
 
