@@ -46,12 +46,12 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
 from voiceos.audio.reference import RATE, PlaybackReference
+from voiceos.config import EchoMode, EchoOptions
 
 log = logging.getLogger(__name__)
 
@@ -77,38 +77,6 @@ _GATE_EXTRA_MARGIN_DB = 4.0
 # the learnt coupling with its residual and, with the frames the hold let through after it, cut a reply. (Judging
 # the residual instead also turned away onsets that AEC3 had suppressed by 40 dB, and barge-in lost more words.)
 _BELOW_ECHO_DB = 20.0
-
-Mode = Literal["aec", "gate", "off"]
-
-
-@dataclass(frozen=True)
-class EchoOptions:
-    """How echo is kept out of the VAD; ``mode``: ``aec`` (cancel, then gate), ``gate`` (gate only), ``off``."""
-
-    mode: Mode = "aec"
-    margin_db: float = 6.0  # the user must be this much louder than the expected echo
-    initial_coupling_db: float = 0.0  # echo vs reference energy before anything is learnt (0: as loud)
-    guard_db: float = 10.0  # mode aec: a frame the canceller reduced this much is surely echo (learn from it)
-    max_delay_ms: int = 300  # how long after being played a reference sample may still be heard
-    lead_ms: int = 40  # how early the echo may arrive relative to the reference's DAC timestamp
-    reference_floor_db: float = -60.0  # a reference quieter than this (RMS, dBFS) is silence
-    hold_ms: int = 100  # once the user is heard, pass everything for this long
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("aec", "gate", "off"):
-            raise ValueError(f"echo mode must be aec, gate or off, got {self.mode!r}")
-        for name, low, high in (
-            ("margin_db", 0, 40),
-            ("initial_coupling_db", -60, 20),
-            ("guard_db", 0, 60),
-            ("max_delay_ms", 0, 2000),
-            ("lead_ms", 0, 500),
-            ("reference_floor_db", -120, 0),
-            ("hold_ms", 0, 5000),
-        ):
-            value = getattr(self, name)
-            if not low <= value <= high:
-                raise ValueError(f"echo {name} must be in [{low}, {high}], got {value}")
 
 
 class EchoCancellerUnavailable(RuntimeError):
@@ -215,7 +183,7 @@ class EchoGate:
     def __init__(self, reference: PlaybackReference | None, options: EchoOptions | None = None) -> None:
         self.options = o = options or EchoOptions()
         self.reference = reference
-        self.mode: Mode = o.mode if reference is not None else "off"
+        self.mode: EchoMode = o.mode if reference is not None else "off"
         self.canceller: EchoCanceller | None = None
         if self.mode == "aec":
             try:
