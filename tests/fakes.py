@@ -12,7 +12,7 @@ import numpy as np
 
 from voiceos.asr import Transcript
 from voiceos.config import DialogueOptions
-from voiceos.dialogue.lm import EmotionHook, GenerationStats, Messages
+from voiceos.dialogue.types import EmotionHook, GenerationStats, Messages
 from voiceos.emotion.labels import EmotionResult
 
 if TYPE_CHECKING:  # the head is a torch module; the fakes never load one

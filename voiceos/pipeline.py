@@ -22,7 +22,6 @@ from voiceos.asr import SAMPLE_RATE, Transcriber, Transcript, load_transcriber
 from voiceos.audio.files import read_audio
 from voiceos.clock import Clock, SystemClock
 from voiceos.config import Config
-from voiceos.dialogue import SentenceChunker
 from voiceos.dialogue.backend import DialogueBackend, load_dialogue
 from voiceos.dialogue.persona import persona_prompt, user_name
 from voiceos.emotion.labels import EmotionResult
@@ -34,6 +33,7 @@ from voiceos.privacy import redact
 from voiceos.reply import SERVER_APOLOGY, DialogueOutcome, ReplySpeaker, SentenceSpan, speak_dialogue_reply
 from voiceos.reply.speaker import ms_since
 from voiceos.skills import AlarmControl, SkillContext, SkillReply, SkillResponder
+from voiceos.text.chunker import SentenceChunker
 from voiceos.tts import TtsEngine, load_engine
 from voiceos.tts.voices import VoiceProfile, load_voice
 from voiceos.vad import Utterance, segment

@@ -39,10 +39,11 @@ from voiceos import models
 from voiceos.config import DialogueOptions
 from voiceos.cpu import cpu_flags
 from voiceos.dialogue.detokenizer import IncrementalDetokenizer
-from voiceos.dialogue.lm import DialogueLM, EmotionHook, GenerationStats, Messages
+from voiceos.dialogue.lm import DialogueLM
 from voiceos.dialogue.lora_gguf import gguf_lora
 from voiceos.dialogue.prompt_cache import common_prefix
 from voiceos.dialogue.sampling import seen_tokens, stream_tokens
+from voiceos.dialogue.types import EmotionHook, GenerationStats, Messages
 from voiceos.emotion.head import EmotionHead
 from voiceos.errors import ModelLoadError
 

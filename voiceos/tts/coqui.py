@@ -36,9 +36,9 @@ import torch
 from TTS.api import TTS
 from TTS.utils.synthesizer import PAD_SILENCE_SAMPLES
 
-from voiceos.dialogue.chunker import SentenceChunker
 from voiceos.errors import ModelNotFoundError, VoiceosError
 from voiceos.models import DevicePlan
+from voiceos.text.chunker import SentenceChunker
 from voiceos.tts.prosody import pitch_unchanged, shift_pitch
 from voiceos.tts.voices import Prosody, VoiceProfile, VoiceProfileError, is_coqui_model_name
 
