@@ -11,14 +11,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from voiceos.asr import Transcript
+from voiceos.audio.rate import SAMPLE_RATE
 from voiceos.config import DialogueOptions
 from voiceos.dialogue.types import EmotionHook, GenerationStats, Messages
 from voiceos.emotion.labels import EmotionResult
 
 if TYPE_CHECKING:  # the head is a torch module; the fakes never load one
     from voiceos.emotion.head import EmotionHead
-
-SAMPLE_RATE = 16_000
 
 
 def speech(seconds: float, seed: int = 0) -> np.ndarray:

@@ -38,6 +38,7 @@ CONFIG_MAY_IMPORT = {"voiceos.errors", "voiceos.emotion", "voiceos.emotion.label
 TORCH_FREE = (
     "voiceos.asr",
     "voiceos.asr.types",
+    "voiceos.audio.rate",
     "voiceos.config",
     "voiceos.dialogue.backend",
     "voiceos.dialogue.types",

@@ -23,12 +23,13 @@ from typing import Any
 import numpy as np
 
 from voiceos.audio.files import read_audio
+from voiceos.audio.rate import SAMPLE_RATE
 from voiceos.daemon.harness import config_with
 from voiceos.errors import VoiceosError
 
 log = logging.getLogger(__name__)
 
-MIC_RATE, SPEAKER_RATE = 16000, 48000
+MIC_RATE, SPEAKER_RATE = SAMPLE_RATE, 48000  # the virtual microphone speaks at the rate of speech
 LOUD = 0.01  # RMS of a 20 ms window that counts as sound
 DEFAULT_SPEECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech" / "librivox_cmusphinx"
 BENCH_EVENT_TIMEOUT_S = 180.0

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from voiceos import __version__
 from voiceos.asr import ENGINES
+from voiceos.audio.rate import SAMPLE_RATE
 from voiceos.config import Config, load_config
 from voiceos.errors import ConfigError, VoiceosError
 
@@ -198,7 +199,6 @@ def cmd_say(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_listen(args: argparse.Namespace, config: Config) -> int:
-    from voiceos.asr import SAMPLE_RATE
     from voiceos.audio.files import read_audio
     from voiceos.pipeline import Pipeline
 
@@ -227,7 +227,7 @@ def cmd_transcribe(args: argparse.Namespace, config: Config) -> int:
     failures = 0
     for path in args.files:
         try:
-            samples = read_audio(path, 16000, max_seconds=config.limits.max_audio_s)
+            samples = read_audio(path, SAMPLE_RATE, max_seconds=config.limits.max_audio_s)
         except VoiceosError as err:  # one bad file must not lose the others
             failures += 1
             print(f"voiceos: error: {err}", file=sys.stderr)

@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -100,7 +100,7 @@ class TurnResult:
                 "seconds": round(self.audio_seconds, 3),
                 "sample_rate": self.sample_rate,
             },
-            "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
+            "timings_ms": rounded_timings(self.timings_ms),
             "skill": self.skill,
             **({"error": self.error} if self.error else {}),
         }
@@ -115,8 +115,18 @@ class ListenResult:
     def as_json(self) -> dict:
         data = self.turn.as_json()
         data["transcript"] = self.transcript
-        data["segments"] = [{"start_s": round(u.start_s, 3), "end_s": round(u.end_s, 3)} for u in self.segments]
+        data["segments"] = segments_json(self.segments)
         return data
+
+
+def rounded_timings(timings_ms: Mapping[str, float]) -> dict[str, float]:
+    """A turn's timings as every output reports them (JSON, events): milliseconds to a tenth."""
+    return {k: round(v, 1) for k, v in timings_ms.items()}
+
+
+def segments_json(utterances: Iterable[Utterance]) -> list[dict[str, float]]:
+    """Where speech was found in a recording, as every output reports it: seconds to the millisecond."""
+    return [{"start_s": round(u.start_s, 3), "end_s": round(u.end_s, 3)} for u in utterances]
 
 
 def clean_text(text: str, max_chars: int) -> str:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from voiceos.asr.types import ENGINES, SAMPLE_RATE, Transcriber, Transcript, Word
+from voiceos.asr.types import ENGINES, Transcriber, Transcript, Word
+from voiceos.audio.rate import SAMPLE_RATE
 
 if TYPE_CHECKING:
     from voiceos.config import AsrOptions

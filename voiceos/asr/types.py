@@ -8,7 +8,6 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-SAMPLE_RATE = 16000
 ENGINES = ("whisper", "moonshine")
 
 

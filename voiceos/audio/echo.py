@@ -50,14 +50,15 @@ from typing import NamedTuple
 
 import numpy as np
 
-from voiceos.audio.reference import RATE, PlaybackReference
+from voiceos.audio.rate import SAMPLE_RATE
+from voiceos.audio.reference import PlaybackReference
 from voiceos.config import EchoMode, EchoOptions
 
 log = logging.getLogger(__name__)
 
 __all__ = ["EchoCanceller", "EchoCancellerUnavailable", "EchoGate", "EchoOptions", "GateResult"]
 
-FRAME = RATE // 100  # 10 ms: the echo canceller's frame, and the gate's decision step
+FRAME = SAMPLE_RATE // 100  # 10 ms: the echo canceller's frame, and the gate's decision step
 _SPEECH_FLOOR = 10 ** (-60 / 10)  # mean square of -60 dBFS: quieter is never taken for the user
 _REDUCED = 10 ** (3 / 10)  # a frame the canceller took 3 dB off had echo in it, and what is left is not echo
 # Envelope followers (attack, release per 10 ms), tuned on Piper replies: the AEC's residual varies little and may
@@ -98,8 +99,8 @@ class EchoCanceller:
             raise EchoCancellerUnavailable(f"livekit is not available ({err})") from None
         self._apm = rtc.AudioProcessingModule(echo_cancellation=True)
         self._apm.set_stream_delay_ms(int(delay_ms))
-        self._near = rtc.AudioFrame.create(RATE, 1, FRAME)
-        self._far = rtc.AudioFrame.create(RATE, 1, FRAME)
+        self._near = rtc.AudioFrame.create(SAMPLE_RATE, 1, FRAME)
+        self._far = rtc.AudioFrame.create(SAMPLE_RATE, 1, FRAME)
         self._near_pcm = np.frombuffer(self._near.data, np.int16)
         self._far_pcm = np.frombuffer(self._far.data, np.int16)
 
@@ -239,14 +240,14 @@ class EchoGate:
         if mic.ndim != 1 or len(mic) % FRAME:
             raise ValueError(f"EchoGate takes mono frames of a multiple of {FRAME} samples, got shape {mic.shape}")
         time_s = self._capture_time(time_s)
-        self._next_time = time_s + len(mic) / RATE
-        whole = len(mic) / RATE
+        self._next_time = time_s + len(mic) / SAMPLE_RATE
+        whole = len(mic) / SAMPLE_RATE
         if self.mode == "off" or self.reference is None or not len(mic):
             return GateResult(mic, False, whole)
         mic_e = _energies(mic)
         n_sub = len(mic) // FRAME
         d, lead = self._delay_frames, self._lead_frames
-        span = self.reference.read(time_s - d * FRAME / RATE, (d + n_sub + lead) * FRAME)
+        span = self.reference.read(time_s - d * FRAME / SAMPLE_RATE, (d + n_sub + lead) * FRAME)
         ref_e = np.lib.stride_tricks.sliding_window_view(_energies(span), d + lead + 1).max(axis=1)
         self._track_noise(mic, mic_e, ref_e < self._floor)
         out = mic
@@ -261,7 +262,7 @@ class EchoGate:
         user = len(heard)  # how many where nothing played can be heard
         if user:
             self._hold_until = self._next_time + self.options.hold_ms / 1000
-        user_s = silent * FRAME / RATE + self._users_voice(heard, time_s)
+        user_s = silent * FRAME / SAMPLE_RATE + self._users_voice(heard, time_s)
         if user or time_s < self._hold_until:
             return GateResult(out, False, user_s)
         return GateResult(self._comfort_noise(len(mic)), True, user_s, out)
@@ -271,10 +272,10 @@ class EchoGate:
         before it when it is within ``hold_ms`` of the previous one."""
         bridge, total = self.options.hold_ms / 1000, 0.0
         for index in heard:
-            start = time_s + index * FRAME / RATE
+            start = time_s + index * FRAME / SAMPLE_RATE
             gap = start - self._user_until
-            total += FRAME / RATE + (gap if 0.0 < gap <= bridge else 0.0)
-            self._user_until = start + FRAME / RATE
+            total += FRAME / SAMPLE_RATE + (gap if 0.0 < gap <= bridge else 0.0)
+            self._user_until = start + FRAME / SAMPLE_RATE
         return total
 
     def _capture_time(self, time_s: float | None) -> float:
@@ -299,7 +300,7 @@ class EchoGate:
             if r < self._floor:
                 silent += 1
                 continue
-            self._sounding_s += FRAME / RATE
+            self._sounding_s += FRAME / SAMPLE_RATE
             heard = (
                 x > speech_floor
                 and x > self.coupling.gain * r * self._margin

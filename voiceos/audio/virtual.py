@@ -35,8 +35,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from voiceos.audio.rate import SAMPLE_RATE
+
 SPEAKER_RATE = 48000
-MIC_RATE = 16000
 BINARIES = ("pulseaudio", "pactl", "pacat", "parec")
 CLIENT_ENV_KEYS = ("XDG_RUNTIME_DIR", "PULSE_SERVER", "ALSA_CONFIG_PATH", "PULSE_COOKIE", "PULSE_CLIENTCONFIG")
 MIC_MODULE = ("module-remap-source", "master=micsink.monitor", "source_name=vmic")
@@ -105,7 +106,7 @@ class PulseServer:
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "pa.pa").write_text(
             PA_SCRIPT.format(
-                socket=self.socket, speaker_rate=SPEAKER_RATE, mic_rate=MIC_RATE, mic_module=" ".join(MIC_MODULE)
+                socket=self.socket, speaker_rate=SPEAKER_RATE, mic_rate=SAMPLE_RATE, mic_module=" ".join(MIC_MODULE)
             )
         )
         (self.root / "asoundrc").write_text(ASOUNDRC)
@@ -266,7 +267,7 @@ class PulseServer:
     def speak_into_mic(
         self,
         source: str | os.PathLike[str] | np.ndarray,
-        sample_rate: int = MIC_RATE,
+        sample_rate: int = SAMPLE_RATE,
         wait: bool = True,
         latency_ms: int = 100,
     ) -> subprocess.Popen[bytes]:

@@ -29,9 +29,10 @@ from typing import Any
 import numpy as np
 
 from voiceos.asr import Transcriber
+from voiceos.audio.rate import SAMPLE_RATE
 from voiceos.config import Config, VadOptions
 from voiceos.daemon.alarms import AlarmRinger
-from voiceos.daemon.audio_loop import SAMPLE_RATE, AudioLoop
+from voiceos.daemon.audio_loop import AudioLoop
 from voiceos.daemon.bus import EventBus
 from voiceos.daemon.end_of_turn import TurnCompletion
 from voiceos.daemon.heap import release_free_memory
@@ -64,7 +65,8 @@ from voiceos.events import (
     TranscriptEvent,
     UtteranceIgnored,
 )
-from voiceos.pipeline import Pipeline, TurnResult
+from voiceos.model_thread import ModelThread
+from voiceos.pipeline import Pipeline, TurnResult, rounded_timings, segments_json
 from voiceos.privacy import TranscriptLog
 from voiceos.skills import AlarmControl
 from voiceos.turn import EndOfTurn
@@ -99,7 +101,7 @@ class Assistant:
         self.turns = 0
         self.interruptions = 0
         self.extra_status: dict[str, Callable[[], Any]] = {}  # more status() sections (the config reloader's)
-        self._models = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="voiceos-models")
+        self._models = ModelThread("models")
         self.controller = TurnController(TurnPolicy.from_config(self.config))
         self.clock = clock  # when speech starts, for the follow-up window (injected by tests)
         self.turn_start = load_turn_start(self.config.wake, self.config.persona.name, clock)
@@ -479,7 +481,7 @@ class Assistant:
             self.bus.publish(ErrorEvent(f"the audio stopped {when} the reply was spoken: {self._audio_lost_because}"))
         self.bus.publish(TimingsEvent(timings))
         data = result.as_json()
-        data["timings_ms"] = {k: round(v, 1) for k, v in timings.items()}
+        data["timings_ms"] = rounded_timings(timings)
         data["interrupted"] = turn.interrupted
         data["interrupted_by"] = turn.interrupted_by
         data["spoken_text"] = heard
@@ -512,7 +514,7 @@ class Assistant:
         transcript, utterances, timings = await loop.run_in_executor(self._models, pipeline.find_speech, samples, path)
         data = await self.respond(transcript, "listen", timings)
         data["transcript"] = transcript
-        data["segments"] = [{"start_s": round(u.start_s, 3), "end_s": round(u.end_s, 3)} for u in utterances]
+        data["segments"] = segments_json(utterances)
         return data
 
     async def reset(self) -> dict:
@@ -526,4 +528,4 @@ class Assistant:
         self.controller.drop_held()
         self.audio.close()
         self._turn_completion.close()
-        self._models.shutdown(wait=False, cancel_futures=True)
+        self._models.close()

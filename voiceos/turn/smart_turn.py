@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from voiceos.audio.rate import SAMPLE_RATE
 from voiceos.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 WINDOW_S = 8  # the model hears the last 8 s; shorter audio is padded with silence in front
 DISTRIBUTION = "pipecat-ai"
 MODEL_IN_WHEEL = "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"
