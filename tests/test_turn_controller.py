@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from voiceos.daemon.turn import Turn
 from voiceos.daemon.turn_controller import (
     CheckEndOfTurn,
     CommitReply,
@@ -21,6 +20,7 @@ from voiceos.daemon.turn_controller import (
     TurnController,
     TurnPolicy,
 )
+from voiceos.daemon.turn_state import Turn
 from voiceos.events import SpeechEndedEvent, SpeechStartedEvent
 from voiceos.vad import (
     SpeechDiscarded,

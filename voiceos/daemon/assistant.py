@@ -10,7 +10,7 @@ Threads and where work runs:
 - One model thread (a single-worker executor) runs ASR, the LM and TTS, so the models never fight for the two
   cores; synthesized audio goes straight from there into the player's queue, sentence by sentence.
 
-A turn (:mod:`voiceos.daemon.turn`) is cancelled through a ``threading.Event`` the model thread checks between
+A turn (:mod:`voiceos.daemon.turn_state`) is cancelled through a ``threading.Event`` the model thread checks between
 tokens and audio chunks; a pause in the user's speech starts a held one (the reply's head start). After an
 interruption the history keeps only what the user heard: the player's count of samples actually played says how far
 the reply got (:meth:`TurnResult.heard_text`).
@@ -34,11 +34,10 @@ from voiceos.config import Config, VadOptions
 from voiceos.daemon.alarms import AlarmRinger
 from voiceos.daemon.audio_loop import AudioLoop
 from voiceos.daemon.bus import EventBus
-from voiceos.daemon.end_of_turn import TurnCompletion
 from voiceos.daemon.heap import release_free_memory
 from voiceos.daemon.reply import ALARM, heard_seconds, heard_text, reply_in_model_thread, wait_until_heard
 from voiceos.daemon.speculation import SpeculativeTranscription
-from voiceos.daemon.turn import Turn
+from voiceos.daemon.turn_completion import TurnCompletion
 from voiceos.daemon.turn_controller import (
     Action,
     CheckEndOfTurn,
@@ -54,6 +53,7 @@ from voiceos.daemon.turn_controller import (
     TurnController,
     TurnPolicy,
 )
+from voiceos.daemon.turn_state import Turn
 from voiceos.errors import AudioInputError, VoiceosError
 from voiceos.events import (
     ErrorEvent,

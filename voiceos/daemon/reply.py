@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from voiceos.audio.files import resample
-from voiceos.daemon.turn import Turn
+from voiceos.daemon.turn_state import Turn
 from voiceos.emotion.labels import EmotionResult
 from voiceos.errors import AudioDeviceError
 from voiceos.events import ReplyDelta, UserEmotionEvent

@@ -8,8 +8,8 @@ The policy, in words:
 - While the user talks, the utterance so far is transcribed now and then, when nothing else runs (words while the
   user speaks: :mod:`voiceos.daemon.speculation`); speech after a pause drops the reply held at that pause.
 - A pause in the user's speech starts a speculative transcription and, when nothing else runs, a *held* reply (the
-  reply's head start, :mod:`voiceos.daemon.turn`). If the turn then ends with exactly those samples, the held reply
-  is committed and plays; if the user goes on, it is dropped and leaves no trace.
+  reply's head start, :mod:`voiceos.daemon.turn_state`). If the turn then ends with exactly those samples, the held
+  reply is committed and plays; if the user goes on, it is dropped and leaves no trace.
 - The end of an utterance starts a turn, cutting a turn still thinking (its words carry over to the next utterance:
   the user was not done). A say/listen reply cut that way by an utterance without words is answered after all.
 - Speech over a reply interrupts it once the barge-in policy (:mod:`voiceos.daemon.interruption`) says so; speech
@@ -25,7 +25,7 @@ from typing import Any
 
 from voiceos.config import Config
 from voiceos.daemon.interruption import MinSpeechInterruption
-from voiceos.daemon.turn import Turn
+from voiceos.daemon.turn_state import Turn
 from voiceos.events import SpeechEndedEvent, SpeechStartedEvent
 from voiceos.vad import (
     SpeechDiscarded,
