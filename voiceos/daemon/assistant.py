@@ -428,7 +428,7 @@ class Assistant:
                 self.audio,
                 turn,
                 self.bus.publish_threadsafe,
-                lambda: loop.call_soon_threadsafe(self._speaking_started),
+                lambda played_at: loop.call_soon_threadsafe(self._speaking_started, turn, played_at),
             )
             if turn.is_held:  # a head start the user talked on over: nothing was heard or said
                 return {}
@@ -455,7 +455,10 @@ class Assistant:
         log.info("the utterance that cut the %s reply had no words: answering it after all", turn.source)
         return True
 
-    def _speaking_started(self) -> None:
+    def _speaking_started(self, speaker: Turn, played_at: float) -> None:
+        """The model thread played the first chunk of ``speaker``'s reply (on the event loop, in order with the
+        turn's other events: the reply's end is handled after this)."""
+        self.controller.speaking_started(speaker, played_at)
         turn = self.controller.turn
         self.turn_start.conversing()  # the user may answer, or talk over it, without the name
         if turn is not None and not turn.cancel.is_set():

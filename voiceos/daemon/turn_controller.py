@@ -179,6 +179,12 @@ class TurnController:
         # each batch of events): a reply is interrupted, and short sounds over it are dropped, by this measure.
         self.users_voice_s: float | None = None  # None: all of the voice is the user's (no echo stage)
 
+    def speaking_started(self, turn: Turn, played_at: float) -> None:
+        """Input: the first chunk of ``turn``'s reply reached the speaker, when the player had played ``played_at``
+        seconds. From here the turn is speaking (the phase, barge-in rather than a cut, what the user heard)."""
+        turn.speaking = True
+        turn.played_at_start = played_at
+
     @property
     def phase(self) -> Phase:
         if self.turn is None:
