@@ -85,17 +85,20 @@ if [ -n "$$missing" ]; then \
 fi
 endef
 
+# mypy reads its files and options from pyproject.toml ([tool.mypy]).
 test: install-test
 	$(BIN)/ruff check voiceos tests benchmarks
 	$(BIN)/ruff format --check voiceos tests benchmarks
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 lint: install-test
 	$(BIN)/ruff check voiceos tests benchmarks
+	$(BIN)/mypy
 
 format: install-test
 	$(BIN)/ruff format voiceos tests benchmarks
 	$(BIN)/ruff check --fix voiceos tests benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache build dist *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache build dist *.egg-info

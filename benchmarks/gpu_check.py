@@ -55,7 +55,7 @@ def whisper_cuda(model_dir: str | None) -> dict[str, Any]:
 
 
 def load_lm(options: Any, device: str, dtype: str) -> Any:
-    from voiceos.dialogue import DialogueLM
+    from voiceos.dialogue.lm import DialogueLM
     from voiceos.emotion.classifier import load_head
     from voiceos.models import plan_devices
 

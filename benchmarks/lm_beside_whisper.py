@@ -27,7 +27,7 @@ def main() -> None:
     from voiceos import models
     from voiceos.asr import load_transcriber
     from voiceos.config import load_config
-    from voiceos.dialogue import DialogueLM
+    from voiceos.dialogue.lm import DialogueLM
     from voiceos.emotion.classifier import load_head
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

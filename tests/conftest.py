@@ -133,7 +133,7 @@ def transcriber(test_config, request):
 @pytest.fixture(scope="session")
 def lm(test_config, device_plan):
     """The dialogue LM with the shipped emotion head attached, as Pipeline.load leaves it."""
-    from voiceos.dialogue import DialogueLM
+    from voiceos.dialogue.lm import DialogueLM
     from voiceos.emotion.classifier import load_head
 
     model = DialogueLM.load(test_config.dialogue, device_plan)

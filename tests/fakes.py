@@ -5,14 +5,19 @@ tests that stay, run the real models."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from voiceos.asr import Transcript
-from voiceos.dialogue.lm import GenerationStats
+from voiceos.audio.rate import SAMPLE_RATE
+from voiceos.config import DialogueOptions
+from voiceos.dialogue.types import EmotionHook, GenerationStats, Messages
+from voiceos.emotion.labels import EmotionResult
 
-SAMPLE_RATE = 16_000
+if TYPE_CHECKING:  # the head is a torch module; the fakes never load one
+    from voiceos.emotion.head import EmotionHead
 
 
 def speech(seconds: float, seed: int = 0) -> np.ndarray:
@@ -53,16 +58,41 @@ class FakeTranscriber:
 class FakeLM:
     """Answers every turn with ``reply``, a few characters per delta, and records what it was asked. With
     ``emotion`` (an EmotionResult) it hands that to ``on_emotion`` first, as a real LM does with its head's reading,
-    and records the note it got back."""
+    and records the note it got back. A DialogueBackend (voiceos.dialogue.backend): mypy checks it as one."""
 
-    def __init__(self, reply: str = "I hear you. Tell me more.", emotion=None) -> None:
+    name = "fake"
+
+    def __init__(self, reply: str = "I hear you. Tell me more.", emotion: EmotionResult | None = None) -> None:
         self.reply, self.emotion = reply, emotion
+        self.options = DialogueOptions()
         self.last_stats = GenerationStats()
-        self.prompt_cache: dict = {}
         self.asked: list[str] = []
         self.notes: list[str | None] = []
+        self.resets = 0
+        self.head_labels: tuple[str, ...] = ()
 
-    def stream_reply(self, history, user_text, *, on_emotion=None, **_options) -> Iterator[str]:
+    @property
+    def has_emotion_head(self) -> bool:
+        """Its "head" is the scripted ``emotion``, read out on every turn."""
+        return self.emotion is not None
+
+    def attach_emotion_head(self, head: EmotionHead, labels: Sequence[str]) -> None:
+        self.head_labels = tuple(labels)  # the scripted reading stands for what the head would say
+
+    def reset(self) -> None:
+        self.resets += 1  # nothing cached to forget
+
+    def stream_reply(
+        self,
+        history: Messages,
+        user_text: str,
+        *,
+        system_prompt: str | None = None,
+        max_new_tokens: int | None = None,
+        extra_system: str | None = None,
+        on_emotion: EmotionHook | None = None,
+        use_adapter: bool = True,
+    ) -> Generator[str, None, None]:
         self.asked.append(user_text)
         if self.emotion is not None and on_emotion is not None:
             self.notes.append(on_emotion(self.emotion))
@@ -79,7 +109,7 @@ class FakeTts:
         self.seconds_per_char = seconds_per_char
         self.said: list[str] = []
 
-    def synthesize(self, text: str, emotion=None) -> Iterator[np.ndarray]:
+    def synthesize(self, text: str, emotion=None) -> Generator[np.ndarray, None, None]:
         if not text.strip():
             return
         self.said.append(text)

@@ -28,7 +28,7 @@ def stages(test_config, device_plan):
     transcriber = FakeTranscriber({16_000: "so I was thinking", 24_000: "about a trip to Lisbon"})
     lm, tts = FakeLM(), FakeTts()
     config = dataclasses.replace(test_config, wake=WakeOptions(mode="always"))  # the fakes' words never say its name
-    pipeline = Pipeline(config, device_plan, transcriber=transcriber, lm=lm, tts=tts)  # type: ignore[arg-type]
+    pipeline = Pipeline(config, device_plan, transcriber=transcriber, lm=lm, tts=tts)
     return pipeline, transcriber, lm
 
 
@@ -126,3 +126,10 @@ def test_a_say_turn_cuts_a_turn_still_transcribing_and_keeps_its_words_for_the_n
     said, carried = asyncio.run(main())
     assert lm.asked == ["Hello there."] and said["reply"] == lm.reply
     assert carried == "so I was thinking"  # the user's words wait for their next utterance
+
+
+def test_a_new_conversation_resets_the_lm_through_its_protocol(stages):
+    pipeline, _, lm = stages
+    pipeline.history.append({"role": "user", "content": "hello"})
+    pipeline.reset(forget_facts=False)
+    assert lm.resets == 1 and pipeline.history == []

@@ -35,7 +35,7 @@ class Clock:
 def room(test_config, device_plan):
     config = dataclasses.replace(test_config, wake=WakeOptions(mode="name"))
     lm = FakeLM("It is noon there.")
-    pipeline = Pipeline(config, device_plan, transcriber=FakeTranscriber(LINES), lm=lm, tts=FakeTts())  # type: ignore[arg-type]
+    pipeline = Pipeline(config, device_plan, transcriber=FakeTranscriber(LINES), lm=lm, tts=FakeTts())
     return pipeline, lm
 
 
@@ -166,7 +166,7 @@ def test_words_so_far_are_published_in_a_follow_up_and_when_it_answers_everythin
     assert [(p.text, p.stream_s) for p in partials] == [("so we went to the market", 11.0)]
 
     config = dataclasses.replace(test_config, wake=WakeOptions(mode="always"))
-    always = Pipeline(config, device_plan, transcriber=FakeTranscriber(LINES), lm=FakeLM(), tts=FakeTts())  # type: ignore[arg-type]
+    always = Pipeline(config, device_plan, transcriber=FakeTranscriber(LINES), lm=FakeLM(), tts=FakeTts())
 
     async def answering_everything():
         bus = EventBus()

@@ -11,8 +11,9 @@ from torch import nn
 
 from voiceos import models
 from voiceos.bench_lm import AGREEMENT_PROMPTS
-from voiceos.dialogue import DialogueLM, blocks
+from voiceos.dialogue import blocks
 from voiceos.dialogue.blocks import BlockLinear, block_matmul, block_matvec, use_gguf_blocks, without_blocks
+from voiceos.dialogue.lm import DialogueLM
 
 pytestmark = pytest.mark.skipif(not blocks.cpu_supported(), reason="the block kernel needs x86-64 with AVX2")
 

@@ -8,8 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from voiceos.dialogue import SentenceChunker
-from voiceos.dialogue.chunker import clean_for_speech
+from voiceos.text.chunker import SentenceChunker, clean_for_speech
 
 
 def chunk_whole(text: str, **kwargs) -> list[str]:

@@ -14,8 +14,9 @@ import torch
 from torch import nn
 
 from voiceos.bench_lm import AGREEMENT_PROMPTS
-from voiceos.dialogue import DialogueLM, decode_step
+from voiceos.dialogue import decode_step
 from voiceos.dialogue.decode_step import LlamaDecodeStep
+from voiceos.dialogue.lm import DialogueLM
 
 
 @pytest.fixture(scope="module")

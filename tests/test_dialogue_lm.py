@@ -13,9 +13,10 @@ import torch
 
 from voiceos import models
 from voiceos.config import DialogueOptions
-from voiceos.dialogue import DialogueLM, blocks
+from voiceos.dialogue import blocks
 from voiceos.dialogue.detokenizer import IncrementalDetokenizer
 from voiceos.dialogue.hf_cache import cache_kwargs
+from voiceos.dialogue.lm import DialogueLM
 from voiceos.dialogue.loading import CACHE_MARKER, cache_complete, cache_key
 from voiceos.errors import ModelNotFoundError
 

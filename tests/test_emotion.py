@@ -111,7 +111,7 @@ def test_emotion_note_joins_the_context_after_the_users_turn(lm):
 
 
 def test_emotion_hook_is_not_called_without_a_head(test_config, device_plan, lm):
-    from voiceos.dialogue import DialogueLM
+    from voiceos.dialogue.lm import DialogueLM
 
     bare = DialogueLM(lm.model, lm.tokenizer, lm.options, name=lm.name, source=lm.source)
     calls = []

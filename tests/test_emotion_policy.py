@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from voiceos.config import config_from_dict
+from voiceos.config import EmotionOptions, EmotionPolicy, config_from_dict
 from voiceos.emotion.labels import LABELS, EmotionResult
-from voiceos.emotion.policy import EmotionOptions, EmotionPolicy, reply_style
+from voiceos.emotion.policy import reply_style
 from voiceos.errors import ConfigError
 
 

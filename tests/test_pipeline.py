@@ -149,8 +149,8 @@ def test_happy_message_is_answered_in_the_joyful_voice(pipeline):
 
 
 def test_emotion_disabled_leaves_the_voice_neutral(test_config, device_plan, transcriber, lm, tts_engine):
-    from voiceos.dialogue import DialogueLM
-    from voiceos.emotion.policy import EmotionOptions
+    from voiceos.config import EmotionOptions
+    from voiceos.dialogue.lm import DialogueLM
 
     config = dataclasses.replace(test_config, emotion=EmotionOptions(enabled=False))
     bare = DialogueLM(lm.model, lm.tokenizer, lm.options, name=lm.name, source=lm.source)

@@ -1,4 +1,4 @@
-"""The daemon's end-of-turn step (voiceos.daemon.end_of_turn) as pure logic: a scripted strategy and transcript."""
+"""The daemon's end-of-turn step (voiceos.daemon.turn_completion) as pure logic: a scripted strategy and transcript."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from voiceos.daemon.end_of_turn import TurnCompletion
+from voiceos.daemon.turn_completion import TurnCompletion
 from voiceos.turn import TurnVerdict
 from voiceos.turn.text import sounds_unfinished
 from voiceos.vad import SpeechEnded, TurnCheck, Utterance

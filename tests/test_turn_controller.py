@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from voiceos.daemon.turn import Turn
 from voiceos.daemon.turn_controller import (
     CheckEndOfTurn,
     CommitReply,
@@ -21,6 +20,7 @@ from voiceos.daemon.turn_controller import (
     TurnController,
     TurnPolicy,
 )
+from voiceos.daemon.turn_state import Turn
 from voiceos.events import SpeechEndedEvent, SpeechStartedEvent
 from voiceos.vad import (
     SpeechDiscarded,
@@ -63,7 +63,7 @@ def test_an_utterance_that_ends_starts_a_reply_to_it(controller):
     turn = started_reply(actions)
     assert actions[1] == StartReply(turn, utt) and turn.source == "microphone"
     assert controller.turn is turn and controller.phase is Phase.THINKING
-    turn.speaking = True
+    controller.speaking_started(turn, 0.0)
     assert controller.phase is Phase.SPEAKING
     assert controller.ended(turn) and controller.phase is Phase.LISTENING
 
@@ -150,7 +150,7 @@ def test_a_blip_after_the_cut_answers_the_cut_turns_words_after_all(controller):
 
 def test_speech_over_a_reply_interrupts_it_once_the_user_has_said_enough(controller):
     turn = started_reply(controller.on_vad_event(SpeechEnded(utterance(0.0, 1.0))))
-    turn.speaking = True
+    controller.speaking_started(turn, 0.0)
     assert controller.on_vad_event(SpeechStarted(2.0))[1:] == []  # not yet
     assert controller.on_voiced(0.2) == []  # under barge_in_min_ms (300)
     assert controller.on_voiced(0.35) == [Interrupted(turn, "barge-in")]
@@ -160,7 +160,7 @@ def test_speech_over_a_reply_interrupts_it_once_the_user_has_said_enough(control
 
 def test_voice_over_a_reply_too_short_to_interrupt_is_dropped_whole(controller):
     turn = started_reply(controller.on_vad_event(SpeechEnded(utterance(0.0, 1.0))))
-    turn.speaking = True
+    controller.speaking_started(turn, 0.0)
     controller.on_vad_event(SpeechStarted(2.0))
     controller.on_voiced(0.1)
     assert controller.on_vad_event(SpeechEnded(utterance(2.0, 2.3, voiced_s=0.1))) == [DropSpeculation()]
@@ -171,7 +171,7 @@ def test_a_reply_counts_only_the_voice_the_echo_stage_judged_the_users_own(contr
     """A cough over a loud echo: webrtcvad hears 0.5 s of voice (the canceller's residual after it), the echo stage
     0.2 s of the user's own. The reply goes on, and the sound is dropped whole."""
     turn = started_reply(controller.on_vad_event(SpeechEnded(utterance(0.0, 1.0))))
-    turn.speaking = True
+    controller.speaking_started(turn, 0.0)
     controller.on_vad_event(SpeechStarted(2.0))
     controller.users_voice_s = 0.2
     assert controller.on_voiced(0.5) == []
@@ -183,7 +183,7 @@ def test_an_alarm_notice_is_stopped_by_any_short_voice():
     controller = TurnController(TurnPolicy(barge_in_min_ms=500))
     alarm = Turn("Your five minute timer is done.", "alarm")
     controller.start(alarm)
-    alarm.speaking = True
+    controller.speaking_started(alarm, 0.0)
     controller.on_vad_event(SpeechStarted(2.0))
     controller.users_voice_s = 0.0  # (a notice's own minimum, and any voice: the user heard it and answers)
     assert controller.on_voiced(0.3) == [Interrupted(alarm, "barge-in")]
@@ -192,7 +192,7 @@ def test_an_alarm_notice_is_stopped_by_any_short_voice():
 def test_without_barge_in_speech_over_a_reply_does_not_stop_it():
     controller = TurnController(TurnPolicy(barge_in=False))
     turn = started_reply(controller.on_vad_event(SpeechEnded(utterance(0.0, 1.0))))
-    turn.speaking = True
+    controller.speaking_started(turn, 0.0)
     controller.on_vad_event(SpeechStarted(2.0))
     assert controller.on_voiced(5.0) == [] and not turn.cancel.is_set()
 
@@ -258,3 +258,10 @@ def test_talking_on_after_a_pause_drops_the_reply_held_there_at_once(controller)
     more = utterance(1.0, 2.5)
     assert controller.on_vad_event(SpeechGrowing(more)) == [TranscribePartial(more)]
     assert held.cancel.is_set() and controller.held is None and controller.phase is Phase.LISTENING
+
+
+def test_speaking_started_is_an_input_the_controller_takes_on_the_event_loop(controller):
+    turn = started_reply(controller.on_vad_event(SpeechEnded(utterance(0.0, 1.0))))
+    assert controller.phase is Phase.THINKING and not turn.speaking
+    controller.speaking_started(turn, 12.5)  # the model thread's first chunk, handed over by the assistant
+    assert controller.phase is Phase.SPEAKING and turn.speaking and turn.played_at_start == 12.5

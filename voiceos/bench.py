@@ -23,12 +23,13 @@ from typing import Any
 import numpy as np
 
 from voiceos.audio.files import read_audio
+from voiceos.audio.rate import SAMPLE_RATE
 from voiceos.daemon.harness import config_with
 from voiceos.errors import VoiceosError
 
 log = logging.getLogger(__name__)
 
-MIC_RATE, SPEAKER_RATE = 16000, 48000
+MIC_RATE, SPEAKER_RATE = SAMPLE_RATE, 48000  # the virtual microphone speaks at the rate of speech
 LOUD = 0.01  # RMS of a 20 ms window that counts as sound
 DEFAULT_SPEECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech" / "librivox_cmusphinx"
 BENCH_EVENT_TIMEOUT_S = 180.0
@@ -105,7 +106,9 @@ def variants(config: Any, decoder: str = "torch") -> dict[str, dict[str, dict[st
     the plain sequential pipeline."""
     from voiceos.turn import strategy_name
 
-    runs = {f"asr_{engine}": {"asr": {"engine": engine}} for engine in ENGINES if engine != config.asr.engine}
+    runs: dict[str, dict[str, Any]] = {
+        f"asr_{engine}": {"asr": {"engine": engine}} for engine in ENGINES if engine != config.asr.engine
+    }
     configured = strategy_name(config.turn)
     for strategy in END_OF_TURN:
         if strategy != configured:

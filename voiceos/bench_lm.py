@@ -57,8 +57,8 @@ def decoders(config: Config, plan: Any) -> tuple[str, dict[str, Any]]:
     """The configured decoder's name and every decoder of the configured model here, greedy: ``torch`` (with the
     block kernel and lean step as configured) and, where llama.cpp can decode it, ``llama_cpp`` sharing the torch
     model; each also ``_no_adapter`` when an adapter is applied."""
-    from voiceos.dialogue import DialogueLM
     from voiceos.dialogue.backend import choose_decoder
+    from voiceos.dialogue.lm import DialogueLM
 
     configured, _ = choose_decoder(config.dialogue, plan)
     torch_lm = DialogueLM.load(config.dialogue, plan, threads=config.runtime.threads).with_options(temperature=0.0)
@@ -152,7 +152,7 @@ def baselines(config: Config, *, tokens: int, runs: int, agreement_tokens: int) 
     """What :func:`_baselines_in_child` runs: the float32 weights through the model's forward, bfloat16 (CPU
     only)."""
     from voiceos import models
-    from voiceos.dialogue import DialogueLM
+    from voiceos.dialogue.lm import DialogueLM
 
     plain = dataclasses.replace(config.dialogue, block_kernel=False, lean_decode=False)
     lm = DialogueLM.load(plain, models.plan_for(config), threads=config.runtime.threads)

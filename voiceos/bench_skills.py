@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from voiceos.audio.rate import SAMPLE_RATE
 from voiceos.config import Config
 
 REQUESTS = (
@@ -28,6 +29,6 @@ def skill_requests(config: Config, count: int) -> list[tuple[str, np.ndarray]]:
     clips = []
     for i in range(count):
         text = REQUESTS[i % len(REQUESTS)]
-        audio = resample(voice.synthesize_all(text), voice.sample_rate, 16000)
+        audio = resample(voice.synthesize_all(text), voice.sample_rate, SAMPLE_RATE)
         clips.append((text, np.concatenate([audio, np.zeros(8000, np.float32)])))
     return clips

@@ -19,7 +19,7 @@ from typing import IO, Any
 
 from voiceos.clock import FixedClock
 from voiceos.errors import VoiceosError
-from voiceos.pipeline import Pipeline, TurnResult
+from voiceos.pipeline import Pipeline, TurnResult, rounded_timings
 
 AudioSink = Callable[[Any], None]
 HELP = "type what you would say; /reset starts a new conversation, /memory lists what I know about you, /quit ends"
@@ -37,7 +37,7 @@ def turn_json(turn: TurnResult) -> dict[str, Any]:
         "dropped": turn.dropped,  # sentences of the LM's a guard kept from being said (name, invented_now)
         "learnt": [fact.as_json() for fact in turn.learnt],
         "audio_s": round(turn.audio_seconds, 3),
-        "timings_ms": {k: round(v, 1) for k, v in turn.timings_ms.items()},
+        "timings_ms": rounded_timings(turn.timings_ms),
     }
 
 

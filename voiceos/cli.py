@@ -14,6 +14,7 @@ from pathlib import Path
 
 from voiceos import __version__
 from voiceos.asr import ENGINES
+from voiceos.audio.rate import SAMPLE_RATE
 from voiceos.config import Config, load_config
 from voiceos.errors import ConfigError, VoiceosError
 
@@ -189,6 +190,7 @@ def cmd_say(args: argparse.Namespace, config: Config) -> int:
             _print_daemon_turn(data, args.json)
             return 0
     pipeline = Pipeline.load(config, stages=("lm", "tts"))
+    assert pipeline.tts is not None
     with _Speaker(config, pipeline.tts.sample_rate, play=not args.no_play) as speaker:
         turn = pipeline.reply(text, on_audio=speaker.write)
     turn.audio_path = _save_reply(turn, args.out, speaker.played)
@@ -197,12 +199,12 @@ def cmd_say(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_listen(args: argparse.Namespace, config: Config) -> int:
-    from voiceos.asr import SAMPLE_RATE
     from voiceos.audio.files import read_audio
     from voiceos.pipeline import Pipeline
 
     samples = read_audio(args.file, SAMPLE_RATE, max_seconds=config.limits.max_audio_s)  # fail before loading models
     pipeline = Pipeline.load(config, stages=("asr", "lm", "tts"))
+    assert pipeline.tts is not None
     with _Speaker(config, pipeline.tts.sample_rate, play=not args.no_play) as speaker:
         result = pipeline.listen_samples(samples, args.file, on_audio=speaker.write)
     result.turn.audio_path = _save_reply(result.turn, args.out, speaker.played)
@@ -225,7 +227,7 @@ def cmd_transcribe(args: argparse.Namespace, config: Config) -> int:
     failures = 0
     for path in args.files:
         try:
-            samples = read_audio(path, 16000, max_seconds=config.limits.max_audio_s)
+            samples = read_audio(path, SAMPLE_RATE, max_seconds=config.limits.max_audio_s)
         except VoiceosError as err:  # one bad file must not lose the others
             failures += 1
             print(f"voiceos: error: {err}", file=sys.stderr)
@@ -391,7 +393,7 @@ def _daemon_else_here(socket: str | None, cmd: str, fields: dict, here: Callable
 
 
 def cmd_forget(args: argparse.Namespace, config: Config) -> int:
-    from voiceos.privacy import forget_command
+    from voiceos.forget import forget_command
 
     return forget_command(args.socket)
 
@@ -407,7 +409,7 @@ def cmd_bench(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_emotion(args: argparse.Namespace, config: Config) -> int:
-    from voiceos.dialogue import DialogueLM
+    from voiceos.dialogue.lm import DialogueLM
     from voiceos.emotion.classifier import EmotionClassifier
     from voiceos.models import plan_for
 

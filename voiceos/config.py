@@ -14,12 +14,11 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
-from voiceos.audio.echo import EchoOptions
-from voiceos.emotion.policy import EmotionOptions
+from voiceos.emotion.labels import LABELS
 from voiceos.errors import ConfigError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -32,6 +31,80 @@ def _choice(*values: str, default: str) -> Any:
 
 def _range(default: float | int, lo: float | None = None, hi: float | None = None) -> Any:
     return field(default=default, metadata={"range": (lo, hi)})
+
+
+EchoMode = Literal["aec", "gate", "off"]
+
+
+@dataclass(frozen=True)
+class EchoOptions:
+    """How echo is kept out of the VAD; ``mode``: ``aec`` (cancel, then gate), ``gate`` (gate only), ``off``."""
+
+    mode: EchoMode = "aec"
+    margin_db: float = 6.0  # the user must be this much louder than the expected echo
+    initial_coupling_db: float = 0.0  # echo vs reference energy before anything is learnt (0: as loud)
+    guard_db: float = 10.0  # mode aec: a frame the canceller reduced this much is surely echo (learn from it)
+    max_delay_ms: int = 300  # how long after being played a reference sample may still be heard
+    lead_ms: int = 40  # how early the echo may arrive relative to the reference's DAC timestamp
+    reference_floor_db: float = -60.0  # a reference quieter than this (RMS, dBFS) is silence
+    hold_ms: int = 100  # once the user is heard, pass everything for this long
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("aec", "gate", "off"):
+            raise ValueError(f"echo mode must be aec, gate or off, got {self.mode!r}")
+        for name, low, high in (
+            ("margin_db", 0, 40),
+            ("initial_coupling_db", -60, 20),
+            ("guard_db", 0, 60),
+            ("max_delay_ms", 0, 2000),
+            ("lead_ms", 0, 500),
+            ("reference_floor_db", -120, 0),
+            ("hold_ms", 0, 5000),
+        ):
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ValueError(f"echo {name} must be in [{low}, {high}], got {value}")
+
+
+@dataclass(frozen=True)
+class EmotionPolicy:
+    """The voice profile's emotion table used for each emotion heard in the user's turn."""
+
+    anger: str = "calm"
+    disgust: str = "calm"
+    fear: str = "reassuring"
+    joy: str = "joyful"
+    neutral: str = "neutral"
+    sadness: str = "gentle"
+    surprise: str = "neutral"  # mostly questions (curiosity), see the module docstring
+
+    def voice_for(self, label: str) -> str:
+        return str(getattr(self, label, self.neutral))
+
+
+@dataclass(frozen=True)
+class EmotionOptions:
+    enabled: bool = True  # false: no emotion head; the voice stays neutral and user_emotion is empty
+    checkpoint: str | None = None  # the head's directory; null = the one shipped in voiceos/emotion/checkpoint
+    min_confidence: float = field(default=0.45, metadata={"range": (0.0, 1.0)})
+    context_note: str = "Note: the user seems {feeling}. Respond to that feeling warmly and briefly."
+    # The emotions the note is added for (space-separated labels). Not joy by default: the embedded 135M model
+    # answers "happy" notes with odd replies (emoji, role play), and answers good news well without one.
+    note_for: str = "anger disgust fear sadness"
+    # Added instead when the voice stays neutral (neutral, surprise, or an unsure reading); "" adds nothing there.
+    neutral_note: str = ""
+    # A condolence in the reply is not said when the head reads the turn as neutral or joy at least this sure (0: off).
+    condolence_guard: float = field(default=0.0, metadata={"range": (0.0, 1.0)})
+    policy: EmotionPolicy = field(default_factory=EmotionPolicy)
+
+    def __post_init__(self) -> None:
+        try:
+            self.context_note.format(feeling="sad")
+        except (KeyError, IndexError, ValueError) as err:
+            raise ValueError(f"context_note may only use the placeholder {{feeling}} ({err})") from None
+        unknown = sorted(set(self.note_for.split()) - set(LABELS))
+        if unknown:
+            raise ValueError(f"note_for names unknown emotions {unknown} (known: {' '.join(LABELS)})")
 
 
 @dataclass(frozen=True)
@@ -324,7 +397,7 @@ def _build(cls: type, data: dict[str, Any], source: str, prefix: str, skip: froz
         key = prefix + name
         f = fields[name]
         hint = hints[name]
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             if value is None:
                 continue
             if not isinstance(value, dict):

@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,7 +22,6 @@ from voiceos.asr import SAMPLE_RATE, Transcriber, Transcript, load_transcriber
 from voiceos.audio.files import read_audio
 from voiceos.clock import Clock, SystemClock
 from voiceos.config import Config
-from voiceos.dialogue import SentenceChunker
 from voiceos.dialogue.backend import DialogueBackend, load_dialogue
 from voiceos.dialogue.persona import persona_prompt, user_name
 from voiceos.emotion.labels import EmotionResult
@@ -34,6 +33,7 @@ from voiceos.privacy import redact
 from voiceos.reply import SERVER_APOLOGY, DialogueOutcome, ReplySpeaker, SentenceSpan, speak_dialogue_reply
 from voiceos.reply.speaker import ms_since
 from voiceos.skills import AlarmControl, SkillContext, SkillReply, SkillResponder
+from voiceos.text.chunker import SentenceChunker
 from voiceos.tts import TtsEngine, load_engine
 from voiceos.tts.voices import VoiceProfile, load_voice
 from voiceos.vad import Utterance, segment
@@ -100,7 +100,7 @@ class TurnResult:
                 "seconds": round(self.audio_seconds, 3),
                 "sample_rate": self.sample_rate,
             },
-            "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
+            "timings_ms": rounded_timings(self.timings_ms),
             "skill": self.skill,
             **({"error": self.error} if self.error else {}),
         }
@@ -115,8 +115,18 @@ class ListenResult:
     def as_json(self) -> dict:
         data = self.turn.as_json()
         data["transcript"] = self.transcript
-        data["segments"] = [{"start_s": round(u.start_s, 3), "end_s": round(u.end_s, 3)} for u in self.segments]
+        data["segments"] = segments_json(self.segments)
         return data
+
+
+def rounded_timings(timings_ms: Mapping[str, float]) -> dict[str, float]:
+    """A turn's timings as every output reports them (JSON, events): milliseconds to a tenth."""
+    return {k: round(v, 1) for k, v in timings_ms.items()}
+
+
+def segments_json(utterances: Iterable[Utterance]) -> list[dict[str, float]]:
+    """Where speech was found in a recording, as every output reports it: seconds to the millisecond."""
+    return [{"start_s": round(u.start_s, 3), "end_s": round(u.end_s, 3)} for u in utterances]
 
 
 def clean_text(text: str, max_chars: int) -> str:
@@ -188,7 +198,7 @@ class Pipeline:
                 pipeline.lm = load_dialogue(config.dialogue, plan, emotion=config.emotion.enabled)
                 pipeline.attach_emotion_head()
                 bar.update()
-            if "tts" in stages:
+            if voice is not None:  # loaded with the tts stage
                 bar.set_postfix_str(f"voice {voice.name}")
                 pipeline.tts = load_engine(voice, plan)
                 bar.update()

@@ -9,6 +9,7 @@ control socket, the speaker monitor (was a reply heard?), the audio fault counte
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import re
@@ -74,7 +75,7 @@ class SpeakerMonitor:
         self._thread.start()
 
     def _pump(self) -> None:
-        assert self._proc.stdout is not None
+        assert isinstance(self._proc.stdout, io.BufferedReader)  # stdout=PIPE with the default buffering
         window = MONITOR_RATE // 50 * 4
         pending = b""
         while chunk := self._proc.stdout.read1(65536):

@@ -101,7 +101,7 @@ class ReminderBook:
         self._lock = threading.RLock()
         self._reminders: dict[str, Reminder] = {}
         self._mtime: float | None = None
-        self.on_change: Callable[[], None] | None = None
+        self.on_change: Callable[[], object] | None = None
         self._reload(force=True)
 
     @property

@@ -77,7 +77,7 @@ class TimerBoard:
         self._timers: dict[int, Timer] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self.on_change: Callable[[], None] | None = None  # e.g. wake the daemon's alarm loop
+        self.on_change: Callable[[], object] | None = None  # e.g. wake the daemon's alarm loop
         self.on_started: Callable[[Timer], None] | None = None  # e.g. the daemon's timer_started event
 
     # -- reading -------------------------------------------------------------------------------------------------

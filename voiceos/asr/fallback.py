@@ -14,7 +14,7 @@ import logging
 
 import numpy as np
 
-from voiceos.asr import Transcriber, Transcript
+from voiceos.asr.types import Transcriber, Transcript
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from voiceos.asr import SAMPLE_RATE, Transcript
 from voiceos.asr.loops import cut_repeats, loop_reason
+from voiceos.asr.types import Transcript
+from voiceos.audio.rate import SAMPLE_RATE
 from voiceos.config import AsrOptions
 from voiceos.errors import ModelLoadError
 from voiceos.models import EMBEDDED_MOONSHINE, MOONSHINE_FILES, AsrPlan, resolve_moonshine_model

@@ -13,8 +13,9 @@ import time
 
 import numpy as np
 
-from voiceos.asr import SAMPLE_RATE, Transcript, Word
 from voiceos.asr.loops import COMPRESSION_RATIO_MAX, loop_reason
+from voiceos.asr.types import Transcript, Word
+from voiceos.audio.rate import SAMPLE_RATE
 from voiceos.config import AsrOptions
 from voiceos.errors import ModelNotFoundError
 from voiceos.models import EMBEDDED_WHISPER, AsrPlan, resolve_whisper_model

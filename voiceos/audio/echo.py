@@ -46,18 +46,19 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
-from voiceos.audio.reference import RATE, PlaybackReference
+from voiceos.audio.rate import SAMPLE_RATE
+from voiceos.audio.reference import PlaybackReference
+from voiceos.config import EchoMode, EchoOptions
 
 log = logging.getLogger(__name__)
 
 __all__ = ["EchoCanceller", "EchoCancellerUnavailable", "EchoGate", "EchoOptions", "GateResult"]
 
-FRAME = RATE // 100  # 10 ms: the echo canceller's frame, and the gate's decision step
+FRAME = SAMPLE_RATE // 100  # 10 ms: the echo canceller's frame, and the gate's decision step
 _SPEECH_FLOOR = 10 ** (-60 / 10)  # mean square of -60 dBFS: quieter is never taken for the user
 _REDUCED = 10 ** (3 / 10)  # a frame the canceller took 3 dB off had echo in it, and what is left is not echo
 # Envelope followers (attack, release per 10 ms), tuned on Piper replies: the AEC's residual varies little and may
@@ -77,38 +78,6 @@ _GATE_EXTRA_MARGIN_DB = 4.0
 # the learnt coupling with its residual and, with the frames the hold let through after it, cut a reply. (Judging
 # the residual instead also turned away onsets that AEC3 had suppressed by 40 dB, and barge-in lost more words.)
 _BELOW_ECHO_DB = 20.0
-
-Mode = Literal["aec", "gate", "off"]
-
-
-@dataclass(frozen=True)
-class EchoOptions:
-    """How echo is kept out of the VAD; ``mode``: ``aec`` (cancel, then gate), ``gate`` (gate only), ``off``."""
-
-    mode: Mode = "aec"
-    margin_db: float = 6.0  # the user must be this much louder than the expected echo
-    initial_coupling_db: float = 0.0  # echo vs reference energy before anything is learnt (0: as loud)
-    guard_db: float = 10.0  # mode aec: a frame the canceller reduced this much is surely echo (learn from it)
-    max_delay_ms: int = 300  # how long after being played a reference sample may still be heard
-    lead_ms: int = 40  # how early the echo may arrive relative to the reference's DAC timestamp
-    reference_floor_db: float = -60.0  # a reference quieter than this (RMS, dBFS) is silence
-    hold_ms: int = 100  # once the user is heard, pass everything for this long
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("aec", "gate", "off"):
-            raise ValueError(f"echo mode must be aec, gate or off, got {self.mode!r}")
-        for name, low, high in (
-            ("margin_db", 0, 40),
-            ("initial_coupling_db", -60, 20),
-            ("guard_db", 0, 60),
-            ("max_delay_ms", 0, 2000),
-            ("lead_ms", 0, 500),
-            ("reference_floor_db", -120, 0),
-            ("hold_ms", 0, 5000),
-        ):
-            value = getattr(self, name)
-            if not low <= value <= high:
-                raise ValueError(f"echo {name} must be in [{low}, {high}], got {value}")
 
 
 class EchoCancellerUnavailable(RuntimeError):
@@ -130,8 +99,8 @@ class EchoCanceller:
             raise EchoCancellerUnavailable(f"livekit is not available ({err})") from None
         self._apm = rtc.AudioProcessingModule(echo_cancellation=True)
         self._apm.set_stream_delay_ms(int(delay_ms))
-        self._near = rtc.AudioFrame.create(RATE, 1, FRAME)
-        self._far = rtc.AudioFrame.create(RATE, 1, FRAME)
+        self._near = rtc.AudioFrame.create(SAMPLE_RATE, 1, FRAME)
+        self._far = rtc.AudioFrame.create(SAMPLE_RATE, 1, FRAME)
         self._near_pcm = np.frombuffer(self._near.data, np.int16)
         self._far_pcm = np.frombuffer(self._far.data, np.int16)
 
@@ -215,7 +184,7 @@ class EchoGate:
     def __init__(self, reference: PlaybackReference | None, options: EchoOptions | None = None) -> None:
         self.options = o = options or EchoOptions()
         self.reference = reference
-        self.mode: Mode = o.mode if reference is not None else "off"
+        self.mode: EchoMode = o.mode if reference is not None else "off"
         self.canceller: EchoCanceller | None = None
         if self.mode == "aec":
             try:
@@ -271,14 +240,14 @@ class EchoGate:
         if mic.ndim != 1 or len(mic) % FRAME:
             raise ValueError(f"EchoGate takes mono frames of a multiple of {FRAME} samples, got shape {mic.shape}")
         time_s = self._capture_time(time_s)
-        self._next_time = time_s + len(mic) / RATE
-        whole = len(mic) / RATE
+        self._next_time = time_s + len(mic) / SAMPLE_RATE
+        whole = len(mic) / SAMPLE_RATE
         if self.mode == "off" or self.reference is None or not len(mic):
             return GateResult(mic, False, whole)
         mic_e = _energies(mic)
         n_sub = len(mic) // FRAME
         d, lead = self._delay_frames, self._lead_frames
-        span = self.reference.read(time_s - d * FRAME / RATE, (d + n_sub + lead) * FRAME)
+        span = self.reference.read(time_s - d * FRAME / SAMPLE_RATE, (d + n_sub + lead) * FRAME)
         ref_e = np.lib.stride_tricks.sliding_window_view(_energies(span), d + lead + 1).max(axis=1)
         self._track_noise(mic, mic_e, ref_e < self._floor)
         out = mic
@@ -293,7 +262,7 @@ class EchoGate:
         user = len(heard)  # how many where nothing played can be heard
         if user:
             self._hold_until = self._next_time + self.options.hold_ms / 1000
-        user_s = silent * FRAME / RATE + self._users_voice(heard, time_s)
+        user_s = silent * FRAME / SAMPLE_RATE + self._users_voice(heard, time_s)
         if user or time_s < self._hold_until:
             return GateResult(out, False, user_s)
         return GateResult(self._comfort_noise(len(mic)), True, user_s, out)
@@ -303,10 +272,10 @@ class EchoGate:
         before it when it is within ``hold_ms`` of the previous one."""
         bridge, total = self.options.hold_ms / 1000, 0.0
         for index in heard:
-            start = time_s + index * FRAME / RATE
+            start = time_s + index * FRAME / SAMPLE_RATE
             gap = start - self._user_until
-            total += FRAME / RATE + (gap if 0.0 < gap <= bridge else 0.0)
-            self._user_until = start + FRAME / RATE
+            total += FRAME / SAMPLE_RATE + (gap if 0.0 < gap <= bridge else 0.0)
+            self._user_until = start + FRAME / SAMPLE_RATE
         return total
 
     def _capture_time(self, time_s: float | None) -> float:
@@ -331,7 +300,7 @@ class EchoGate:
             if r < self._floor:
                 silent += 1
                 continue
-            self._sounding_s += FRAME / RATE
+            self._sounding_s += FRAME / SAMPLE_RATE
             heard = (
                 x > speech_floor
                 and x > self.coupling.gain * r * self._margin

@@ -10,6 +10,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from voiceos.audio.rate import SAMPLE_RATE
 from voiceos.errors import AudioInputError
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,9 @@ def _open(path: Path) -> sf.SoundFile:
         raise AudioInputError(f"{path}: not a readable audio file ({_one_line(err)})") from None
 
 
-def read_audio(path: str | os.PathLike[str], sample_rate: int = 16000, max_seconds: float | None = None) -> np.ndarray:
+def read_audio(
+    path: str | os.PathLike[str], sample_rate: int = SAMPLE_RATE, max_seconds: float | None = None
+) -> np.ndarray:
     """Decode ``path``, downmix to mono, resample to ``sample_rate``: float32 in [-1, 1].
 
     The length limit is checked against the header before decoding, and again while decoding (some formats only

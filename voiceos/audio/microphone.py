@@ -16,17 +16,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import numpy as np
 
 from voiceos.audio.playback import _one_line, _sounddevice
+from voiceos.audio.rate import SAMPLE_RATE
 from voiceos.errors import AudioDeviceError
 
 log = logging.getLogger(__name__)
-
-TARGET_RATE = 16000
 
 
 def rescan_devices() -> None:
@@ -93,8 +92,8 @@ class Microphone:
         import soxr
 
         self._resampler = (
-            soxr.ResampleStream(self.sample_rate, TARGET_RATE, 1, dtype="float32", quality="HQ")
-            if self.sample_rate != TARGET_RATE
+            soxr.ResampleStream(self.sample_rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+            if self.sample_rate != SAMPLE_RATE
             else None
         )
         stream = None
@@ -136,7 +135,7 @@ class Microphone:
             self.dropped_blocks += 1
         self._queue.put_nowait((block, adc_time))
 
-    async def frames(self) -> AsyncIterator[tuple[np.ndarray, float]]:
+    async def frames(self) -> AsyncGenerator[tuple[np.ndarray, float], None]:
         """16 kHz mono float32 chunks with the stream time (ADC clock) of their first sample; ends on close.
 
         The resampler hands out audio in its own chunking (one output chunk can hold samples of several input
@@ -153,11 +152,12 @@ class Microphone:
             expected = None if anchor is None else anchor + self.samples_in / self.sample_rate
             if expected is None or abs(adc_time - expected) > 0.015:
                 anchor = adc_time - self.samples_in / self.sample_rate
-                samples_out = round(self.samples_in * TARGET_RATE / self.sample_rate)
+                samples_out = round(self.samples_in * SAMPLE_RATE / self.sample_rate)
+            assert anchor is not None  # set by the first block
             self.samples_in += len(block)
             out = self._resampler.resample_chunk(block) if self._resampler is not None else block
             if out.size:
-                yield np.asarray(out, dtype=np.float32), anchor + samples_out / TARGET_RATE
+                yield np.asarray(out, dtype=np.float32), anchor + samples_out / SAMPLE_RATE
                 samples_out += len(out)
 
     def stalled(self, timeout_s: float = STALL_S) -> bool:

@@ -14,9 +14,9 @@ from collections import deque
 import numpy as np
 import soxr
 
-__all__ = ["RATE", "PlaybackReference"]
+from voiceos.audio.rate import SAMPLE_RATE
 
-RATE = 16000
+__all__ = ["SAMPLE_RATE", "PlaybackReference"]
 
 
 class PlaybackReference:
@@ -36,7 +36,7 @@ class PlaybackReference:
         if source_rate <= 0:
             raise ValueError(f"source_rate must be positive, got {source_rate}")
         self.source_rate = int(source_rate)
-        self.rate = RATE
+        self.rate = SAMPLE_RATE
         # Writer side: raw samples and block marks (DAC time, first raw index, length), published by _marks_written.
         # Twice the capacity: a reader takes only blocks the writer cannot be overwriting while it copies them.
         self._raw = np.zeros(int(2 * capacity_s * self.source_rate), np.float32)
@@ -49,7 +49,7 @@ class PlaybackReference:
         # Reader side.
         self._lock = threading.Lock()
         self._marks_read = 0
-        self._ring = np.zeros(int(capacity_s * RATE), np.float32)
+        self._ring = np.zeros(int(capacity_s * SAMPLE_RATE), np.float32)
         self._stamp = np.full(len(self._ring), -1, np.int64)  # the absolute slot each ring cell holds
         self._stream: soxr.ResampleStream | None = None
         self._seg_slot = 0  # slot of the current segment's first sample
@@ -85,7 +85,7 @@ class PlaybackReference:
         """The ``n`` samples (16 kHz) played from ``start_time`` on; silence where nothing was played."""
         with self._lock:
             self._pump()
-            slots = np.arange(n, dtype=np.int64) + round(start_time * RATE)
+            slots = np.arange(n, dtype=np.int64) + round(start_time * SAMPLE_RATE)
             cells = slots % len(self._ring)
             return np.where(self._stamp[cells] == slots, self._ring[cells], np.float32(0.0))
 
@@ -99,7 +99,7 @@ class PlaybackReference:
         """Forget what was to be played from ``at_time`` on (``ChunkPlayer.stop`` dropped it unheard)."""
         with self._lock:
             self._pump()
-            first = round(at_time * RATE)
+            first = round(at_time * SAMPLE_RATE)
             if first < self._high_slot:
                 slots = np.arange(max(first, self._high_slot - len(self._ring)), self._high_slot, dtype=np.int64)
                 self._stamp[slots % len(self._ring)] = -1
@@ -123,16 +123,16 @@ class PlaybackReference:
             self._feed(block, dac)
 
     def _feed(self, block: np.ndarray, dac: float) -> None:
-        slot = dac * RATE
+        slot = dac * SAMPLE_RATE
         if self._stream is not None:
-            expected = self._seg_slot + self._seg_in * RATE / self.source_rate
-            if abs(slot - expected) > self._REANCHOR_S * RATE:
+            expected = self._seg_slot + self._seg_in * SAMPLE_RATE / self.source_rate
+            if abs(slot - expected) > self._REANCHOR_S * SAMPLE_RATE:
                 self._place(self._stream.resample_chunk(np.zeros(0, np.float32), last=True))
                 self._stream = None
         if self._stream is None:
             if self._high_slot >= 0:
                 self._breaks.append(dac)
-            self._stream = soxr.ResampleStream(self.source_rate, RATE, 1, dtype="float32", quality="HQ")
+            self._stream = soxr.ResampleStream(self.source_rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
             self._seg_slot, self._seg_in, self._seg_out = round(slot), 0, 0
         self._seg_in += len(block)
         self._place(self._stream.resample_chunk(block))

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
+import io
 import json
 import os
 import shutil
@@ -33,8 +35,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from voiceos.audio.rate import SAMPLE_RATE
+
 SPEAKER_RATE = 48000
-MIC_RATE = 16000
 BINARIES = ("pulseaudio", "pactl", "pacat", "parec")
 CLIENT_ENV_KEYS = ("XDG_RUNTIME_DIR", "PULSE_SERVER", "ALSA_CONFIG_PATH", "PULSE_COOKIE", "PULSE_CLIENTCONFIG")
 MIC_MODULE = ("module-remap-source", "master=micsink.monitor", "source_name=vmic")
@@ -76,7 +79,7 @@ class Recorder:
         self._thread.start()
 
     def _pump(self) -> None:
-        assert self._proc.stdout is not None
+        assert isinstance(self._proc.stdout, io.BufferedReader)  # stdout=PIPE with the default buffering
         while chunk := self._proc.stdout.read1(65536):
             if self.started_at is None:
                 self.started_at = time.monotonic() - len(chunk) / 4 / self.rate
@@ -103,7 +106,7 @@ class PulseServer:
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "pa.pa").write_text(
             PA_SCRIPT.format(
-                socket=self.socket, speaker_rate=SPEAKER_RATE, mic_rate=MIC_RATE, mic_module=" ".join(MIC_MODULE)
+                socket=self.socket, speaker_rate=SPEAKER_RATE, mic_rate=SAMPLE_RATE, mic_module=" ".join(MIC_MODULE)
             )
         )
         (self.root / "asoundrc").write_text(ASOUNDRC)
@@ -234,7 +237,7 @@ class PulseServer:
                 sock.connect(str(cli))
                 sock.sendall(f"kill-source-output {index}\n".encode())  # never "exit": it stops the server
                 sock.shutdown(socket.SHUT_WR)
-                reply = b"".join(iter(lambda s=sock: s.recv(4096), b"")).decode(errors="replace").strip()
+                reply = b"".join(iter(functools.partial(sock.recv, 4096), b"")).decode(errors="replace").strip()
             if reply:
                 raise RuntimeError(f"kill-source-output {index}: {reply}")
         return ours
@@ -264,7 +267,7 @@ class PulseServer:
     def speak_into_mic(
         self,
         source: str | os.PathLike[str] | np.ndarray,
-        sample_rate: int = MIC_RATE,
+        sample_rate: int = SAMPLE_RATE,
         wait: bool = True,
         latency_ms: int = 100,
     ) -> subprocess.Popen[bytes]:

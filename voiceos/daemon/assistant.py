@@ -10,7 +10,7 @@ Threads and where work runs:
 - One model thread (a single-worker executor) runs ASR, the LM and TTS, so the models never fight for the two
   cores; synthesized audio goes straight from there into the player's queue, sentence by sentence.
 
-A turn (:mod:`voiceos.daemon.turn`) is cancelled through a ``threading.Event`` the model thread checks between
+A turn (:mod:`voiceos.daemon.turn_state`) is cancelled through a ``threading.Event`` the model thread checks between
 tokens and audio chunks; a pause in the user's speech starts a held one (the reply's head start). After an
 interruption the history keeps only what the user heard: the player's count of samples actually played says how far
 the reply got (:meth:`TurnResult.heard_text`).
@@ -28,15 +28,16 @@ from typing import Any
 
 import numpy as np
 
+from voiceos.asr import Transcriber
+from voiceos.audio.rate import SAMPLE_RATE
 from voiceos.config import Config, VadOptions
 from voiceos.daemon.alarms import AlarmRinger
-from voiceos.daemon.audio_loop import SAMPLE_RATE, AudioLoop
+from voiceos.daemon.audio_loop import AudioLoop
 from voiceos.daemon.bus import EventBus
-from voiceos.daemon.end_of_turn import TurnCompletion
 from voiceos.daemon.heap import release_free_memory
 from voiceos.daemon.reply import ALARM, heard_seconds, heard_text, reply_in_model_thread, wait_until_heard
 from voiceos.daemon.speculation import SpeculativeTranscription
-from voiceos.daemon.turn import Turn
+from voiceos.daemon.turn_completion import TurnCompletion
 from voiceos.daemon.turn_controller import (
     Action,
     CheckEndOfTurn,
@@ -52,6 +53,7 @@ from voiceos.daemon.turn_controller import (
     TurnController,
     TurnPolicy,
 )
+from voiceos.daemon.turn_state import Turn
 from voiceos.errors import AudioInputError, VoiceosError
 from voiceos.events import (
     ErrorEvent,
@@ -63,7 +65,8 @@ from voiceos.events import (
     TranscriptEvent,
     UtteranceIgnored,
 )
-from voiceos.pipeline import Pipeline, TurnResult
+from voiceos.model_thread import ModelThread
+from voiceos.pipeline import Pipeline, TurnResult, rounded_timings, segments_json
 from voiceos.privacy import TranscriptLog
 from voiceos.skills import AlarmControl
 from voiceos.turn import EndOfTurn
@@ -98,7 +101,7 @@ class Assistant:
         self.turns = 0
         self.interruptions = 0
         self.extra_status: dict[str, Callable[[], Any]] = {}  # more status() sections (the config reloader's)
-        self._models = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="voiceos-models")
+        self._models = ModelThread("models")
         self.controller = TurnController(TurnPolicy.from_config(self.config))
         self.clock = clock  # when speech starts, for the follow-up window (injected by tests)
         self.turn_start = load_turn_start(self.config.wake, self.config.persona.name, clock)
@@ -107,11 +110,12 @@ class Assistant:
         self._turn_task: asyncio.Task | None = None  # the task of the last turn started
         self._speculation = SpeculativeTranscription(
             self._models,
-            lambda x: self.pipeline.transcriber.transcribe(x),
+            lambda x: self._transcriber().transcribe(x),
             self._heard_so_far,
-            lambda x: self.pipeline.transcriber.transcribe_partial(x),
+            lambda x: self._transcriber().transcribe_partial(x),
         )
         self._audio_lost_because = ""  # the audio loop's error when the devices were last lost
+        assert pipeline.tts is not None, "the daemon needs the tts stage"
         output_rate = self.config.audio.output_sample_rate or pipeline.tts.sample_rate
         partials = getattr(pipeline.transcriber, "incremental", False)  # (only where a call costs what audio does)
         self.audio = AudioLoop(self.config, output_rate, self, end_of_turn, partials=partials)
@@ -131,11 +135,18 @@ class Assistant:
                 publish_threadsafe=bus.publish_threadsafe,
             )
             loop = asyncio.get_running_loop()
+            alarms = self.alarms
             pipeline.alarm_control = AlarmControl(
-                ringing=lambda: self.alarms.ringing,
-                silence=self.alarms.silence,
+                ringing=lambda: alarms.ringing,
+                silence=alarms.silence,
                 mute=lambda: loop.call_soon_threadsafe(self.mute, True),  # "stop listening" (on the model thread)
             )
+
+    def _transcriber(self) -> Transcriber:
+        """The pipeline's transcriber now (a reload may replace it); the daemon loads every stage."""
+        transcriber = self.pipeline.transcriber
+        assert transcriber is not None, "the daemon needs the asr stage"
+        return transcriber
 
     # -- state ---------------------------------------------------------------------------------------------------
     def set_state(self, state: str, detail: str = "") -> None:
@@ -243,8 +254,8 @@ class Assistant:
                     samples = None if utterance is None else utterance.samples
                     transcription = None if utterance is None else self._speculation.claim(utterance)
                     self._speculation.end_utterance()
-                    span = None if utterance is None else (utterance.start_s, utterance.end_s)
-                    self._start_task(turn, self._run_audio_turn(turn, samples, transcription, resumes, span=span))
+                    heard_span = None if utterance is None else (utterance.start_s, utterance.end_s)
+                    self._start_task(turn, self._run_audio_turn(turn, samples, transcription, resumes, span=heard_span))
                     self._turn_task = turn.task
                 case Interrupted(turn, reason):
                     if reason == "barge-in":
@@ -310,10 +321,10 @@ class Assistant:
                 if resumes is not None and resumes.done is not None:
                     await asyncio.shield(resumes.done)  # its transcript lands in the carry-over, if still running
                 heard = ""
-            elif used_speculation:
+            elif used_speculation and speculative is not None:
                 heard = (await asyncio.wrap_future(speculative)).text.strip()
             else:
-                transcriber = self.pipeline.transcriber
+                transcriber = self._transcriber()
                 heard = (await loop.run_in_executor(self._models, transcriber.transcribe, samples)).text.strip()
             turn.asr_done_at = time.perf_counter()
             asr_ms = (turn.asr_done_at - start) * 1000
@@ -367,7 +378,9 @@ class Assistant:
                 return data
             turn = None  # cut before it spoke by an utterance without words: answered after all, afresh
 
-    def _addressed(self, text: str, heard: str, span: tuple[float, float] | None, started_at: float) -> str | None:
+    def _addressed(
+        self, text: str, heard: str, span: tuple[float, float] | None, started_at: float | None
+    ) -> str | None:
         """What of ``text`` (``heard`` with any carried-over words before it) is for the assistant: the request
         without its name, or None. Carried-over words not addressed to it do not hide a request that is. An
         utterance just before, ended less than ``JOIN_UNADDRESSED_S`` earlier and not for the assistant on its own,
@@ -415,7 +428,7 @@ class Assistant:
                 self.audio,
                 turn,
                 self.bus.publish_threadsafe,
-                lambda: loop.call_soon_threadsafe(self._speaking_started),
+                lambda played_at: loop.call_soon_threadsafe(self._speaking_started, turn, played_at),
             )
             if turn.is_held:  # a head start the user talked on over: nothing was heard or said
                 return {}
@@ -442,7 +455,10 @@ class Assistant:
         log.info("the utterance that cut the %s reply had no words: answering it after all", turn.source)
         return True
 
-    def _speaking_started(self) -> None:
+    def _speaking_started(self, speaker: Turn, played_at: float) -> None:
+        """The model thread played the first chunk of ``speaker``'s reply (on the event loop, in order with the
+        turn's other events: the reply's end is handled after this)."""
+        self.controller.speaking_started(speaker, played_at)
         turn = self.controller.turn
         self.turn_start.conversing()  # the user may answer, or talk over it, without the name
         if turn is not None and not turn.cancel.is_set():
@@ -468,7 +484,7 @@ class Assistant:
             self.bus.publish(ErrorEvent(f"the audio stopped {when} the reply was spoken: {self._audio_lost_because}"))
         self.bus.publish(TimingsEvent(timings))
         data = result.as_json()
-        data["timings_ms"] = {k: round(v, 1) for k, v in timings.items()}
+        data["timings_ms"] = rounded_timings(timings)
         data["interrupted"] = turn.interrupted
         data["interrupted_by"] = turn.interrupted_by
         data["spoken_text"] = heard
@@ -501,7 +517,7 @@ class Assistant:
         transcript, utterances, timings = await loop.run_in_executor(self._models, pipeline.find_speech, samples, path)
         data = await self.respond(transcript, "listen", timings)
         data["transcript"] = transcript
-        data["segments"] = [{"start_s": round(u.start_s, 3), "end_s": round(u.end_s, 3)} for u in utterances]
+        data["segments"] = segments_json(utterances)
         return data
 
     async def reset(self) -> dict:
@@ -515,4 +531,4 @@ class Assistant:
         self.controller.drop_held()
         self.audio.close()
         self._turn_completion.close()
-        self._models.shutdown(wait=False, cancel_futures=True)
+        self._models.close()

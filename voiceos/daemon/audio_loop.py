@@ -23,6 +23,7 @@ from voiceos.audio.echo import EchoGate
 from voiceos.audio.microphone import Microphone, device_name, rescan_devices
 from voiceos.audio.playback import ChunkPlayer, resolve_device
 from voiceos.audio.probe import probe_command, probe_devices
+from voiceos.audio.rate import SAMPLE_RATE
 from voiceos.audio.reference import PlaybackReference
 from voiceos.config import AudioOptions, Config
 from voiceos.errors import AudioDeviceError
@@ -31,7 +32,6 @@ from voiceos.vad import VadEvent, VadSegmenter
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 ECHO_FRAME = SAMPLE_RATE // 100  # the echo stage works in 10 ms steps
 T = TypeVar("T")
 
@@ -210,6 +210,7 @@ class AudioLoop:
                 delay, retrying = 0.5, False
                 self.error = ""
                 self.ready.set()
+                assert self.microphone is not None  # just opened
                 log.info("listening on %s, speaking on %s", self.microphone.name, self._output_name)
                 self.listener.on_audio_state("open")
                 lost = False

@@ -32,7 +32,7 @@ def allowed_addresses(base_url: str, resolv_conf: Path = Path("/etc/resolv.conf"
     except ValueError:
         pass
     try:
-        found = {info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
+        found = {str(info[4][0]) for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
     except OSError as err:
         why = f"cannot resolve {host} to write the service's network drop-in ({err})"
         raise VoiceosError(f"dialogue.base_url: {why}") from None

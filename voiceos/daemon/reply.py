@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from voiceos.audio.files import resample
-from voiceos.daemon.turn import Turn
+from voiceos.daemon.turn_state import Turn
 from voiceos.emotion.labels import EmotionResult
 from voiceos.errors import AudioDeviceError
 from voiceos.events import ReplyDelta, UserEmotionEvent
@@ -34,26 +34,29 @@ def reply_in_model_thread(
     audio: AudioLoop,
     turn: Turn,
     publish_threadsafe: Callable[[Any], None],
-    on_speaking: Callable[[], None],
+    on_speaking: Callable[[float], object],
 ) -> TurnResult:
     """Write and speak the reply to ``turn.user_text`` (in the model thread). ``audio`` is the daemon's audio loop
-    (its ``player`` may come and go with the device); ``on_speaking`` runs, from this thread, at the first chunk
-    played."""
+    (its ``player`` may come and go with the device); ``on_speaking(played_seconds)`` runs, from this thread, at the
+    first chunk played, with the player's count then. This thread writes nothing of the turn's state: the event loop
+    learns that the reply is speaking from that call (the controller's ``speaking_started``)."""
     player = audio.player
+    assert pipeline.tts is not None, "the daemon needs the tts stage"
     voice_rate = pipeline.tts.sample_rate
     out_rate = player.sample_rate if player is not None else voice_rate
     turn.reply_started_at = time.perf_counter()
+    started = False  # (this thread's own record: the turn's ``speaking`` is the event loop's to set)
 
     def on_audio(chunk: np.ndarray) -> None:
+        nonlocal started
         if turn.is_held and not turn.wait_until_decided():  # a head start waits for the end of the turn
             return
         player = audio.player
         if turn.cancel.is_set() or player is None:
             return
-        if not turn.speaking:
-            turn.speaking = True
-            turn.played_at_start = player.played_seconds
-            on_speaking()
+        if not started:
+            started = True
+            on_speaking(player.played_seconds)
         if out_rate != voice_rate:
             chunk = resample(chunk, voice_rate, out_rate)
         try:

@@ -8,8 +8,8 @@ The policy, in words:
 - While the user talks, the utterance so far is transcribed now and then, when nothing else runs (words while the
   user speaks: :mod:`voiceos.daemon.speculation`); speech after a pause drops the reply held at that pause.
 - A pause in the user's speech starts a speculative transcription and, when nothing else runs, a *held* reply (the
-  reply's head start, :mod:`voiceos.daemon.turn`). If the turn then ends with exactly those samples, the held reply
-  is committed and plays; if the user goes on, it is dropped and leaves no trace.
+  reply's head start, :mod:`voiceos.daemon.turn_state`). If the turn then ends with exactly those samples, the held
+  reply is committed and plays; if the user goes on, it is dropped and leaves no trace.
 - The end of an utterance starts a turn, cutting a turn still thinking (its words carry over to the next utterance:
   the user was not done). A say/listen reply cut that way by an utterance without words is answered after all.
 - Speech over a reply interrupts it once the barge-in policy (:mod:`voiceos.daemon.interruption`) says so; speech
@@ -25,7 +25,7 @@ from typing import Any
 
 from voiceos.config import Config
 from voiceos.daemon.interruption import MinSpeechInterruption
-from voiceos.daemon.turn import Turn
+from voiceos.daemon.turn_state import Turn
 from voiceos.events import SpeechEndedEvent, SpeechStartedEvent
 from voiceos.vad import (
     SpeechDiscarded,
@@ -178,6 +178,12 @@ class TurnController:
         # Of the open utterance's voice, what the echo stage judged the user's own (the audio loop sets it before
         # each batch of events): a reply is interrupted, and short sounds over it are dropped, by this measure.
         self.users_voice_s: float | None = None  # None: all of the voice is the user's (no echo stage)
+
+    def speaking_started(self, turn: Turn, played_at: float) -> None:
+        """Input: the first chunk of ``turn``'s reply reached the speaker, when the player had played ``played_at``
+        seconds. From here the turn is speaking (the phase, barge-in rather than a cut, what the user heard)."""
+        turn.speaking = True
+        turn.played_at_start = played_at
 
     @property
     def phase(self) -> Phase:

@@ -1,6 +1,3 @@
-"""The dialogue stage: a streaming chat LM and the chunker that turns its text into speakable sentences."""
-
-from voiceos.dialogue.chunker import SentenceChunker
-from voiceos.dialogue.lm import DialogueLM, GenerationStats, PrefillResult
-
-__all__ = ["DialogueLM", "GenerationStats", "PrefillResult", "SentenceChunker"]
+"""The dialogue stage: a streaming chat LM behind one protocol (:mod:`voiceos.dialogue.backend`), its shared types
+(:mod:`voiceos.dialogue.types`) and the backends. Nothing is imported here: the protocol and the types load without
+torch, and each backend brings its own runtime when it is imported."""

@@ -18,7 +18,7 @@ import json
 import logging
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -43,12 +43,17 @@ class AdapterError(ValueError):
 class LowRankAdapted(nn.Module):
     """``base(x) + (x @ down.T) @ up.T`` (``up`` holds LoRA's B times alpha / r); ``base`` is unchanged."""
 
-    def __init__(self, base: nn.Module, down: torch.Tensor, up: torch.Tensor) -> None:
+    down: torch.Tensor  # buffers, registered below
+    up: torch.Tensor
+    in_features: int
+    out_features: int
+
+    def __init__(self, base: nn.Linear, down: torch.Tensor, up: torch.Tensor) -> None:
         super().__init__()
         self.base = base
-        like = {"dtype": base.weight.dtype, "device": base.weight.device}
-        self.register_buffer("down", down.to(**like).contiguous())  # (r, in)
-        self.register_buffer("up", up.to(**like).contiguous())  # (out, r)
+        weight = base.weight
+        self.register_buffer("down", down.to(dtype=weight.dtype, device=weight.device).contiguous())  # (r, in)
+        self.register_buffer("up", up.to(dtype=weight.dtype, device=weight.device).contiguous())  # (out, r)
         self.in_features, self.out_features = base.in_features, base.out_features
         self.enabled = True  # off: the base projection alone (see set_adapter_enabled)
 
@@ -116,7 +121,7 @@ def apply_adapter(model: nn.Module, directory: Path) -> int:
         )
         if isinstance(module, LowRankAdapted) or not shape_ok:
             raise AdapterError(f"dialogue adapter {directory} does not fit {path} of this model (trained for another)")
-        targets.append((path, module, down, up))
+        targets.append((path, cast(nn.Linear, module), down, up))  # a projection: checked by its shape above
     for path, module, down, up in targets:
         parent_path, _, attr = path.rpartition(".")
         setattr(model.get_submodule(parent_path), attr, LowRankAdapted(module, down, up))

@@ -12,14 +12,16 @@ one by ``dialogue.backend``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
-from typing import Protocol
+from collections.abc import Generator, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from voiceos.config import DialogueOptions
-from voiceos.dialogue.lm import DialogueLM, EmotionHook, GenerationStats, Messages
-from voiceos.emotion.head import EmotionHead
+from voiceos.dialogue.types import EmotionHook, GenerationStats, Messages
 from voiceos.errors import ModelLoadError
 from voiceos.models import DevicePlan
+
+if TYPE_CHECKING:  # a torch module: the protocol names it, loading a backend imports it
+    from voiceos.emotion.head import EmotionHead
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,7 @@ class DialogueBackend(Protocol):
         extra_system: str | None = None,
         on_emotion: EmotionHook | None = None,
         use_adapter: bool = True,
-    ) -> Iterator[str]:
+    ) -> Generator[str, None, None]:
         """Yield the reply's text as it comes; ``close()`` stops it at once. ``on_emotion`` gets the user's emotion
         before the first token; the note it returns joins the context after the user's turn."""
         ...
@@ -96,4 +98,6 @@ def load_dialogue(
         from voiceos.dialogue.llama_cpp_lm import LlamaCppLM
 
         return LlamaCppLM.load(options, plan, threads=threads)
+    from voiceos.dialogue.lm import DialogueLM
+
     return DialogueLM.load(options, plan, threads=threads)

@@ -149,7 +149,7 @@ def _append(layer: Any, key: torch.Tensor, value: torch.Tensor, position: int) -
     return layer.keys, layer.values
 
 
-def _projection(linears: Sequence[nn.Module]) -> Projection:
+def _projection(linears: Sequence[nn.Linear | LowRankAdapted]) -> Projection:
     """The outputs of ``linears`` (same input) side by side: one kernel call when all read blocks of one kind; the
     low-rank terms of adapted ones (:mod:`adapter`) added to their columns after it."""
     base = _base_projection([unwrapped(m) for m in linears])
@@ -167,7 +167,7 @@ def _projection(linears: Sequence[nn.Module]) -> Projection:
     return with_low_rank
 
 
-def _starts(linears: Sequence[nn.Module]) -> list[int]:
+def _starts(linears: Sequence[nn.Linear | LowRankAdapted]) -> list[int]:
     starts, at = [], 0
     for m in linears:
         starts.append(at)
@@ -175,8 +175,11 @@ def _starts(linears: Sequence[nn.Module]) -> list[int]:
     return starts
 
 
-def _base_projection(linears: Sequence[nn.Module]) -> Projection:
-    fused = fuse_block_rows(linears) if all(isinstance(m, BlockLinear) for m in linears) else None
+def _base_projection(modules: Sequence[nn.Module]) -> Projection:
+    linears = [m for m in modules if isinstance(m, nn.Linear)]
+    assert len(linears) == len(modules), "_unsupported() lets only Linears through"
+    block_linears = [m for m in linears if isinstance(m, BlockLinear)]
+    fused = fuse_block_rows(block_linears) if len(block_linears) == len(linears) else None
     if fused is not None:
         blocks, kind, rows = fused
         return lambda x: block_matvec(kind, blocks, rows, x)
@@ -200,7 +203,7 @@ def _unsupported(model: Any) -> str:
     if getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False):
         return "biased projections"
     if getattr(config, "_attn_implementation", "sdpa") != "sdpa":
-        return f"attention implementation {config._attn_implementation!r}"
+        return f"attention implementation {getattr(config, '_attn_implementation', None)!r}"
     for layer in model.model.layers:
         attn, mlp = layer.self_attn, layer.mlp
         for linear in (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, mlp.gate_proj, mlp.up_proj, mlp.down_proj):

@@ -24,7 +24,7 @@ from voiceos.emotion.features import user_turn_prompt
 from voiceos.emotion.labels import EmotionResult
 
 
-def first_layers(model: nn.Module, n_layers: int) -> nn.Module:
+def first_layers(model: Any, n_layers: int) -> Any:  # a transformers causal LM -> its class's decoder stack
     """The decoder stack (``model.model``, e.g. a ``LlamaModel``) of a new model of ``model``'s class that holds
     ``model``'s embeddings and first ``n_layers`` decoder layers (shared, not copied) and no final norm: its
     ``last_hidden_state`` is ``model``'s ``hidden_states[n_layers]``."""

@@ -13,14 +13,15 @@ from typing import Any
 
 
 @functools.cache
-def _cache_argument(forward_owner: type) -> str:
+def _cache_argument(forward_owner: Any) -> str:  # a model class (hashable), whose forward transformers defines
     parameters = inspect.signature(forward_owner.forward).parameters
     return "cache" if "cache" in parameters else "past_key_values"
 
 
 def cache_kwargs(model: Any, cache: Any) -> dict[str, Any]:
     """``{name: cache}`` for ``model(...)``: ``cache`` where the model's forward takes it, else ``past_key_values``."""
-    return {_cache_argument(type(model)): cache}
+    model_class: Any = type(model)  # (classes are hashable; typeshed's Hashable does not say so of type[Any])
+    return {_cache_argument(model_class): cache}
 
 
 def output_cache(output: Any) -> Any:

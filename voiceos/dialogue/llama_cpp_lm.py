@@ -28,7 +28,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +39,11 @@ from voiceos import models
 from voiceos.config import DialogueOptions
 from voiceos.cpu import cpu_flags
 from voiceos.dialogue.detokenizer import IncrementalDetokenizer
-from voiceos.dialogue.lm import DialogueLM, EmotionHook, GenerationStats, Messages
+from voiceos.dialogue.lm import DialogueLM
 from voiceos.dialogue.lora_gguf import gguf_lora
 from voiceos.dialogue.prompt_cache import common_prefix
 from voiceos.dialogue.sampling import seen_tokens, stream_tokens
+from voiceos.dialogue.types import EmotionHook, GenerationStats, Messages
 from voiceos.emotion.head import EmotionHead
 from voiceos.errors import ModelLoadError
 
@@ -178,7 +179,7 @@ class LlamaCppLM:
         extra_system: str | None = None,
         on_emotion: EmotionHook | None = None,
         use_adapter: bool = True,
-    ) -> Iterator[str]:
+    ) -> Generator[str, None, None]:
         """As :meth:`DialogueLM.stream_reply <voiceos.dialogue.lm.DialogueLM.stream_reply>`."""
         self._switch_adapter(use_adapter)
         start = time.perf_counter()

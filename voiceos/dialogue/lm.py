@@ -11,8 +11,8 @@ import copy
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +30,13 @@ from voiceos.dialogue.loading import ensure_chat_template, from_pretrained, load
 from voiceos.dialogue.model import DialogueModel
 from voiceos.dialogue.prompt_cache import PromptCache, prefill_system_turn
 from voiceos.dialogue.sampling import seen_tokens, stream_tokens
+from voiceos.dialogue.types import ChatPrompt, EmotionHook, GenerationStats, Messages
 from voiceos.emotion.features import user_turn_prompt
 from voiceos.emotion.head import EmotionHead
 from voiceos.emotion.labels import EmotionResult
 from voiceos.errors import ModelLoadError, ModelNotFoundError, TextInputError
 
 log = logging.getLogger(__name__)
-
-Messages = list[dict[str, str]]  # [{"role": "system" | "user" | "assistant", "content": "..."}]
-EmotionHook = Callable[[EmotionResult], "str | None"]  # the user's emotion -> a note for the context, or None
 
 
 @dataclass(frozen=True)
@@ -50,28 +48,7 @@ class PrefillResult:
     cache: Any  # a transformers DynamicCache holding the prompt's keys and values
 
 
-@dataclass
-class GenerationStats:
-    """The latest reply, filled in while it streams (wall clock, so time the consumer spends between deltas counts)."""
-
-    prompt_tokens: int = 0
-    reused_tokens: int = 0  # leading prompt tokens taken from a KV cache (persona, or the conversation so far)
-    tokens: int = 0  # reply tokens; a stop token is not counted
-    steps: int = 0  # tokens picked, including a stop token
-    prefill_s: float = 0.0
-    ttft_s: float = 0.0  # from the first next() to the first picked token
-    total_s: float = 0.0
-    stop_reason: str = ""  # eos, max_tokens, cancelled or error; empty while streaming
-    token_ids: tuple[int, ...] = field(default=(), repr=False)  # the reply's tokens: kept out of logs (privacy)
-
-    @property
-    def tokens_per_s(self) -> float:
-        """Decoding rate after the first token (TTFT covers the prefill)."""
-        decode_s = self.total_s - self.ttft_s
-        return (self.steps - 1) / decode_s if self.steps > 1 and decode_s > 0 else 0.0
-
-
-class DialogueLM:
+class DialogueLM(ChatPrompt):
     """A loaded chat model; build it with :meth:`load`. One reply streams at a time per instance."""
 
     def __init__(self, model: Any, tokenizer: Any, options: DialogueOptions, *, name: str, source: str) -> None:
@@ -93,7 +70,7 @@ class DialogueLM:
         self.prompt_cache = PromptCache(self.persona_prefix, self._new_cache)
         self._emotion_pass: EmotionPass | None = None  # read_emotion's, built at its first call
 
-    def attach_emotion_head(self, head: EmotionHead, labels: tuple[str, ...] | list[str]) -> None:
+    def attach_emotion_head(self, head: EmotionHead, labels: Sequence[str]) -> None:
         """Read the user's emotion off every reply's prefill from now on (see :class:`DialogueModel`)."""
         if not self.dialogue_model.fits(head, labels):
             raise ModelLoadError(
@@ -190,13 +167,6 @@ class DialogueLM:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     # -- prompting -------------------------------------------------------------------------------------------------
-    def messages_for(
-        self, history: Messages, user_text: str, *, system_prompt: str | None = None, extra_system: str | None = None
-    ) -> Messages:
-        """The chat for one turn: the system prompt (plus ``extra_system``), the history, then the user's text."""
-        system = self.options.system_prompt if system_prompt is None else system_prompt
-        return chat_messages(system, extra_system, history, user_text)
-
     def build_prompt(self, messages: Messages) -> torch.Tensor:
         """Token ids (1, seq) of ``messages`` through the chat template, ending with the assistant's turn opener."""
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -339,7 +309,7 @@ class DialogueLM:
         extra_system: str | None = None,
         on_emotion: EmotionHook | None = None,
         use_adapter: bool = True,
-    ) -> Iterator[str]:
+    ) -> Generator[str, None, None]:
         """Yield the reply's text as it is decoded; ``close()`` the generator to stop decoding at once.
 
         The deltas never split a character and add up to ``tokenizer.decode(last_stats.token_ids,
@@ -406,17 +376,6 @@ class DialogueLM:
     def reply(self, history: Messages, user_text: str, **kwargs: Any) -> str:
         """The whole reply as one string (the arguments are :meth:`stream_reply`'s)."""
         return "".join(self.stream_reply(history, user_text, **kwargs))
-
-
-def chat_messages(system: str, extra_system: str | None, history: Messages, user_text: str) -> Messages:
-    """The chat for one turn, for any backend: the system prompt (plus ``extra_system``), the history, the user."""
-    system = "\n".join(part.strip() for part in (system, extra_system or "") if part and part.strip())
-    messages = [{"role": "system", "content": system}] if system else []
-    for message in history:
-        if message.get("role") not in ("system", "user", "assistant"):
-            raise ValueError(f"history message has an unknown role: {message.get('role')!r}")
-        messages.append({"role": message["role"], "content": str(message.get("content", ""))})
-    return [*messages, {"role": "user", "content": user_text}]
 
 
 def _stop_token_ids(model: Any, tokenizer: Any) -> frozenset[int]:

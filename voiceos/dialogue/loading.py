@@ -100,7 +100,7 @@ def _convert_gguf(gguf: Path, target: Path) -> tuple[Any, Any]:
         ensure_chat_template(tokenizer, gguf.name, gguf=gguf)  # before saving, so that the cache holds it
         bar.update()
         bar.set_postfix_str("dequantize")
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        model: Any = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
         model.hf_quantizer = None  # the weights are plain tensors now: save and reload them as such
         model.is_quantized = False  # set by the GGUF quantizer; left True, it made the first load ignore the dtype
         if hasattr(model.config, "quantization_config"):

@@ -91,7 +91,10 @@ def _base_metadata(base_gguf: Path) -> tuple[str, dict[str, int]]:
     import gguf
 
     reader = gguf.GGUFReader(str(base_gguf))
-    arch = str(reader.get_field(gguf.Keys.General.ARCHITECTURE).contents())
+    arch_field = reader.get_field(gguf.Keys.General.ARCHITECTURE)
+    if arch_field is None:
+        raise ValueError(f"{base_gguf}: no {gguf.Keys.General.ARCHITECTURE} in the GGUF")
+    arch = str(arch_field.contents())
     fields = {}
     for key in ("block_count", "attention.head_count", "attention.head_count_kv"):
         field = reader.get_field(f"{arch}.{key}")

@@ -35,7 +35,7 @@ class DialogueOutput:
 class DialogueModel(nn.Module):
     def __init__(self, lm: nn.Module, head: EmotionHead | None = None, labels: Sequence[str] = ()) -> None:
         super().__init__()
-        self.lm = lm
+        self.lm: Any = lm  # a transformers causal LM: its .config and .model are its class's, unknown to nn.Module
         self.emotion_head = head.eval().bind(lm) if head is not None else None
         self.labels = tuple(labels)
         self.layer = resolve_layer(lm, head.layer) if head is not None else -1

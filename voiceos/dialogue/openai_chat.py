@@ -19,12 +19,13 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 from voiceos.config import DialogueOptions
-from voiceos.dialogue.lm import DialogueLM, EmotionHook, GenerationStats, Messages, chat_messages
+from voiceos.dialogue.lm import DialogueLM
+from voiceos.dialogue.types import ChatPrompt, EmotionHook, GenerationStats, Messages
 from voiceos.emotion.head import EmotionHead
 from voiceos.errors import ConfigError, DialogueServerError
 from voiceos.models import EMBEDDED_LM, DevicePlan
@@ -32,7 +33,7 @@ from voiceos.models import EMBEDDED_LM, DevicePlan
 log = logging.getLogger(__name__)
 
 
-class OpenAIChat:
+class OpenAIChat(ChatPrompt):
     """A dialogue backend over an OpenAI-compatible server, with the embedded model beside it for the emotion."""
 
     def __init__(self, options: DialogueOptions, client: Any, local: DialogueLM | None) -> None:
@@ -92,12 +93,6 @@ class OpenAIChat:
             log.info("dialogue server %s: using its model %s", self.options.base_url, self._model)
         return self._model
 
-    def messages_for(
-        self, history: Messages, user_text: str, *, system_prompt: str | None, extra_system: str | None
-    ) -> Messages:
-        system = self.options.system_prompt if system_prompt is None else system_prompt
-        return chat_messages(system, extra_system, history, user_text)
-
     def stream_reply(
         self,
         history: Messages,
@@ -108,7 +103,7 @@ class OpenAIChat:
         extra_system: str | None = None,
         on_emotion: EmotionHook | None = None,
         use_adapter: bool = True,  # (the embedded adapter's switch: nothing to switch on a server)
-    ) -> Iterator[str]:
+    ) -> Generator[str, None, None]:
         start = time.perf_counter()
         stats = self.last_stats = GenerationStats()
         messages = self.messages_for(history, user_text, system_prompt=system_prompt, extra_system=extra_system)

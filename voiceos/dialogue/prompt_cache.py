@@ -17,8 +17,7 @@ from typing import Any
 import torch
 
 from voiceos.dialogue.hf_cache import cache_kwargs
-
-Messages = list[dict[str, str]]
+from voiceos.dialogue.types import Messages
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

@@ -227,7 +227,7 @@ def train(options: DialogueTrainOptions, config: Config, command: str) -> dict[s
 
     lora = LoraConfig(
         r=options.rank,
-        lora_alpha=options.alpha,
+        lora_alpha=options.alpha,  # type: ignore[arg-type]  # peft says int; it only divides it by r: 16.0 works
         lora_dropout=options.dropout,
         target_modules=PROJECTIONS,
         layers_to_transform=list(range(first, n_layers)),
@@ -250,7 +250,9 @@ def train(options: DialogueTrainOptions, config: Config, command: str) -> dict[s
     evaluations = [{"step": 0, **evaluate_dev(model, dev_rows, options.batch_size)}]
     log.info("dev perplexity before training (the base model): %s", _dev_line(evaluations[0]))
     best = dict(evaluations[0], state=_adapter_state(model))  # at step 0 (B = 0): the base model itself
-    history, queue, since_best, step = [], [], 0, 0
+    history: list[float] = []  # the training loss per step
+    queue: list[Any] = []  # the rows of train_rows still to be drawn
+    since_best, step = 0, 0
     bar = tqdm(total=options.max_steps, desc="fine-tuning the dialogue LM", unit="step")
     while step < options.max_steps and since_best < options.patience:
         if len(queue) < options.batch_size:

@@ -175,7 +175,7 @@ def empathetic_exchanges(path: Path, rng: random.Random, *, first_only: bool = F
 
 def capped(exchanges: list[Exchange], n: int, cap: float = OPENER_CAP) -> list[Exchange]:
     """The first ``n`` of ``exchanges`` such that no opening starts more than ``cap`` of them (at least one each)."""
-    limit, counts, out = max(1, int(cap * n)), Counter(), []
+    limit, counts, out = max(1, int(cap * n)), Counter[str](), []
     for exchange in exchanges:
         key = opener(exchange.reply)
         if counts[key] < limit:

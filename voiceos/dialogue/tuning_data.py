@@ -35,12 +35,12 @@ from voiceos.dialogue.tuning_corpora import (
     empathetic_exchanges,
 )
 from voiceos.dialogue.tuning_made import FACTUAL, PERSONA_NAMES, persona_case, recall_turns
+from voiceos.dialogue.types import Messages
 from voiceos.emotion.labels import EmotionResult
 from voiceos.emotion.policy import reply_style
 from voiceos.memory.facts import extract_facts
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "dialogue"
-Messages = list[dict[str, str]]
 EmotionReader = Callable[[Messages], EmotionResult]  # the head's reading of the last (user) turn of a prompt
 __all__ = ["DEFAULT_DATA_DIR", "SHARES", "TuningExample", "build_dev_sets", "build_training_set"]
 __all__ += ["detokenize_dailydialog"]

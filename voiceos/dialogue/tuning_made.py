@@ -14,8 +14,7 @@ import random
 from collections.abc import Sequence
 
 from voiceos.dialogue.tuning_corpora import Exchange
-
-Messages = list[dict[str, str]]
+from voiceos.dialogue.types import Messages
 
 PERSONA_NAMES = [
     "Milo",

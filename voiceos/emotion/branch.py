@@ -36,10 +36,10 @@ class LoRALinear(nn.Module):
         self.base = base
         for p in base.parameters():
             p.requires_grad_(False)
-        like = {"dtype": base.weight.dtype, "device": base.weight.device}  # the LM's: a GPU LM gets GPU adapters
-        self.lora_a = nn.Parameter(torch.empty(rank, base.in_features, **like))
+        dtype, device = base.weight.dtype, base.weight.device  # the LM's: a GPU LM gets GPU adapters
+        self.lora_a = nn.Parameter(torch.empty(rank, base.in_features, dtype=dtype, device=device))
         nn.init.kaiming_uniform_(self.lora_a, a=math.sqrt(5))
-        self.lora_b = nn.Parameter(torch.zeros(base.out_features, rank, **like))
+        self.lora_b = nn.Parameter(torch.zeros(base.out_features, rank, dtype=dtype, device=device))
         self.scale = alpha / rank
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -62,8 +62,16 @@ class EmotionBranch(nn.Module):
             for part, names in PROJECTIONS.items():
                 module = getattr(layer, part)
                 for name in names:
-                    setattr(module, name, LoRALinear(unwrapped(getattr(module, name)), rank, alpha))
+                    projection = unwrapped(getattr(module, name))
+                    assert isinstance(projection, nn.Linear), f"{part}.{name} is a {type(projection).__name__}"
+                    setattr(module, name, LoRALinear(projection, rank, alpha))
         self.rotary = copy.deepcopy(decoder.rotary_emb)
+
+    def lm_weight(self) -> torch.Tensor:
+        """A weight of the LM's own (the first layer's query projection): the dtype and device the branch runs in."""
+        projection = self.layers[0].get_submodule("self_attn.q_proj")
+        assert isinstance(projection, LoRALinear)
+        return projection.base.weight
 
     def forward(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(b, t, hidden) right-padded states, ``lengths`` (b,) real tokens each -> the branch's (b, t, hidden)."""

@@ -67,7 +67,7 @@ def read_meld(path: str | Path, *, context_turns: int = 2, speaker_roles: bool =
                 current, dialogue, speakers = rec["Dialogue_ID"], [], []
             speaker = rec["Speaker"].strip()
             context = tuple(dialogue[-context_turns:]) if context_turns > 0 else ()
-            roles = ()
+            roles: tuple[str, ...] = ()
             if speaker_roles and context:
                 roles = tuple("user" if s == speaker else "assistant" for s in speakers[-len(context) :])
             rows.append(Example(text, LABEL_INDEX[rec["Emotion"].strip()], context, "meld", roles))

@@ -18,12 +18,11 @@ import numpy as np
 import torch
 
 from voiceos.dialogue.persona import runtime_system_prompt
-from voiceos.emotion.classifier import head_probabilities
+from voiceos.emotion.classifier import DEFAULT_CHECKPOINT, head_probabilities
 from voiceos.emotion.data import DEFAULT_DATA_DIR, read_goemotions, read_meld, stratified_subsample
 from voiceos.emotion.features import FeatureExtractor, cached_features, cached_token_states
 from voiceos.emotion.fitting import evaluate, f1_scores
 from voiceos.emotion.head import EmotionHead, select
-from voiceos.emotion.train import DEFAULT_CHECKPOINT
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from voiceos import models
     from voiceos.config import load_config
-    from voiceos.dialogue import DialogueLM
+    from voiceos.dialogue.lm import DialogueLM
 
     config = load_config()
     plan = models.plan_for(config)

@@ -22,7 +22,7 @@ from voiceos.emotion.head import EmotionHead
 from voiceos.emotion.labels import LABELS
 
 if TYPE_CHECKING:
-    from voiceos.emotion.train import TrainOptions
+    from voiceos.emotion.train_options import TrainOptions
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ def fit_branch_head(
     train_y, row_weights = train_y.to(device), row_weights.to(device)
     loss_fn = torch.nn.CrossEntropyLoss(reduction="none")
     trainable = [(n, p) for n, p in head.named_parameters() if p.requires_grad]
-    groups = [
+    groups: list[dict[str, Any]] = [
         {"params": [p for n, p in trainable if n.startswith("branch.")], "lr": options.lora_lr},
         {"params": [p for n, p in trainable if not n.startswith("branch.")], "lr": options.branch_head_lr},
     ]
@@ -186,7 +186,7 @@ def fit_branch_head(
         pct_start=0.1,
     )
     gen = torch.Generator().manual_seed(options.seed)
-    best, history = BestEpoch(options.branch_patience), []
+    best, history = BestEpoch(options.branch_patience), list[dict[str, Any]]()
     recent: list[dict[str, torch.Tensor]] = []  # the last epochs' weights, for averaging
 
     def dev_metrics() -> dict[str, dict[str, float]]:

@@ -79,7 +79,7 @@ class EmotionHead(nn.Module):
         if self.branch_layers:
             if self.branch is None:
                 raise RuntimeError("this emotion head has an LM branch: bind() it to its dialogue LM first")
-            weight = self.branch.layers[0].self_attn.q_proj.base.weight
+            weight = self.branch.lm_weight()
             states = self.branch(states.to(weight.device, weight.dtype), lengths)
         return pool_states(states, lengths, spans, self.pooling, self.attn_query).float()
 

@@ -13,9 +13,10 @@ question a user asks reads as surprise, and a voice assistant should not sound e
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from voiceos.emotion.labels import LABELS, EmotionResult
+from voiceos.config import EmotionOptions
+from voiceos.emotion.labels import EmotionResult
 
 FEELINGS = {
     "anger": "angry",
@@ -26,47 +27,6 @@ FEELINGS = {
     "sadness": "sad",
     "surprise": "surprised",
 }
-
-
-@dataclass(frozen=True)
-class EmotionPolicy:
-    """The voice profile's emotion table used for each emotion heard in the user's turn."""
-
-    anger: str = "calm"
-    disgust: str = "calm"
-    fear: str = "reassuring"
-    joy: str = "joyful"
-    neutral: str = "neutral"
-    sadness: str = "gentle"
-    surprise: str = "neutral"  # mostly questions (curiosity), see the module docstring
-
-    def voice_for(self, label: str) -> str:
-        return str(getattr(self, label, self.neutral))
-
-
-@dataclass(frozen=True)
-class EmotionOptions:
-    enabled: bool = True  # false: no emotion head; the voice stays neutral and user_emotion is empty
-    checkpoint: str | None = None  # the head's directory; null = the one shipped in voiceos/emotion/checkpoint
-    min_confidence: float = field(default=0.45, metadata={"range": (0.0, 1.0)})
-    context_note: str = "Note: the user seems {feeling}. Respond to that feeling warmly and briefly."
-    # The emotions the note is added for (space-separated labels). Not joy by default: the embedded 135M model
-    # answers "happy" notes with odd replies (emoji, role play), and answers good news well without one.
-    note_for: str = "anger disgust fear sadness"
-    # Added instead when the voice stays neutral (neutral, surprise, or an unsure reading); "" adds nothing there.
-    neutral_note: str = ""
-    # A condolence in the reply is not said when the head reads the turn as neutral or joy at least this sure (0: off).
-    condolence_guard: float = field(default=0.0, metadata={"range": (0.0, 1.0)})
-    policy: EmotionPolicy = field(default_factory=EmotionPolicy)
-
-    def __post_init__(self) -> None:
-        try:
-            self.context_note.format(feeling="sad")
-        except (KeyError, IndexError, ValueError) as err:
-            raise ValueError(f"context_note may only use the placeholder {{feeling}} ({err})") from None
-        unknown = sorted(set(self.note_for.split()) - set(LABELS))
-        if unknown:
-            raise ValueError(f"note_for names unknown emotions {unknown} (known: {' '.join(LABELS)})")
 
 
 @dataclass(frozen=True)

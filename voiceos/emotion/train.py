@@ -16,7 +16,6 @@ import logging
 import shlex
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ import torch
 
 from voiceos.dialogue.persona import runtime_system_prompt
 from voiceos.emotion.classifier import head_probabilities
-from voiceos.emotion.data import DEFAULT_DATA_DIR, Example, read_goemotions, read_meld, stratified_subsample
+from voiceos.emotion.data import Example, read_goemotions, read_meld, stratified_subsample
 from voiceos.emotion.features import FeatureExtractor, TokenStates, cached_features, cached_token_states
 from voiceos.emotion.fitting import (
     balanced_weights,
@@ -38,58 +37,20 @@ from voiceos.emotion.fitting import (
 )
 from voiceos.emotion.head import EmotionHead, select
 from voiceos.emotion.labels import LABELS
+from voiceos.emotion.train_options import TrainOptions
 
 log = logging.getLogger(__name__)
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoint"
 CHECK_ROWS = 12  # dev examples per corpus recorded with their predictions in metrics.json
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    data_dir: str = str(DEFAULT_DATA_DIR)
-    out_dir: str = str(DEFAULT_CHECKPOINT)
-    cache_dir: str | None = None  # feature cache; default: the dialogue cache dir (XDG_CACHE_HOME/voiceos)
-    goemotions_train: int | None = None  # subsample sizes (stratified, seeded); None = all
-    meld_train: int | None = None
-    goemotions_dev: int | None = None
-    meld_dev: int | None = None
-    context_turns: int = 2  # MELD: preceding utterances given as earlier chat turns
-    meld_speaker_roles: bool = False  # MELD context: the speaker's own turns as "user", others' as "assistant"
-    pooling: str = "mean+last"  # mean | last | mean+last | attn+last (with a branch: a learnt weighting of tokens)
-    hidden_units: int = 0  # 0: LayerNorm + Linear; else one GELU layer of this width before the output
-    branch_layers: int = 0  # > 0: copies of the LM's next layers with LoRA adapters before pooling (branch.py)
-    lora_rank: int = 8
-    lora_alpha: float = 16.0
-    lora_lr: float = 5e-4  # the adapters' peak learning rate (one-cycle schedule); the head's is branch_head_lr
-    branch_head_lr: float = 2e-3
-    branch_epochs: int = 4  # passes over the token states (each costs ~n layers' forward + backward per token)
-    branch_patience: int = 1
-    branch_batch_size: int = 32
-    average_last: int = 0  # branch: >= 2 also tries the mean weights of the last 2..n epochs (kept if better on dev)
-    meld_class_weight_power: float | None = None  # branch: None balances the classes over both corpora together; a
-    # number balances each corpus on its own, MELD's weights raised to it (0: unweighted, as weighted-F1 rewards)
-    meld_weight: float = 1.0  # branch: MELD rows' weights times this (MELD's share of the loss; 2: each row twice)
-    layer: int = -1  # hidden_states index the features come from (-1: the final output)
-    epochs: int = 200
-    patience: int = 25
-    lr: float = 3e-3
-    weight_decay: float = 1e-2
-    batch_size: int = 64
-    seed: int = 0
-    feature_batch_size: int = 32
-    baseline: bool = True  # also train the same head on mean-pooled features (reported beside the head)
-    features_only: bool = False  # cache what the frozen LM computes (e.g. on a GPU machine) and stop there
-    command: str = ""  # recorded in the model card
 
 
 def _load_sets(options: TrainOptions) -> dict[str, list[Example]]:
     data = Path(options.data_dir)
-    meld_context = {"context_turns": options.context_turns, "speaker_roles": options.meld_speaker_roles}
+    turns, roles = options.context_turns, options.meld_speaker_roles
     sets = {
         "goemotions_train": read_goemotions(data / "goemotions_ekman" / "train.tsv"),
-        "meld_train": read_meld(data / "meld" / "train_sent_emo.csv", **meld_context),
+        "meld_train": read_meld(data / "meld" / "train_sent_emo.csv", context_turns=turns, speaker_roles=roles),
         "goemotions_dev": read_goemotions(data / "goemotions_ekman" / "dev.tsv"),
-        "meld_dev": read_meld(data / "meld" / "dev_sent_emo.csv", **meld_context),
+        "meld_dev": read_meld(data / "meld" / "dev_sent_emo.csv", context_turns=turns, speaker_roles=roles),
     }
     sizes = {
         "goemotions_train": options.goemotions_train,
@@ -108,7 +69,7 @@ def train(options: TrainOptions, lm: Any | None = None, *, progress: bool = True
     start = time.perf_counter()
     set_seeds(options.seed)
     if lm is None:
-        from voiceos.dialogue import DialogueLM
+        from voiceos.dialogue.lm import DialogueLM
 
         config = load_config()
         plan = models.plan_for(config)
@@ -121,12 +82,13 @@ def train(options: TrainOptions, lm: Any | None = None, *, progress: bool = True
     states: dict[str, TokenStates] = {}
     for name, rows in sets.items():
         log.info("%s: %d examples", name, len(rows))
-        cache_args = {"tag": name, "batch_size": options.feature_batch_size, "progress": progress}
+        size = options.feature_batch_size
         if options.branch_layers:  # the pooled features (for the baseline) come from the same token states
-            states[name] = cached_token_states(extractor, rows, cache_dir, **cache_args)
+            states[name] = cached_token_states(extractor, rows, cache_dir, tag=name, batch_size=size, progress=progress)
             feats[name] = pooled_features(states[name])
         else:
-            feats[name] = torch.from_numpy(cached_features(extractor, rows, cache_dir, **cache_args))
+            found = cached_features(extractor, rows, cache_dir, tag=name, batch_size=size, progress=progress)
+            feats[name] = torch.from_numpy(found)
     if options.features_only:
         return {"sizes": {name: len(rows) for name, rows in sets.items()}, "cache_dir": str(cache_dir)}
     labels = {name: np.array([ex.label for ex in rows]) for name, rows in sets.items()}

@@ -91,7 +91,9 @@ def speak_dialogue_reply(
         guard = guarded(sentence)
         if guard is not None:
             outcome.dropped[guard] = outcome.dropped.get(guard, 0) + 1
-            if guard == "name" and asked_name:  # "What's my name?" -> "I'm Sam.": the answer, said to the user
+            if (
+                guard == "name" and asked_name and name_of_user is not None
+            ):  # "What's my name?" -> "I'm Sam.": the answer, said to the user
                 log.info("a sentence of the reply was said to the user (name guard)")
                 speaker.say(told_back(sentence, name_of_user))
                 return True

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from voiceos.config import Config
-from voiceos.dialogue import SentenceChunker
+from voiceos.text.chunker import SentenceChunker
 from voiceos.tts import TtsEngine
 
 AudioSink = Callable[[np.ndarray], None]

@@ -57,10 +57,10 @@ def _operand(words: str) -> tuple[float, str]:
     if power:
         value, said = _operand(power.group(1))
         return value ** (2 if power.group(2) == "squared" else 3), f"{said} {power.group(2)}"
-    value = parse_number(words)
-    if value is None:
+    number = parse_number(words)
+    if number is None:
         raise CannotRead(words)
-    return value, say_number(value)
+    return number, say_number(number)
 
 
 def evaluate(expression: str) -> tuple[float, str]:

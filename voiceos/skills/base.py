@@ -33,7 +33,7 @@ class FollowUp:
 class SkillReply:
     speech: str  # what the assistant says; "" says nothing (after "stop", "never mind")
     intent: str  # the intent it answers ("skill" in `say --json` and `chat --jsonl`)
-    action: Callable[[], None] | None = None  # the side effect, run once the reply stands
+    action: Callable[[], object] | None = None  # the side effect, run once the reply stands (its result unused)
     follow_up: FollowUp | None = None
     learn: bool = True  # False: take no facts from these words (they are about the memory itself: "forget ...")
 
@@ -45,7 +45,7 @@ class AlarmControl:
 
     ringing: Callable[[], bool] = lambda: False
     silence: Callable[[], None] = lambda: None
-    mute: Callable[[], None] | None = None
+    mute: Callable[[], object] | None = None
 
 
 @dataclass

@@ -81,10 +81,12 @@ class IntentRecognizer:
     def __init__(self, wanted: Iterable[str], extra_files: Iterable[Path] = ()) -> None:
         import home_assistant_intents
         from hassil import Intents
-        from hassil.intents import TextSlotList
+        from hassil.intents import SlotList, TextSlotList
 
         start = time.perf_counter()
         data = home_assistant_intents.get_intents("en")
+        if data is None:  # (the package ships English: only a broken install has none)
+            raise ValueError("home-assistant-intents has no English intents")
         for path in (SENTENCES_DIR / "en.yaml", *extra_files):
             data = _merge(data, yaml.safe_load(path.read_text(encoding="utf-8")) or {})
         wanted = set(wanted)
@@ -95,7 +97,7 @@ class IntentRecognizer:
         if missing:
             raise ValueError(f"no sentences for the intents {', '.join(missing)}")
         self.intents = Intents.from_dict(data)
-        self.slot_lists = {name: TextSlotList.from_strings([]) for name in HA_ENTITY_LISTS}
+        self.slot_lists: dict[str, SlotList] = {name: TextSlotList.from_strings([]) for name in HA_ENTITY_LISTS}
         self.names = frozenset(data["intents"])
         log.debug("intents loaded in %.0f ms: %s", (time.perf_counter() - start) * 1000, ", ".join(sorted(wanted)))
 

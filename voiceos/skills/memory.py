@@ -4,6 +4,7 @@ same from the command line."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from typing import ClassVar
@@ -69,7 +70,7 @@ class Memory:
                 return SkillReply(
                     f"Okay, I've forgotten that {told}.",
                     candidate.intent,
-                    action=lambda found=found: context.memory.forget(found),
+                    action=functools.partial(context.memory.forget, found),
                     learn=False,
                 )
         return SkillReply("I don't know anything about that.", match.intent, learn=False)

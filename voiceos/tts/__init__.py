@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
@@ -41,7 +41,7 @@ class TtsEngine(Protocol):
     @property
     def sample_rate(self) -> int: ...
 
-    def synthesize(self, text: str, emotion: str | Prosody | None = None) -> Iterator[np.ndarray]:
+    def synthesize(self, text: str, emotion: str | Prosody | None = None) -> Generator[np.ndarray, None, None]:
         """Yield float32 mono chunks (one per sentence) as they are produced; empty text yields nothing."""
         ...
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 
 import numpy as np
@@ -36,9 +36,9 @@ import torch
 from TTS.api import TTS
 from TTS.utils.synthesizer import PAD_SILENCE_SAMPLES
 
-from voiceos.dialogue.chunker import SentenceChunker
 from voiceos.errors import ModelNotFoundError, VoiceosError
 from voiceos.models import DevicePlan
+from voiceos.text.chunker import SentenceChunker
 from voiceos.tts.prosody import pitch_unchanged, shift_pitch
 from voiceos.tts.voices import Prosody, VoiceProfile, VoiceProfileError, is_coqui_model_name
 
@@ -113,7 +113,7 @@ class CoquiEngine:
     def sample_rate(self) -> int:
         return int(self.synthesizer.output_sample_rate)
 
-    def synthesize(self, text: str, emotion: str | Prosody | None = None) -> Iterator[np.ndarray]:
+    def synthesize(self, text: str, emotion: str | Prosody | None = None) -> Generator[np.ndarray, None, None]:
         """Yield one float32 mono chunk per sentence; every chunk after the first starts with the pause."""
         if not text or not text.strip():
             return

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 
 import numpy as np
 import onnxruntime
@@ -77,7 +77,7 @@ class PiperEngine:
             volume=base.volume * prosody.gain,
         )
 
-    def synthesize(self, text: str, emotion: str | Prosody | None = None) -> Iterator[np.ndarray]:
+    def synthesize(self, text: str, emotion: str | Prosody | None = None) -> Generator[np.ndarray, None, None]:
         """Yield one float32 mono chunk per sentence; every chunk after the first starts with the pause.
 
         ``emotion`` is an emotion name from the profile (unknown names fall back to neutral) or a :class:`Prosody`.

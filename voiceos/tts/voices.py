@@ -266,7 +266,7 @@ def _build(cls: type, data: dict[str, Any], src: str, prefix: str, skip: set[str
     for name, value in data.items():
         key = prefix + name
         hint = hints[name]
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             if value is None:
                 continue
             if not isinstance(value, dict):

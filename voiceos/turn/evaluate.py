@@ -23,13 +23,13 @@ import numpy as np
 
 from voiceos.asr import Transcriber, Transcript, load_transcriber
 from voiceos.audio.files import read_audio
+from voiceos.audio.rate import SAMPLE_RATE
 from voiceos.config import AsrOptions, Config, TurnOptions, VadOptions
 from voiceos.turn.end_of_turn import EndOfTurn
 from voiceos.turn.replay import replay
 
 log = logging.getLogger(__name__)
 
-RATE = 16000
 PAUSES_MS = (200, 400, 600, 800)
 BOUNDARIES_PER_RECORDING = 4
 TRAILING_S = 1.5
@@ -54,16 +54,16 @@ class PausedSentence:
 def recordings(speech_dir: Path) -> list[tuple[str, np.ndarray]]:
     with open(speech_dir / "manifest.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    found = [(Path(r["path"]).name, read_audio(speech_dir / r["path"], RATE)) for r in rows]
+    found = [(Path(r["path"]).name, read_audio(speech_dir / r["path"], SAMPLE_RATE)) for r in rows]
     jfk = speech_dir.parent / "jfk.flac"
-    return [*found, ("jfk.flac", read_audio(jfk, RATE))] if jfk.is_file() else found
+    return [*found, ("jfk.flac", read_audio(jfk, SAMPLE_RATE))] if jfk.is_file() else found
 
 
 def background(samples: np.ndarray, seconds: float, seed: int) -> np.ndarray:
     """Noise at the recording's own floor (the 1st percentile of its 30 ms frames' RMS; the 10th is speech)."""
     frames = samples[: len(samples) // 480 * 480].reshape(-1, 480)
     floor = float(np.percentile(np.sqrt((frames**2).mean(axis=1)), 1))
-    return np.random.default_rng(seed).normal(0.0, floor, int(seconds * RATE)).astype(np.float32)
+    return np.random.default_rng(seed).normal(0.0, floor, int(seconds * SAMPLE_RATE)).astype(np.float32)
 
 
 def pause_points(transcriber: Transcriber, samples: np.ndarray) -> list[tuple[float, float]]:
@@ -81,7 +81,7 @@ def build_cases(transcriber: Transcriber, speech_dir: Path) -> tuple[list[Finish
     for seed, (name, samples) in enumerate(recordings(speech_dir)):
         finished.append(FinishedTurn(name, np.concatenate([samples, background(samples, TRAILING_S, seed)])))
         for word_start, at in pause_points(transcriber, samples):
-            cut = int(at * RATE)
+            cut = int(at * SAMPLE_RATE)
             for pause_ms in PAUSES_MS:
                 gap = background(samples, pause_ms / 1000, seed + pause_ms)
                 audio = np.concatenate([samples[:cut], gap, samples[cut:], background(samples, TRAILING_S, seed)])
@@ -111,13 +111,13 @@ def score(
         by_model += last.by == "model"
         early += len(real) - 1  # each recording is one turn: any other end cut it
     cut_ins = dict.fromkeys(PAUSES_MS, 0)
-    for case in paused:
-        result = replay(case.audio, strategy, vad, transcribe=transcribe)
+    for pause in paused:
+        result = replay(pause.audio, strategy, vad, transcribe=transcribe)
         overruled += result.overruled
         verdict_ms += [v.ms for v in result.verdicts]
         # the turn ended after the word before the pause began and before the words after it: a cut-in there
-        if any(case.word_start_s < e.end_s <= case.at_s + WORD_SLACK_S for e in result.ends):
-            cut_ins[case.pause_ms] += 1
+        if any(pause.word_start_s < e.end_s <= pause.at_s + WORD_SLACK_S for e in result.ends):
+            cut_ins[pause.pause_ms] += 1
     per_pause = max(1, len(paused) // len(PAUSES_MS))
     return {
         "strategy": strategy.describe(),

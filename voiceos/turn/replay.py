@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from voiceos.asr import Transcript
+from voiceos.audio.rate import SAMPLE_RATE
 from voiceos.config import VadOptions
 from voiceos.turn.end_of_turn import EndOfTurn, TurnVerdict
 from voiceos.vad import SpeechEnded, SpeechPaused, TurnCheck, VadSegmenter
@@ -40,7 +41,7 @@ def replay(
     samples: np.ndarray,
     strategy: EndOfTurn,
     vad: VadOptions,
-    rate: int = 16000,
+    rate: int = SAMPLE_RATE,
     transcribe: Callable[[np.ndarray], Transcript] | None = None,
 ) -> Replay:
     """Every turn end in ``samples`` (16 kHz float32) under ``strategy``."""

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from voiceos.audio.rate import SAMPLE_RATE
 from voiceos.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 WINDOW_S = 8  # the model hears the last 8 s; shorter audio is padded with silence in front
 DISTRIBUTION = "pipecat-ai"
 MODEL_IN_WHEEL = "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"
@@ -86,7 +86,7 @@ class SmartTurnModel:
         if len(audio) < window:
             audio = np.pad(audio, (window - len(audio), 0))
         return self._features(
-            audio, sampling_rate=SAMPLE_RATE, return_tensors="np", do_normalize=True, padding=False
+            audio, sampling_rate=SAMPLE_RATE, return_tensors="np", do_normalize=True, padding="do_not_pad"
         ).input_features.astype(np.float32)
 
     def predict(self, samples: np.ndarray) -> TurnPrediction:

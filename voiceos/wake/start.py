@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, cast
 
 from voiceos.config import WakeOptions
-from voiceos.wake.names import NameSpotter
+from voiceos.wake.names import NameSpotter, Placement
 
 
 class TurnStart(Protocol):
@@ -86,5 +86,5 @@ def load_turn_start(options: WakeOptions, persona_name: str, clock: Callable[[],
     if options.mode == "always":
         return AlwaysStart()
     names = [n.strip() for n in (options.names or persona_name).split(",") if n.strip()]
-    spotter = NameSpotter(names, options.placement)
+    spotter = NameSpotter(names, cast(Placement, options.placement))  # config admits only the three
     return NameStart(spotter, options.follow_up_s, call_name=names[0], clock=clock)

@@ -23,6 +23,7 @@ from wyoming.ping import Ping, Pong
 from wyoming.server import AsyncEventHandler
 from wyoming.tts import Synthesize
 
+from voiceos.pipeline import rounded_timings
 from voiceos.privacy import redact
 from voiceos.wyoming.audio import AudioFormatError, AudioInput, AudioTooLong
 from voiceos.wyoming.events import BadRequest, error_code, parse
@@ -193,7 +194,7 @@ class WyomingHandler(AsyncEventHandler):
         context = {
             "user_emotion": turn.user_emotion,
             "reply_emotion": turn.reply_emotion,
-            "timings_ms": {k: round(v, 1) for k, v in turn.timings_ms.items()},
+            "timings_ms": rounded_timings(turn.timings_ms),
             **({"error": turn.error} if turn.error else {}),  # the dialogue server failed: the reply is an apology
         }
         await self.write_event(Handled(text=turn.reply, context=context).event())

@@ -70,13 +70,13 @@ def build_info(pipeline: Pipeline, voices: VoiceCatalog) -> Info:
         about = "voiceos speech with emotion prosody (each speaker of a voice is one of its emotions)"
         info.tts.append(_program(TtsProgram, "voiceos-tts", about, voices=offered))
     if pipeline.lm is not None:
-        model, persona = config.dialogue.model, config.persona.name
-        embedded = model == EMBEDDED_LM
+        lm_model, persona = config.dialogue.model, config.persona.name
+        embedded = lm_model == EMBEDDED_LM
         lm = _artifact(
             HandleModel,
-            "SmolLM2-135M-Instruct" if embedded else model,
+            "SmolLM2-135M-Instruct" if embedded else lm_model,
             f"the dialogue LM speaking as {persona}, with an emotion head",
-            SMOLLM2 if embedded else Attribution(name=model, url=HUGGING_FACE),
+            SMOLLM2 if embedded else Attribution(name=lm_model, url=HUGGING_FACE),
             languages=LM_LANGUAGES,
         )
         kept = "kept across restarts" if pipeline.memory.persistent else "for this server's lifetime"

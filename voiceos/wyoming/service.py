@@ -8,19 +8,17 @@ is all said. The event loop itself never runs a model.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
 import copy
-import functools
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import TypeVar
 
 import numpy as np
 
 from voiceos.asr import Transcript
+from voiceos.model_thread import ModelThread
 from voiceos.pipeline import Pipeline, TurnResult, clean_text
 from voiceos.tts import TtsEngine
 from voiceos.wyoming.voices import VoiceCatalog
@@ -37,7 +35,7 @@ class ModelService:
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
         self.voices = VoiceCatalog(pipeline)
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="voiceos-wyoming")
+        self._executor = ModelThread("wyoming")
         # The conversation answers in text: Home Assistant speaks the reply through its own TTS choice (which may be
         # this server's). A shallow copy without the voice shares the LM, the history list and the memory store.
         self._talker = copy.copy(pipeline)
@@ -46,8 +44,7 @@ class ModelService:
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
         """``fn(*args)`` on the model thread."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
+        return await self._executor.run(fn, *args)
 
     async def transcribe(self, samples: np.ndarray) -> Transcript:
         assert self.pipeline.transcriber is not None
@@ -70,7 +67,7 @@ class ModelService:
         """The engine of a voice from the catalog, loaded on first use."""
         return await self.run(self.voices.engine, voice)
 
-    async def synthesize(self, engine: TtsEngine, text: str, emotion: str | None) -> AsyncIterator[np.ndarray]:
+    async def synthesize(self, engine: TtsEngine, text: str, emotion: str | None) -> AsyncGenerator[np.ndarray, None]:
         """One float32 chunk per sentence, each sentence a separate job on the model thread."""
         sentences = engine.synthesize(text, emotion=emotion)
         try:
@@ -82,7 +79,7 @@ class ModelService:
                 self._executor.submit(sentences.close)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._executor.close()
 
 
 def _key(text: str) -> str:

@@ -1,11 +1,11 @@
-"""The held turn of a reply's head start (voiceos/daemon/turn.py): pure logic, threads and events."""
+"""The held turn of a reply's head start (voiceos/daemon/turn_state.py): pure logic, threads and events."""
 
 from __future__ import annotations
 
 import threading
 import time
 
-from voiceos.daemon.turn import Turn
+from voiceos.daemon.turn_state import Turn
 
 
 def held(max_hold_s: float = 30.0) -> Turn:

@@ -40,7 +40,7 @@ class Turn:
     source: str
     cancel: threading.Event = field(default_factory=threading.Event)
     played_at_start: float = 0.0  # the player's played_seconds when this turn's audio began
-    speaking: bool = False
+    speaking: bool = False  # set on the event loop by TurnController.speaking_started, never by the model thread
     interrupted: bool = False
     interrupted_by: str | None = None  # why: barge-in, a new turn, the interrupt command, ...
     timings_ms: dict[str, float] = field(default_factory=dict)

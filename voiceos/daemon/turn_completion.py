@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 
 from voiceos.events import TurnVerdictEvent
+from voiceos.model_thread import ModelThread
 from voiceos.turn import EndOfTurn, TurnVerdict
 from voiceos.vad import TurnCheck, VadEvent
 
@@ -27,7 +28,7 @@ class TurnCompletion:
     def __init__(self, strategy: EndOfTurn, publish: Callable[[TurnVerdictEvent], None]) -> None:
         self.strategy = strategy
         self._publish = publish
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="voiceos-turn")
+        self._executor = ModelThread("turn")
         self._pending: asyncio.Future | None = None
 
     def check(
@@ -102,4 +103,4 @@ class TurnCompletion:
             on_events(events)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._executor.close()
