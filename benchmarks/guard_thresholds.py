@@ -1,5 +1,5 @@
 """Where the condolence guard may act: how sure the emotion head is that a turn is neutral (or happy), on turns whose
-real feeling is known, so that the guard's thresholds keep condolences for bad news.
+real feeling is known, so that the guards' thresholds keep condolences for bad news and celebrations for good news.
 
 The guard (voiceos/reply/dialogue.py) drops a condolence when the head reads the user's turn as neutral with
 probability >= ``emotion.condolence_guard_neutral``, or as joy with >= ``condolence_guard_joy``. A threshold is safe
@@ -28,6 +28,7 @@ ED_NEGATIVE_WORDS = (
     "annoyed jealous disgusted"
 )
 ED_NEGATIVE = set(ED_NEGATIVE_WORDS.split())
+NOT_GOOD_NEWS = ("neutral", "sadness", "fear", "anger", "disgust")
 ED_POSITIVE = {"joyful", "excited", "proud", "grateful", "impressed", "content", "hopeful"}
 
 
@@ -74,9 +75,17 @@ def main() -> int:
         scores = [
             readings([{"role": "system", "content": system}, {"role": "user", "content": t}]).scores for t in chosen
         ]
+        # what each guard compares with its threshold: the condolence guard max(neutral, joy), the celebration guard
+        # max(neutral and the four unhappy feelings)
+        sure = {
+            "neutral": [s["neutral"] for s in scores],
+            "joy": [s["joy"] for s in scores],
+            "condolence_guard": [max(s["neutral"], s["joy"]) for s in scores],
+            "celebration_guard": [max(s[k] for k in NOT_GOOD_NEWS) for s in scores],
+        }
         table[name] = {
-            label: {t: round(sum(s[label] >= t for s in scores) / len(scores), 3) for t in THRESHOLDS}
-            for label in ("neutral", "joy")
+            key: {t: round(sum(v >= t for v in values) / len(values), 3) for t in THRESHOLDS}
+            for key, values in sure.items()
         }
     readings.save()
     print(json.dumps(table, indent=1))

@@ -99,3 +99,40 @@ def test_a_condolence_stays_when_the_head_hears_sorrow_or_is_unsure(label, p):
 def test_the_condolence_guard_is_off_by_default():
     said, _ = said_of("Oh no!", "The kettle is on.", None, emotion=reading("neutral", 0.99))
     assert said == ["Oh no!"]
+
+
+CELEBRATION_GUARDED = dataclasses.replace(
+    Config(), emotion=dataclasses.replace(Config().emotion, celebration_guard=0.8)
+)
+
+
+@pytest.mark.parametrize("label", ["neutral", "sadness"])
+def test_a_celebration_is_not_said_when_the_head_is_sure_the_user_is_calm_or_upset(label):
+    said, dropped = said_of(
+        "That is awesome! How many eggs do you need?",
+        "We need more eggs for the weekend.",
+        None,
+        emotion=reading(label, 0.9),
+        config=CELEBRATION_GUARDED,
+    )
+    assert said == ["How many eggs do you need?"] and dropped == {"celebration": 1}
+
+
+@pytest.mark.parametrize(("label", "p"), [("joy", 0.9), ("neutral", 0.7), ("surprise", 0.9)])
+def test_a_celebration_stays_for_good_news_or_an_unsure_reading(label, p):
+    said, dropped = said_of(
+        "Congratulations! That's wonderful news.",
+        "I passed my exam!",
+        None,
+        emotion=reading(label, p),
+        config=CELEBRATION_GUARDED,
+    )
+    assert said == ["Congratulations!", "That's wonderful news."] and dropped == {}
+
+
+def test_the_celebration_guard_is_off_by_default_and_leaves_plain_warmth_alone():
+    from voiceos.reply.celebration import celebrates
+
+    said, _ = said_of("That is awesome!", "The kettle is on.", None, emotion=reading("neutral", 0.99))
+    assert said == ["That is awesome!"]
+    assert not celebrates("That sounds nice. Is it a new kettle?") and not celebrates("Great, I'll remember that.")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from voiceos.emotion.labels import EmotionResult
+from voiceos.reply.feelings import misplaced
 
 _CONDOLENCE = re.compile(
     r"\b(?:oh no|sorry (?:to hear|for your|about (?:that|this|your))|so sorry|really sorry|condolences?|your loss|"
@@ -27,7 +28,4 @@ def offers_condolence(sentence: str) -> bool:
 def misplaced_condolence(sentence: str, reading: EmotionResult | None, threshold: float) -> bool:
     """``sentence`` offers condolence although the head is at least ``threshold`` sure the user is neutral or happy
     (``threshold`` 0: never)."""
-    if threshold <= 0 or reading is None:
-        return False
-    sure = max(reading.scores.get("neutral", 0.0), reading.scores.get("joy", 0.0))
-    return sure >= threshold and offers_condolence(sentence)
+    return misplaced(sentence, reading, threshold, _CONDOLENCE, ("neutral", "joy"))

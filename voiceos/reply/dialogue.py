@@ -5,7 +5,8 @@ for detail (voiceos.dialogue.length). Guards keep a sentence from being said: on
 user's name as its own (voiceos.dialogue.persona; asked "What's my name?", it is said to the user instead: "I'm
 Sam." -> "You're Sam."), one that states the time, the date, the weather or the news when the user asked about them
 (voiceos.reply.honesty), a condolence when the emotion head is sure the user is calm or happy
-(voiceos.reply.condolence, ``emotion.condolence_guard``). A sentence cut off by ``max_new_tokens`` is not said, and
+(voiceos.reply.condolence, ``emotion.condolence_guard``), a celebration when it is sure the user is calm or upset
+(voiceos.reply.celebration, ``emotion.celebration_guard``). A sentence cut off by ``max_new_tokens`` is not said, and
 a dialogue server that fails (``dialogue.backend: openai``) is answered with a short apology. A reply is never
 empty: when nothing is left to say, a short stand-in sentence is.
 """
@@ -23,6 +24,7 @@ from voiceos.dialogue.persona import asks_own_name, claims_name, told_back
 from voiceos.emotion.labels import EmotionResult
 from voiceos.emotion.policy import reply_style
 from voiceos.errors import DialogueServerError
+from voiceos.reply.celebration import misplaced_celebration
 from voiceos.reply.condolence import misplaced_condolence
 from voiceos.reply.honesty import CANNOT_CHECK, asks_about_now, states_now
 from voiceos.reply.speaker import ReplySpeaker, ms_since
@@ -82,6 +84,8 @@ def speak_dialogue_reply(
             return "invented_now"
         if reading and misplaced_condolence(sentence, reading[-1], config.emotion.condolence_guard):
             return "condolence"  # "I'm sorry to hear that." to a calm remark (condolence.py)
+        if reading and misplaced_celebration(sentence, reading[-1], config.emotion.celebration_guard):
+            return "celebration"  # "That is awesome!" to a calm remark (celebration.py)
         return None
 
     asked_name = name_of_user is not None and asks_own_name(user_text)
