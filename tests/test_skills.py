@@ -56,6 +56,7 @@ def turn(responder: SkillResponder, context: SkillContext, text: str) -> SkillRe
         ("What's today's date?", "HassGetCurrentDate", "Today is Monday the seventh of December."),
         ("what day is it today", "VoiceosGetDay", "Today is Monday the seventh of December."),
         ("which day is today", "VoiceosGetDay", "Today is Monday the seventh of December."),
+        ("What day is it to-day?", "VoiceosGetDay", "Today is Monday the seventh of December."),
         ("is it friday", "VoiceosGetDay", "No, today is Monday."),
         ("what year is it", "VoiceosGetDay", "It's twenty twenty-six."),
         ("what month is it", "VoiceosGetDay", "It's December."),

@@ -29,6 +29,9 @@ LEADING_FILLERS = re.compile(
     r"^(?:(?:hey|hi|okay|ok|oh|so|um+|uh+|er+m?|well|alright|all right|and|but|hmm+)\b[\s,.!]*)+", re.I
 )
 
+# Old spellings an ASR trained on public-domain books writes ("What day is it to-day?": Moonshine in `voiceos bench`)
+OLD_SPELLINGS = re.compile(r"\bto-(day|night|morrow)\b", re.I)
+
 
 @dataclass(frozen=True)
 class Slot:
@@ -109,7 +112,8 @@ class IntentRecognizer:
         """Every parse of ``text``, best first: fewer wildcards, more literal text (hassil's own ranking)."""
         from hassil import recognize_ranked
 
-        spoken = LEADING_FILLERS.sub("", text.strip()) or text.strip()
+        text = OLD_SPELLINGS.sub(r"to\1", text.strip())
+        spoken = LEADING_FILLERS.sub("", text) or text
         for result in recognize_ranked(spoken, self.intents, slot_lists=self.slot_lists, language="en"):
             slots = {
                 name: Slot(entity.value, entity.text or "", entity.is_wildcard)
