@@ -94,10 +94,10 @@ class EmotionOptions:
     # Added instead when the voice stays neutral (neutral, surprise, or an unsure reading); "" adds nothing there.
     neutral_note: str = ""
     # A condolence in the reply is not said when the head reads the turn as neutral or joy at least this sure (0: off).
-    condolence_guard: float = field(default=0.0, metadata={"range": (0.0, 1.0)})
+    condolence_guard: float = field(default=0.8, metadata={"range": (0.0, 1.0)})
     # A celebration in the reply is not said when the head reads the turn as neutral, sad, afraid, angry or disgusted
     # at least this sure (0: off).
-    celebration_guard: float = field(default=0.0, metadata={"range": (0.0, 1.0)})
+    celebration_guard: float = field(default=0.8, metadata={"range": (0.0, 1.0)})
     policy: EmotionPolicy = field(default_factory=EmotionPolicy)
 
     def __post_init__(self) -> None:
