@@ -28,7 +28,6 @@ ED_NEGATIVE_WORDS = (
     "annoyed jealous disgusted"
 )
 ED_NEGATIVE = set(ED_NEGATIVE_WORDS.split())
-NOT_GOOD_NEWS = ("neutral", "sadness", "fear", "anger", "disgust")
 ED_POSITIVE = {"joyful", "excited", "proud", "grateful", "impressed", "content", "hopeful"}
 
 
@@ -45,6 +44,8 @@ def main() -> int:
     from voiceos.dialogue.train import HeadReadings
     from voiceos.dialogue.tuning_corpora import detokenize_dailydialog, read_jsonl
     from voiceos.dialogue.tuning_data import DEFAULT_DATA_DIR
+    from voiceos.reply.celebration import NOT_GOOD_NEWS
+    from voiceos.reply.condolence import NOT_BAD_NEWS
 
     config = Config()
     plan = models.plan_devices("cpu", "auto", "float32")
@@ -80,7 +81,7 @@ def main() -> int:
         sure = {
             "neutral": [s["neutral"] for s in scores],
             "joy": [s["joy"] for s in scores],
-            "condolence_guard": [max(s["neutral"], s["joy"]) for s in scores],
+            "condolence_guard": [max(s[k] for k in NOT_BAD_NEWS) for s in scores],
             "celebration_guard": [max(s[k] for k in NOT_GOOD_NEWS) for s in scores],
         }
         table[name] = {

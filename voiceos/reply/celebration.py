@@ -21,7 +21,7 @@ _CELEBRATION = re.compile(
     re.IGNORECASE,
 )
 # what the head reads when there is nothing to celebrate
-_NOT_GOOD_NEWS = ("neutral", "sadness", "fear", "anger", "disgust")
+NOT_GOOD_NEWS = ("neutral", "sadness", "fear", "anger", "disgust")
 
 
 def celebrates(sentence: str) -> bool:
@@ -31,4 +31,4 @@ def celebrates(sentence: str) -> bool:
 def misplaced_celebration(sentence: str, reading: EmotionResult | None, threshold: float) -> bool:
     """``sentence`` celebrates although the head is at least ``threshold`` sure the user is neutral or upset
     (``threshold`` 0: never)."""
-    return misplaced(sentence, reading, threshold, _CELEBRATION, _NOT_GOOD_NEWS)
+    return misplaced(sentence, reading, threshold, _CELEBRATION, NOT_GOOD_NEWS)

@@ -20,6 +20,9 @@ _CONDOLENCE = re.compile(
     re.IGNORECASE,
 )
 
+# what the head reads when there is nothing to be sorry for
+NOT_BAD_NEWS = ("neutral", "joy")
+
 
 def offers_condolence(sentence: str) -> bool:
     return _CONDOLENCE.search(sentence) is not None
@@ -28,4 +31,4 @@ def offers_condolence(sentence: str) -> bool:
 def misplaced_condolence(sentence: str, reading: EmotionResult | None, threshold: float) -> bool:
     """``sentence`` offers condolence although the head is at least ``threshold`` sure the user is neutral or happy
     (``threshold`` 0: never)."""
-    return misplaced(sentence, reading, threshold, _CONDOLENCE, ("neutral", "joy"))
+    return misplaced(sentence, reading, threshold, _CONDOLENCE, NOT_BAD_NEWS)
